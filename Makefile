@@ -1,0 +1,187 @@
+# pch - kernel-assisted postcopy page service.
+#
+#   make            build everything into build/
+#   make check      unit and integration tests
+#   make demo       a verified 1 GiB postcopy migration
+#   make V=1        show full commands
+#
+# Out-of-tree: everything goes under $(BUILD).
+
+BUILD ?= build
+PREFIX ?= /usr/local
+CC ?= gcc
+CFLAGS ?= -O2 -g
+SANITIZE ?=
+
+PKGS := liburing glib-2.0 json-glib-1.0
+TEST_PKGS := check
+
+ifeq ($(V),1)
+Q :=
+quiet = @:
+else
+Q := @
+quiet = @printf '  %-6s %s\n'
+endif
+
+.DELETE_ON_ERROR:
+.SUFFIXES:
+.DEFAULT_GOAL := all
+
+# Package flags are evaluated lazily, so a sub-make after deps.sh sees them.
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CHECK_CFLAGS = $(shell pkg-config --cflags $(TEST_PKGS) 2>/dev/null)
+CHECK_LIBS = $(shell pkg-config --libs $(TEST_PKGS) 2>/dev/null)
+
+WARN := -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers \
+	-Wshadow -Wformat=2 -Wvla
+ALL_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS) -fPIC -D_GNU_SOURCE -Iinclude -Ilib \
+	$(PKG_CFLAGS) -MMD -MP
+ifneq ($(SANITIZE),)
+ALL_CFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer
+SAN_LDFLAGS := -fsanitize=$(SANITIZE)
+endif
+ALL_LDFLAGS = $(LDFLAGS) $(SAN_LDFLAGS)
+LIBS = $(PKG_LIBS) -lpthread -lm
+
+OBJ := $(BUILD)/obj
+
+LIB_SRCS := $(wildcard lib/*.c)
+LIB_OBJS := $(LIB_SRCS:%.c=$(OBJ)/%.o)
+LIBPCH := $(BUILD)/lib/libpch.a
+
+# libpch-client carries the few libpch modules it needs (no glib, no uring).
+CLIENT_SRCS := $(wildcard qemu-glue/*.c)
+CLIENT_OBJS := $(CLIENT_SRCS:%.c=$(OBJ)/%.o)
+CLIENT_LIB_OBJS := $(addprefix $(OBJ)/lib/,log.o net.o ring.o util.o)
+CLIENT_A := $(BUILD)/lib/libpch-client.a
+CLIENT_SO_VER := 0
+CLIENT_SO := $(BUILD)/lib/libpch-client.so
+CLIENT_PC := $(BUILD)/lib/pkgconfig/pch-client.pc
+
+helper_SRCS := $(wildcard helper/*.c)
+source_SRCS := $(wildcard source/*.c)
+vm_SRCS := $(wildcard tools/pch-vm/*.c)
+migrate_SRCS := $(wildcard tools/pch-migrate/*.c)
+# a program is built once its directory has sources
+PROGS := $(if $(helper_SRCS),pch-helper) $(if $(source_SRCS),pch-source) \
+	$(if $(vm_SRCS),pch-vm) $(if $(migrate_SRCS),pch-migrate)
+BINS := $(PROGS:%=$(BUILD)/bin/%)
+
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/unit/%)
+TOOL_SRCS := $(wildcard tests/tools/*.c)
+TOOL_BINS := $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tests/tools/%)
+
+ALL_OBJS := $(LIB_OBJS) $(CLIENT_OBJS) \
+	$(foreach p,helper source vm migrate,$($(p)_SRCS:%.c=$(OBJ)/%.o)) \
+	$(UNIT_SRCS:%.c=$(OBJ)/%.o) $(TOOL_SRCS:%.c=$(OBJ)/%.o)
+
+.PHONY: all deps build-all tests check _check unit integ demo _demo clean install bench
+
+all: deps
+	$(Q)$(MAKE) --no-print-directory build-all
+
+# Install missing Debian packages (needs root on a fresh machine); a no-op
+# when everything is there.
+deps:
+	$(Q)scripts/deps.sh
+
+build-all: $(LIBPCH) $(if $(CLIENT_SRCS),$(CLIENT_A) $(CLIENT_SO) $(CLIENT_PC)) $(BINS)
+
+tests: build-all $(UNIT_BINS) $(TOOL_BINS)
+
+$(OBJ)/%.o: %.c
+	@mkdir -p $(@D)
+	$(quiet) CC $@
+	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(OBJ)/tests/unit/%.o: tests/unit/%.c
+	@mkdir -p $(@D)
+	$(quiet) CC $@
+	$(Q)$(CC) $(ALL_CFLAGS) $(CHECK_CFLAGS) -c -o $@ $<
+
+$(LIBPCH): $(LIB_OBJS)
+	@mkdir -p $(@D)
+	$(quiet) AR $@
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(CLIENT_A): $(CLIENT_OBJS) $(CLIENT_LIB_OBJS)
+	@mkdir -p $(@D)
+	$(quiet) AR $@
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(CLIENT_SO): $(CLIENT_OBJS) $(CLIENT_LIB_OBJS)
+	@mkdir -p $(@D)
+	$(quiet) LD $@
+	$(Q)$(CC) -shared -Wl,-soname,libpch-client.so.$(CLIENT_SO_VER) \
+		-Wl,--version-script=qemu-glue/libpch-client.map \
+		$(ALL_LDFLAGS) -o $@ $^ -lpthread
+
+$(CLIENT_PC): qemu-glue/pch-client.pc.in Makefile
+	@mkdir -p $(@D)
+	$(quiet) GEN $@
+	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|' $< > $@
+
+$(BUILD)/bin/pch-helper: $(helper_SRCS:%.c=$(OBJ)/%.o) $(LIBPCH)
+$(BUILD)/bin/pch-source: $(source_SRCS:%.c=$(OBJ)/%.o) $(LIBPCH)
+$(BUILD)/bin/pch-vm: $(vm_SRCS:%.c=$(OBJ)/%.o) $(CLIENT_A) $(LIBPCH)
+$(BUILD)/bin/pch-migrate: $(migrate_SRCS:%.c=$(OBJ)/%.o) $(LIBPCH)
+
+$(BINS):
+	@mkdir -p $(@D)
+	$(quiet) LD $@
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/tests/unit/%: $(OBJ)/tests/unit/%.o $(CLIENT_A) $(LIBPCH)
+	@mkdir -p $(@D)
+	$(quiet) LD $@
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(LIBS)
+
+$(BUILD)/tests/tools/%: $(OBJ)/tests/tools/%.o $(LIBPCH)
+	@mkdir -p $(@D)
+	$(quiet) LD $@
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+# --- tests ---------------------------------------------------------------
+
+check: deps
+	$(Q)$(MAKE) --no-print-directory _check
+
+_check: tests
+	$(Q)BUILD=$(BUILD) tests/run-unit.sh
+	$(Q)BUILD=$(BUILD) SANITIZE=$(SANITIZE) tests/run-integ.sh
+
+unit: deps
+	$(Q)$(MAKE) --no-print-directory tests
+	$(Q)BUILD=$(BUILD) tests/run-unit.sh
+
+integ: deps
+	$(Q)$(MAKE) --no-print-directory tests
+	$(Q)BUILD=$(BUILD) SANITIZE=$(SANITIZE) tests/run-integ.sh $(T)
+
+# --- the main job --------------------------------------------------------
+
+DEMO_ARGS ?= --ram 1G --channels 4 --vcpus 2 --workload random
+
+demo: deps
+	$(Q)$(MAKE) --no-print-directory build-all
+	$(Q)$(BUILD)/bin/pch-migrate $(DEMO_ARGS) --json $(BUILD)/demo.json
+	@echo "report: $(BUILD)/demo.json"
+
+install: build-all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig \
+		$(DESTDIR)$(PREFIX)/include/pch
+	install -m 0755 $(BINS) $(DESTDIR)$(PREFIX)/bin
+	install -m 0644 $(CLIENT_A) $(DESTDIR)$(PREFIX)/lib
+	install -m 0755 $(CLIENT_SO) $(DESTDIR)$(PREFIX)/lib/libpch-client.so.$(CLIENT_SO_VER)
+	ln -sf libpch-client.so.$(CLIENT_SO_VER) $(DESTDIR)$(PREFIX)/lib/libpch-client.so
+	sed -e 's|@PREFIX@|$(PREFIX)|' qemu-glue/pch-client.pc.in \
+		> $(DESTDIR)$(PREFIX)/lib/pkgconfig/pch-client.pc
+	install -m 0644 include/pch/*.h $(DESTDIR)$(PREFIX)/include/pch
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(ALL_OBJS:.o=.d)

@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: MIT */
+/* net.h - sockets with deadlines: TCP for channels, SEQPACKET for control. */
+#ifndef PCH_NET_H
+#define PCH_NET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Split "host:port" ("[v6]:port" too); -EINVAL.  host is a static-size buf. */
+int pch_parse_hostport(const char *s, char *host, size_t hostlen, uint16_t *port);
+
+/* Listen on host:port (port 0: any); *bound gets the port.  fd or -errno. */
+int pch_tcp_listen(const char *host, uint16_t port, uint16_t *bound);
+/* Connect with a deadline; TCP_NODELAY set.  fd (blocking) or -errno. */
+int pch_tcp_connect(const char *host, uint16_t port, int timeout_ms);
+
+/*
+ * Read/write exactly len bytes before timeout_ms elapses (whole call).
+ * Returns 0, -ETIMEDOUT, -ECONNRESET on EOF (read), or -errno.
+ */
+int pch_read_full(int fd, void *buf, size_t len, int timeout_ms);
+int pch_write_full(int fd, const void *buf, size_t len, int timeout_ms);
+
+/* Unix SOCK_SEQPACKET: listen (mode 0600, unlinks a stale path) / connect. */
+int pch_unix_listen(const char *path);
+int pch_unix_connect(const char *path, int timeout_ms);
+/* Accept with a deadline; fd or -ETIMEDOUT/-errno. */
+int pch_accept(int lfd, int timeout_ms);
+
+/*
+ * Send one packet with up to 4 fds (SCM_RIGHTS).  0 or -errno.
+ */
+int pch_seqpkt_send(int fd, const void *buf, size_t len, const int *fds, int nfds);
+/*
+ * Receive one packet into buf (cap bytes) and up to maxfds fds, waiting at
+ * most timeout_ms (-1: forever is refused; pass a deadline).  Returns the
+ * packet length, 0 on orderly close, -EMSGSIZE if truncated (fds closed),
+ * -ETIMEDOUT, or -errno.  *nfds gets the number of fds received; fds beyond
+ * maxfds are closed and make the call fail with -EBADMSG.
+ */
+int pch_seqpkt_recv(int fd, void *buf, size_t cap, int *fds, int maxfds, int *nfds,
+		    int timeout_ms);
+
+#endif
