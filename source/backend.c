@@ -1,0 +1,140 @@
+// SPDX-License-Identifier: MIT
+/*
+ * backend.c - where pch-source's pages come from: the deterministic synthetic
+ * image (lib/image.c), or a file mapped read-only (an image on disk, a
+ * /dev/shm file, a VMM's memfd through /proc/PID/fd/N).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "source_i.h"
+
+static bool synth_is_zero(const struct src_backend *be, uint64_t idx)
+{
+	return pch_image_kind(&be->image, 0, idx) == PCH_PAGE_ZERO;
+}
+
+static const void *synth_page(const struct src_backend *be, uint64_t idx, void *scratch)
+{
+	pch_image_fill(&be->image, 0, idx, scratch);
+	return scratch;
+}
+
+static const struct src_backend_ops synth_ops = {
+	.name = "synthetic",
+	.is_zero = synth_is_zero,
+	.page = synth_page,
+};
+
+static bool file_is_zero(const struct src_backend *be, uint64_t idx)
+{
+	return pch_page_is_zero(be->map + idx * be->page_size, be->page_size);
+}
+
+static const void *file_page(const struct src_backend *be, uint64_t idx, void *scratch)
+{
+	return be->map + idx * be->page_size;
+}
+
+static void file_close(struct src_backend *be)
+{
+	munmap((void *)be->map, be->map_len);
+	close(be->fd);
+}
+
+static const struct src_backend_ops file_ops = {
+	.name = "file",
+	.is_zero = file_is_zero,
+	.page = file_page,
+	.close = file_close,
+};
+
+/*
+ * Map o->file read-only.  MAP_SHARED so that a live VMM's memfd is served
+ * as it is now, not as it was at open.  The file must not shrink while we
+ * serve it (that would be SIGBUS), as with any VMM's RAM file.
+ */
+static int file_open(struct src_backend *be, const struct src_opts *o)
+{
+	struct stat st;
+	void *map;
+	int fd, ret;
+
+	fd = open(o->file, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		ret = -errno;
+		pch_err("file %s: open: %s", o->file, strerror(-ret));
+		return ret;
+	}
+	if (fstat(fd, &st) < 0) {
+		ret = -errno;
+		pch_err("file %s: fstat: %s", o->file, strerror(-ret));
+		goto err_close;
+	}
+	be->size = (uint64_t)st.st_size / o->page_size * o->page_size;
+	if (be->size == 0) {
+		pch_err("file %s: size %lld is less than one %u-byte page", o->file,
+			(long long)st.st_size, o->page_size);
+		ret = -EINVAL;
+		goto err_close;
+	}
+	map = mmap(NULL, be->size, PROT_READ, MAP_SHARED, fd, 0);
+	if (map == MAP_FAILED) {
+		ret = -errno;
+		pch_err("file %s: mmap %llu bytes: %s", o->file,
+			(unsigned long long)be->size, strerror(-ret));
+		goto err_close;
+	}
+	be->map = map;
+	be->map_len = be->size;
+	be->fd = fd;
+	be->ops = &file_ops;
+	if ((uint64_t)st.st_size != be->size)
+		pch_warn("file %s: serving %llu bytes, ignoring the last partial page",
+			 o->file, (unsigned long long)be->size);
+	return 0;
+
+err_close:
+	close(fd);
+	return ret;
+}
+
+/*
+ * Open the backend the options name.  Returns 0 or -errno (logged, naming
+ * the file).
+ */
+int src_backend_open(struct src_backend *be, const struct src_opts *o)
+{
+	int ret;
+
+	memset(be, 0, sizeof(*be));
+	be->fd = -1;
+	be->page_size = o->page_size;
+	if (o->file) {
+		ret = file_open(be, o);
+		if (ret)
+			return ret;
+	} else {
+		be->size = o->ram;
+		be->image.seed = o->seed;
+		be->image.zero_frac = o->zero_frac;
+		be->image.repeat_frac = o->repeat_frac;
+		be->image.page_size = o->page_size;
+		be->ops = &synth_ops;
+	}
+	be->npages = be->size / be->page_size;
+	return 0;
+}
+
+/* Release the backend; safe on one that failed to open. */
+void src_backend_close(struct src_backend *be)
+{
+	if (be->ops && be->ops->close)
+		be->ops->close(be);
+	be->ops = NULL;
+}

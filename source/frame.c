@@ -1,0 +1,224 @@
+// SPDX-License-Identifier: MIT
+/*
+ * frame.c - build batches of page frames and write them with a deadline.
+ *
+ * A batch is laid out as iovecs (header, offsets, page data, next header...)
+ * so that a whole chunk leaves in one sendmsg: per-page syscalls would cap
+ * the stream far below the loopback limit on a 2-vCPU machine, where a
+ * syscall costs about a microsecond.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "log.h"
+#include "util.h"
+#include "source_i.h"
+
+/* Frames without pages (SYNC, END) one batch may hold. */
+#define SRC_TX_EMPTY_SLOTS 16
+
+static uint32_t max_data_pages(uint32_t page_size)
+{
+	/* PCH_FRAME_MAX_DATA, or one page when a page is larger */
+	uint32_t n = PCH_MAX(1u, PCH_FRAME_MAX_DATA / page_size);
+
+	return PCH_MIN(n, PCH_FRAME_MAX_PAGES);
+}
+
+/*
+ * Size a batch for page ranges of up to max_pages pages.  Returns 0 or
+ * -ENOMEM.
+ */
+int src_tx_init(struct src_tx *tx, struct src *s, struct src_chan *ch, uint32_t max_pages)
+{
+	uint32_t ps = s->be.page_size;
+
+	memset(tx, 0, sizeof(*tx));
+	tx->src = s;
+	tx->ch = ch;
+	tx->max_pages = max_pages;
+	tx->cap_hdr = PCH_DIV_ROUND_UP(max_pages, PCH_FRAME_MAX_PAGES) +
+		      PCH_DIV_ROUND_UP(max_pages, max_data_pages(ps)) + SRC_TX_EMPTY_SLOTS;
+	/* each frame: header + offsets; data: at most one iovec per page */
+	tx->cap_iov = 2 * tx->cap_hdr + max_pages;
+	tx->hdr = calloc(tx->cap_hdr, sizeof(*tx->hdr));
+	tx->zoff = calloc(max_pages, sizeof(uint64_t));
+	tx->doff = calloc(max_pages, sizeof(uint64_t));
+	tx->iov = calloc(tx->cap_iov, sizeof(*tx->iov));
+	/* generated pages only; a mapped backend never writes here */
+	tx->scratch = aligned_alloc(4096, (size_t)max_pages * ps);
+	if (!tx->hdr || !tx->zoff || !tx->doff || !tx->iov || !tx->scratch) {
+		src_tx_free(tx);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* Free a batch's buffers; safe on a zeroed or half-built one. */
+void src_tx_free(struct src_tx *tx)
+{
+	free(tx->hdr);
+	free(tx->zoff);
+	free(tx->doff);
+	free(tx->iov);
+	free(tx->scratch);
+	memset(tx, 0, sizeof(*tx));
+}
+
+/* Empty the batch for the next frames (frame seq numbers carry on). */
+void src_tx_reset(struct src_tx *tx)
+{
+	tx->nhdr = 0;
+	tx->niov = 0;
+	tx->bytes = 0;
+	tx->have_range = false;
+	tx->frames = 0;
+	tx->pages_data = 0;
+	tx->pages_zero = 0;
+}
+
+static void tx_iov(struct src_tx *tx, const void *base, size_t len)
+{
+	struct iovec *last = tx->niov ? &tx->iov[tx->niov - 1] : NULL;
+
+	/* adjacent memory (consecutive generated or mapped pages) is one iovec */
+	if (last && (const uint8_t *)last->iov_base + last->iov_len == base) {
+		last->iov_len += len;
+	} else {
+		tx->iov[tx->niov].iov_base = (void *)base;
+		tx->iov[tx->niov].iov_len = len;
+		tx->niov++;
+	}
+	tx->bytes += len;
+}
+
+static struct pch_frame_hdr *tx_hdr(struct src_tx *tx, uint16_t type, uint16_t flags,
+				    uint32_t count, uint64_t arg)
+{
+	struct pch_frame_hdr *h = &tx->hdr[tx->nhdr++];
+
+	pch_frame_build(h, type, flags, 0, count, tx->ch->seq++, arg);
+	tx_iov(tx, h, sizeof(*h));
+	tx->frames++;
+	return h;
+}
+
+/* Add a frame without pages (SYNC with arg = epoch, or END). */
+void src_tx_add_empty(struct src_tx *tx, uint16_t type, uint64_t arg)
+{
+	if (tx->nhdr >= tx->cap_hdr)
+		abort(); /* callers add at most SRC_TX_EMPTY_SLOTS - 1 per batch */
+	tx_hdr(tx, type, 0, 0, arg);
+}
+
+/*
+ * Add pages [first, first + n) of block 0, except those set in skip (may be
+ * NULL): all-zero pages as ZERO frames (offsets only) when what has
+ * SRC_TX_ZERO, the others as PAGES frames when it has SRC_TX_DATA.  Frames
+ * are split at the receiver's limits.  One range per batch, n <= max_pages.
+ */
+void src_tx_add_pages(struct src_tx *tx, uint64_t first, uint64_t n, unsigned what,
+		      const struct pch_bitmap *skip, uint16_t flags, uint64_t arg)
+{
+	const struct src_backend *be = &tx->src->be;
+	uint32_t ps = be->page_size;
+	uint32_t fmax = max_data_pages(ps);
+	uint64_t nz = 0, nd = 0, i, j, k;
+
+	if (tx->have_range || n > tx->max_pages)
+		abort();
+	tx->have_range = true;
+
+	for (i = first; i < first + n; i++) {
+		if (skip && pch_bitmap_test(skip, i))
+			continue;
+		if (be->ops->is_zero(be, i)) {
+			if (what & SRC_TX_ZERO)
+				tx->zoff[nz++] = i * ps;
+		} else if (what & SRC_TX_DATA) {
+			tx->doff[nd++] = i * ps;
+		}
+	}
+
+	for (j = 0; j < nz; j += k) {
+		k = PCH_MIN(nz - j, (uint64_t)PCH_FRAME_MAX_PAGES);
+		tx_hdr(tx, PCH_FRAME_ZERO, flags, k, arg);
+		tx_iov(tx, &tx->zoff[j], k * sizeof(uint64_t));
+	}
+
+	for (j = 0; j < nd; j += k) {
+		k = PCH_MIN(nd - j, (uint64_t)fmax);
+		tx_hdr(tx, PCH_FRAME_PAGES, flags, k, arg);
+		tx_iov(tx, &tx->doff[j], k * sizeof(uint64_t));
+		for (i = j; i < j + k; i++)
+			tx_iov(tx, be->ops->page(be, tx->doff[i] / ps, tx->scratch + i * ps), ps);
+	}
+
+	tx->pages_zero += nz;
+	tx->pages_data += nd;
+}
+
+/*
+ * Write iov[0..niov) completely on ch.  MSG_DONTWAIT plus poll keeps every
+ * wait short so shutdown is noticed within a tick; a channel that takes no
+ * bytes for SRC_SEND_STALL_MS fails.  Consumes (modifies) iov.  Returns 0,
+ * -ECANCELED when shutdown began, -ETIMEDOUT on a stall, or -errno.
+ */
+static int src_sendv(struct src *s, struct src_chan *ch, struct iovec *iov, unsigned niov)
+{
+	uint64_t last = pch_now_ns();
+	unsigned i = 0;
+
+	while (i < niov) {
+		struct msghdr msg = {
+			.msg_iov = &iov[i],
+			.msg_iovlen = PCH_MIN(niov - i, (unsigned)IOV_MAX),
+		};
+		ssize_t n = sendmsg(ch->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (n < 0) {
+			struct pollfd pfd = { .fd = ch->fd, .events = POLLOUT };
+
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN)
+				return -errno;
+			if (src_stopping(s))
+				return -ECANCELED;
+			if (pch_now_ns() - last > SRC_SEND_STALL_MS * 1000000ull)
+				return -ETIMEDOUT;
+			if (poll(&pfd, 1, SRC_TICK_MS) < 0 && errno != EINTR)
+				return -errno;
+			continue;
+		}
+		last = pch_now_ns();
+		/* skip what went out; the partial iovec is advanced in place */
+		while (i < niov && (size_t)n >= iov[i].iov_len) {
+			n -= iov[i].iov_len;
+			i++;
+		}
+		if (i < niov) {
+			iov[i].iov_base = (uint8_t *)iov[i].iov_base + n;
+			iov[i].iov_len -= n;
+		}
+	}
+	return 0;
+}
+
+/*
+ * Send the batch on its channel; the caller reads its counters, then resets
+ * it.  Returns 0 or -errno as src_sendv (not logged: the caller names what
+ * failed).
+ */
+int src_tx_send(struct src_tx *tx)
+{
+	int ret = 0;
+
+	if (tx->niov)
+		ret = src_sendv(tx->src, tx->ch, tx->iov, tx->niov);
+	return ret;
+}

@@ -1,0 +1,610 @@
+// SPDX-License-Identifier: MIT
+/*
+ * pch-source - the source-side page server.
+ *
+ * Serves one RAM block (synthetic or a mapped file) to a pch-helper over one
+ * CONTROL, one URGENT and N PAGES TCP channels: bulk on PAGES, fault answers
+ * on URGENT.  The main thread owns options, the global deadline, signals and
+ * the CONTROL conversation; see source_i.h for the other threads.
+ *
+ * Exit status: 0 when the helper said DONE, 1 on any failure, timeout or
+ * signal, 2 on a usage error.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <glib.h>
+
+#include "log.h"
+#include "net.h"
+#include "util.h"
+#include "source_i.h"
+
+static struct src g_src = {
+	.lock = PTHREAD_MUTEX_INITIALIZER,
+	.ctl_lock = PTHREAD_MUTEX_INITIALIZER,
+	.sync_lock = PTHREAD_MUTEX_INITIALIZER,
+	.sync_cond = PTHREAD_COND_INITIALIZER,
+	.err_lock = PTHREAD_MUTEX_INITIALIZER,
+	.lfd = -1,
+	.wake_fd = -1,
+	.sig_fd = -1,
+};
+
+/* ------------------------------------------------------------------ */
+/* Errors and wake-ups shared by every thread                          */
+/* ------------------------------------------------------------------ */
+
+static void record_error_v(struct src *s, const char *fmt, va_list ap)
+{
+	char *msg = g_strdup_vprintf(fmt, ap);
+	char **e;
+
+	pthread_mutex_lock(&s->err_lock);
+	e = realloc(s->errors, (s->nerrors + 2) * sizeof(*e));
+	if (e) {
+		s->errors = e;
+		s->errors[s->nerrors++] = msg;
+		s->errors[s->nerrors] = NULL;
+		msg = NULL;
+	}
+	pthread_mutex_unlock(&s->err_lock);
+	g_free(msg);
+}
+
+/* Record an already logged error for the stats' errors list. */
+void src_record_error(struct src *s, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	record_error_v(s, fmt, ap);
+	va_end(ap);
+}
+
+/* Wake the main loop (a channel arrived, or a thread failed). */
+void src_wake(struct src *s)
+{
+	uint64_t one = 1;
+
+	if (write(s->wake_fd, &one, sizeof(one)) < 0) {
+		/* EAGAIN: the counter is already non-zero, main will wake */
+	}
+}
+
+/* Log an error once, record it, mark the session failed and wake main. */
+void src_fail(struct src *s, const char *fmt, ...)
+{
+	char buf[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	pch_err("%s", buf);
+	src_record_error(s, "%s", buf);
+	__atomic_store_n(&s->failed, true, __ATOMIC_RELEASE);
+	src_wake(s);
+}
+
+/* Wait up to ms for shutdown to begin; true if it did. */
+bool src_wait_stop(struct src *s, int ms)
+{
+	uint64_t deadline = pch_now_ns() + (uint64_t)ms * 1000000ull;
+
+	while (!src_stopping(s)) {
+		struct timespec ts = { 0, 10 * 1000000l };
+
+		if (pch_now_ns() >= deadline)
+			return false;
+		nanosleep(&ts, NULL);
+	}
+	return true;
+}
+
+/* ------------------------------------------------------------------ */
+/* Options                                                            */
+/* ------------------------------------------------------------------ */
+
+static int verbose;
+
+static gboolean opt_verbose(const gchar *name, const gchar *value, gpointer data,
+			    GError **error)
+{
+	verbose++;
+	return TRUE;
+}
+
+/*
+ * Parse and check the command line into o.  Returns 0, or -EINVAL after
+ * printing what is wrong.
+ */
+static int parse_opts(int argc, char **argv, struct src_opts *o, uint32_t *dbg_mask)
+{
+	g_autofree char *channels = NULL, *ram = NULL, *seed = NULL, *zero = NULL,
+			*repeat = NULL, *page_size = NULL, *chunk = NULL, *rate = NULL,
+			*hs_timeout = NULL, *timeout = NULL, *dbg = NULL;
+	gboolean zero_first = FALSE;
+	gint corrupt = -1;
+	GOptionEntry entries[] = {
+		{ "listen", 0, 0, G_OPTION_ARG_STRING, &o->listen,
+		  "Listen for the helper's channels on HOST:PORT (port 0: any)", "HOST:PORT" },
+		{ "port-file", 0, 0, G_OPTION_ARG_FILENAME, &o->port_file,
+		  "Write the bound port to F (atomically)", "F" },
+		{ "key-file", 0, 0, G_OPTION_ARG_FILENAME, &o->key_file,
+		  "Session id and key (mode 0600)", "F" },
+		{ "channels", 0, 0, G_OPTION_ARG_STRING, &channels,
+		  "PAGES channels (default 4)", "N" },
+		{ "ram", 0, 0, G_OPTION_ARG_STRING, &ram,
+		  "Synthetic RAM size (default 1G)", "SIZE" },
+		{ "file", 0, 0, G_OPTION_ARG_FILENAME, &o->file,
+		  "Serve this file (mapped read-only) instead of synthetic RAM", "PATH" },
+		{ "seed", 0, 0, G_OPTION_ARG_STRING, &seed, "Synthetic image seed (default 1)", "S" },
+		{ "zero-fraction", 0, 0, G_OPTION_ARG_STRING, &zero,
+		  "Synthetic: fraction of zero pages (0.1)", "F" },
+		{ "repeat-fraction", 0, 0, G_OPTION_ARG_STRING, &repeat,
+		  "Synthetic: fraction of one-byte pages (0.05)", "F" },
+		{ "page-size", 0, 0, G_OPTION_ARG_STRING, &page_size,
+		  "Page size in bytes (4096)", "BYTES" },
+		{ "block-name", 0, 0, G_OPTION_ARG_STRING, &o->block_name,
+		  "RAM block name (pc.ram)", "NAME" },
+		{ "chunk-pages", 0, 0, G_OPTION_ARG_STRING, &chunk,
+		  "Pages per bulk chunk (64)", "N" },
+		{ "zero-first", 0, 0, G_OPTION_ARG_NONE, &zero_first,
+		  "Send every zero page before any data page", NULL },
+		{ "bulk-rate", 0, 0, G_OPTION_ARG_STRING, &rate,
+		  "Limit bulk to MBPS MB/s in total (0: unlimited)", "MBPS" },
+		{ "handshake-timeout-ms", 0, 0, G_OPTION_ARG_STRING, &hs_timeout,
+		  "Time a connection has to send its hello (5000)", "MS" },
+		{ "timeout-s", 0, 0, G_OPTION_ARG_STRING, &timeout,
+		  "Give up on the whole session after S seconds (600)", "S" },
+		{ "test-corrupt-channel", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_INT, &corrupt,
+		  "Tests only: send a frame with a bad block on PAGES channel N", "N" },
+		{ "stats", 0, 0, G_OPTION_ARG_FILENAME, &o->stats,
+		  "Write statistics JSON to FILE at exit", "FILE" },
+		{ "verbose", 'v', G_OPTION_FLAG_NO_ARG, G_OPTION_ARG_CALLBACK, opt_verbose,
+		  "More messages (debug level)", NULL },
+		{ "debug", 'd', 0, G_OPTION_ARG_STRING, &dbg,
+		  "Debug subsystems: src,chan,ctl,... or all or a number", "MASK" },
+		{ NULL }
+	};
+	g_autoptr(GOptionContext) ctx = g_option_context_new("- pch source page server");
+	g_autoptr(GError) gerr = NULL;
+	uint64_t v;
+	const char *bad = NULL;
+
+	g_option_context_add_main_entries(ctx, entries, NULL);
+	if (!g_option_context_parse(ctx, &argc, &argv, &gerr)) {
+		fprintf(stderr, "pch-source: %s\n", gerr->message);
+		return -EINVAL;
+	}
+	if (argc > 1) {
+		fprintf(stderr, "pch-source: unexpected argument '%s'\n", argv[1]);
+		return -EINVAL;
+	}
+
+	o->channels = 4;
+	o->ram = 1ull << 30;
+	o->seed = 1;
+	o->zero_frac = 0.1;
+	o->repeat_frac = 0.05;
+	o->page_size = 4096;
+	o->chunk_pages = 64;
+	o->handshake_timeout_ms = 5000;
+	o->timeout_s = 600;
+	o->zero_first = zero_first;
+	o->corrupt_channel = corrupt;
+	if (!o->block_name)
+		o->block_name = g_strdup("pc.ram");
+
+	if (!o->listen)
+		bad = "--listen HOST:PORT is required";
+	else if (!o->key_file)
+		bad = "--key-file is required";
+	else if (channels && pch_parse_u64(channels, 1, PCH_MAX_CHANNELS, &v))
+		bad = "--channels: expected 1..64";
+	else if (channels)
+		o->channels = v;
+	if (!bad && o->file && ram)
+		bad = "--ram and --file exclude each other";
+	if (!bad && ram && (pch_parse_size(ram, &o->ram) || !o->ram))
+		bad = "--ram: expected a size such as 512M or 4G";
+	if (!bad && seed && pch_parse_u64(seed, 0, UINT64_MAX, &o->seed))
+		bad = "--seed: expected an unsigned integer";
+	if (!bad && zero && pch_parse_double(zero, 0, 1, &o->zero_frac))
+		bad = "--zero-fraction: expected 0..1";
+	if (!bad && repeat && pch_parse_double(repeat, 0, 1, &o->repeat_frac))
+		bad = "--repeat-fraction: expected 0..1";
+	if (!bad && o->zero_frac + o->repeat_frac > 1)
+		bad = "--zero-fraction plus --repeat-fraction exceeds 1";
+	if (!bad && page_size && (pch_parse_size(page_size, &v) || !pch_is_pow2(v) ||
+				  v < 4096 || v > (1u << 30)))
+		bad = "--page-size: expected a power of two from 4096 to 1G";
+	else if (!bad && page_size)
+		o->page_size = v;
+	if (!bad && chunk && pch_parse_u64(chunk, 1, 1u << 20, &v))
+		bad = "--chunk-pages: expected 1..1048576";
+	else if (!bad && chunk)
+		o->chunk_pages = v;
+	if (!bad && (uint64_t)o->chunk_pages * o->page_size > SRC_MAX_CHUNK_BYTES)
+		bad = "--chunk-pages times --page-size exceeds 256 MiB";
+	if (!bad && rate && pch_parse_double(rate, 0, 1e9, &o->bulk_rate_mbps))
+		bad = "--bulk-rate: expected MB/s >= 0";
+	if (!bad && hs_timeout && pch_parse_u64(hs_timeout, 1, 600000, &v))
+		bad = "--handshake-timeout-ms: expected 1..600000";
+	else if (!bad && hs_timeout)
+		o->handshake_timeout_ms = v;
+	if (!bad && timeout && pch_parse_u64(timeout, 1, 1u << 30, &v))
+		bad = "--timeout-s: expected a positive number of seconds";
+	else if (!bad && timeout)
+		o->timeout_s = v;
+	if (!bad && dbg && pch_log_parse_mask(dbg, dbg_mask))
+		bad = "-d: unknown debug subsystem";
+	if (bad) {
+		fprintf(stderr, "pch-source: %s (see --help)\n", bad);
+		return -EINVAL;
+	}
+	/* -v alone turns on this program's own debug messages */
+	if (verbose && !dbg)
+		*dbg_mask = PCH_DBG_SRC;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Setup                                                              */
+/* ------------------------------------------------------------------ */
+
+/* Write the port as text to path via a temporary file and rename. */
+static int write_port_file(const char *path, uint16_t port)
+{
+	g_autoptr(GError) gerr = NULL;
+	char text[16];
+
+	/*
+	 * g_file_set_contents writes a temp file and renames it over path.  No
+	 * newline: readers parse it with pch_parse_u64, which wants digits only.
+	 */
+	snprintf(text, sizeof(text), "%u", port);
+	if (!g_file_set_contents(path, text, -1, &gerr)) {
+		pch_err("port file %s: %s", path, gerr->message);
+		return -EIO;
+	}
+	return 0;
+}
+
+static int setup_listener(struct src *s)
+{
+	char host[256];
+	uint16_t port, bound;
+	int ret;
+
+	ret = pch_parse_hostport(s->opt.listen, host, sizeof(host), &port);
+	if (ret) {
+		pch_err("--listen %s: expected HOST:PORT", s->opt.listen);
+		return ret;
+	}
+	s->lfd = pch_tcp_listen(host, port, &bound);
+	if (s->lfd < 0) {
+		ret = s->lfd;
+		pch_err("listen on %s: %s", s->opt.listen, strerror(-ret));
+		return ret;
+	}
+	if (s->opt.port_file) {
+		ret = write_port_file(s->opt.port_file, bound);
+		if (ret)
+			return ret;
+	}
+	pch_info(strchr(host, ':') ? "listening on [%s]:%u" : "listening on %s:%u", host, bound);
+	return 0;
+}
+
+/* Block SIGINT/SIGTERM in every thread; main reads them from a signalfd. */
+static int setup_signals(struct src *s)
+{
+	sigset_t set;
+
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	s->sig_fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (s->sig_fd < 0) {
+		pch_err("signalfd: %s", strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
+static int setup(struct src *s)
+{
+	const char *why = "?";
+	unsigned i;
+	int ret;
+
+	ret = pch_session_load(s->opt.key_file, &s->sess);
+	if (ret) {
+		pch_err("key file %s: %s", s->opt.key_file, ret == -EPERM ?
+			"readable or writable by group or others (chmod 600)" : strerror(-ret));
+		return ret;
+	}
+	ret = src_backend_open(&s->be, &s->opt);
+	if (ret)
+		return ret;
+	ret = pch_blocktab_add(&s->tab, s->opt.block_name, s->be.size, s->be.page_size,
+			       PCH_BACKING_ANON, &why);
+	if (ret) {
+		pch_err("RAM block %s of %llu bytes, %u-byte pages: %s", s->opt.block_name,
+			(unsigned long long)s->be.size, s->be.page_size, why);
+		return ret;
+	}
+	ret = src_bulk_init(s);
+	if (ret) {
+		pch_err("bulk plan for %llu pages: %s", (unsigned long long)s->be.npages,
+			strerror(-ret));
+		return ret;
+	}
+
+	s->nchans = SRC_SLOT_PAGES0 + s->opt.channels;
+	s->chans = calloc(s->nchans, sizeof(*s->chans));
+	if (!s->chans)
+		return -ENOMEM;
+	for (i = 0; i < s->nchans; i++) {
+		s->chans[i].fd = -1;
+		if (i == SRC_SLOT_CONTROL)
+			snprintf(s->chans[i].name, sizeof(s->chans[i].name), "CONTROL");
+		else if (i == SRC_SLOT_URGENT)
+			snprintf(s->chans[i].name, sizeof(s->chans[i].name), "URGENT");
+		else
+			snprintf(s->chans[i].name, sizeof(s->chans[i].name), "PAGES %u",
+				 i - SRC_SLOT_PAGES0);
+	}
+
+	s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (s->wake_fd < 0) {
+		pch_err("eventfd: %s", strerror(errno));
+		return -errno;
+	}
+	ret = setup_signals(s);
+	if (ret)
+		return ret;
+	pch_info("serving %s block %s: %llu pages of %u bytes%s", s->be.ops->name,
+		 s->opt.block_name, (unsigned long long)s->be.npages, s->be.page_size,
+		 s->opt.file ? "" : " (synthetic)");
+	ret = setup_listener(s);
+	if (ret)
+		return ret;
+	ret = src_accept_start(s);
+	if (ret)
+		pch_err("starting the accept thread: %s", strerror(-ret));
+	return ret;
+}
+
+/* ------------------------------------------------------------------ */
+/* Main loop                                                          */
+/* ------------------------------------------------------------------ */
+
+enum phase { PH_CHANNELS, PH_START, PH_RUNNING };
+
+/* What the session waits for now, for the timeout and signal messages. */
+static void waiting_for(struct src *s, enum phase ph, char *buf, size_t len)
+{
+	unsigned pages = 0, i;
+
+	switch (ph) {
+	case PH_CHANNELS:
+		pthread_mutex_lock(&s->lock);
+		for (i = SRC_SLOT_PAGES0; i < s->nchans; i++)
+			pages += s->chans[i].state == SLOT_READY;
+		snprintf(buf, len, "channels (CONTROL %s, URGENT %s, PAGES %u/%u connected)",
+			 s->chans[SRC_SLOT_CONTROL].state == SLOT_READY ? "connected" : "missing",
+			 s->chans[SRC_SLOT_URGENT].state == SLOT_READY ? "connected" : "missing",
+			 pages, s->opt.channels);
+		pthread_mutex_unlock(&s->lock);
+		break;
+	case PH_START:
+		snprintf(buf, len, "START from the helper");
+		break;
+	case PH_RUNNING:
+		snprintf(buf, len, "DONE from the helper (bulk finished on %u/%u channels, "
+			 "%u dead, %llu page requests served)",
+			 __atomic_load_n(&s->senders_done, __ATOMIC_ACQUIRE), s->opt.channels,
+			 __atomic_load_n(&s->senders_dead, __ATOMIC_ACQUIRE),
+			 (unsigned long long)__atomic_load_n(&s->requests_live, __ATOMIC_RELAXED));
+		break;
+	}
+}
+
+/* Run the session until DONE (0) or failure (-1; logged and recorded). */
+static int run(struct src *s)
+{
+	uint64_t deadline = s->deadline_ns;
+	enum phase ph = PH_CHANNELS;
+	bool blocks_sent = false;
+	char what[160];
+
+	for (;;) {
+		struct pollfd pfd[3] = {
+			{ .fd = s->sig_fd, .events = POLLIN },
+			{ .fd = s->wake_fd, .events = POLLIN },
+			{ .fd = -1, .events = POLLIN },
+		};
+		int ms, n, ret;
+
+		if (__atomic_load_n(&s->failed, __ATOMIC_ACQUIRE))
+			return -1;
+		if (ph == PH_CHANNELS) {
+			bool ctl, all;
+
+			pthread_mutex_lock(&s->lock);
+			ctl = s->chans[SRC_SLOT_CONTROL].state == SLOT_READY;
+			all = s->nready == s->nchans;
+			pthread_mutex_unlock(&s->lock);
+			/*
+			 * BLOCKS goes out right after CONTROL's ack (docs/protocol.md
+			 * 5.1): the helper reads it once all its channels are acked,
+			 * so sending early costs nothing and suits either order.
+			 * Reading CONTROL from then on also notices a helper that dies
+			 * during setup.
+			 */
+			if (ctl && !blocks_sent) {
+				if (src_ctl_send_blocks(s))
+					return -1;
+				blocks_sent = true;
+			}
+			if (all) {
+				pch_info("all %u channels connected", s->nchans);
+				ph = PH_START;
+			}
+		}
+		if (blocks_sent)
+			pfd[2].fd = s->chans[SRC_SLOT_CONTROL].fd;
+
+		ms = pch_ms_until(deadline);
+		if (ms == 0) {
+			waiting_for(s, ph, what, sizeof(what));
+			src_fail(s, "timed out after %u s waiting for %s", s->opt.timeout_s, what);
+			return -1;
+		}
+		n = poll(pfd, 3, ms);
+		if (n < 0 && errno != EINTR) {
+			src_fail(s, "poll: %s", strerror(errno));
+			return -1;
+		}
+		if (n <= 0)
+			continue;
+
+		if (pfd[0].revents) {
+			struct signalfd_siginfo si;
+
+			if (read(s->sig_fd, &si, sizeof(si)) == sizeof(si)) {
+				waiting_for(s, ph, what, sizeof(what));
+				src_fail(s, "%s: shutting down while waiting for %s",
+					 strsignal(si.ssi_signo), what);
+				return -1;
+			}
+		}
+		if (pfd[1].revents) {
+			uint64_t v;
+
+			if (read(s->wake_fd, &v, sizeof(v)) < 0) {
+				/* EAGAIN: another wake-up already drained it */
+			}
+		}
+		/* a thread's failure comes first: CONTROL may just be its echo */
+		if (__atomic_load_n(&s->failed, __ATOMIC_ACQUIRE))
+			return -1;
+		if (pfd[2].revents) {
+			ret = src_ctl_handle(s);
+			if (ret < 0)
+				return -1;
+			if (ret == 1)
+				return 0;
+			if (s->started)
+				ph = PH_RUNNING;
+		}
+	}
+}
+
+/* Stop every thread and close the channels.  Bounded: each wait ticks. */
+static void shut_down(struct src *s, bool ok)
+{
+	unsigned i;
+
+	__atomic_store_n(&s->stop, true, __ATOMIC_RELEASE);
+	/* tell the helper why, unless it told us or is gone */
+	if (!ok && s->chans && s->chans[SRC_SLOT_CONTROL].state == SLOT_READY) {
+		char first[120];
+
+		pthread_mutex_lock(&s->err_lock);
+		snprintf(first, sizeof(first), "source: %s",
+			 s->nerrors ? s->errors[0] : "failed");
+		pthread_mutex_unlock(&s->err_lock);
+		src_ctl_send_error(s, -EPROTO, first);
+	}
+	/* wake the urgent thread and senders out of poll now, not at a tick */
+	pthread_mutex_lock(&s->lock);
+	for (i = SRC_SLOT_URGENT; s->chans && i < s->nchans; i++)
+		if (s->chans[i].state == SLOT_READY)
+			shutdown(s->chans[i].fd, SHUT_RDWR);
+	pthread_mutex_unlock(&s->lock);
+	if (s->lfd >= 0)
+		shutdown(s->lfd, SHUT_RDWR); /* wakes the accept thread's poll */
+	src_urgent_join(s);
+	src_bulk_join(s);
+	if (s->accept_started)
+		pthread_join(s->accept_thread, NULL);
+	/* handshake threads still running hold their own fd; slots are final */
+	pthread_mutex_lock(&s->lock);
+	for (i = 0; s->chans && i < s->nchans; i++) {
+		if (s->chans[i].state == SLOT_READY && s->chans[i].fd >= 0) {
+			close(s->chans[i].fd);
+			s->chans[i].fd = -1;
+		}
+		/* a handshake finishing now finds its slot taken and refuses */
+		s->chans[i].state = SLOT_READY;
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (s->lfd >= 0)
+		close(s->lfd);
+	s->lfd = -1;
+}
+
+int main(int argc, char **argv)
+{
+	struct src *s = &g_src;
+	struct src_stats tot = { 0 };
+	uint32_t dbg_mask = 0;
+	uint64_t t_end, t_bulk_end;
+	double dur, bulk_s;
+	unsigned i, nref = 0;
+	bool ok = false;
+
+	s->t_start_ns = pch_now_ns();
+	if (parse_opts(argc, argv, &s->opt, &dbg_mask))
+		return 2;
+	s->deadline_ns = s->t_start_ns + (uint64_t)s->opt.timeout_s * 1000000000ull;
+	pch_log_init("pch-source", verbose ? PCH_LOG_DBG : PCH_LOG_INFO, dbg_mask);
+
+	if (setup(s) == 0)
+		ok = run(s) == 0;
+	shut_down(s, ok);
+	ok = ok && !__atomic_load_n(&s->failed, __ATOMIC_ACQUIRE);
+
+	t_end = pch_now_ns();
+	t_bulk_end = __atomic_load_n(&s->t_bulk_end_ns, __ATOMIC_ACQUIRE);
+	if (!t_bulk_end)
+		t_bulk_end = t_end;
+	dur = (t_end - s->t_start_ns) / 1e9;
+	bulk_s = s->t_bulk_start_ns ? (t_bulk_end - s->t_bulk_start_ns) / 1e9 : 0;
+	for (i = 0; s->senders && i < s->opt.channels; i++)
+		src_stats_add(&tot, &s->senders[i].st);
+	src_stats_add(&tot, &s->urgent_st);
+	pthread_mutex_lock(&s->lock); /* handshake threads may still count */
+	for (i = 0; i < PCH_REFUSE_MAX; i++)
+		nref += s->refused[i];
+	pthread_mutex_unlock(&s->lock);
+
+	if (s->opt.stats && src_stats_write(s, s->opt.stats, &tot, ok, dur, bulk_s))
+		ok = false;
+	if (s->accept_started) { /* setup finished: a session was attempted */
+		pch_info("%s: %llu data + %llu zero pages in bulk, %.1f MiB in %.2f s "
+			 "(%.2f GB/s), %llu requests (%llu pages), %u refused, %.2f s total",
+			 ok ? "done" : "FAILED", (unsigned long long)tot.pages_bulk,
+			 (unsigned long long)tot.pages_zero, tot.bytes_bulk / 1048576.0, bulk_s,
+			 bulk_s > 0 ? tot.bytes_bulk / bulk_s / 1e9 : 0.0,
+			 (unsigned long long)tot.requests, (unsigned long long)tot.pages_urgent,
+			 nref, dur);
+	}
+	src_backend_close(&s->be);
+	return ok ? 0 : 1;
+}

@@ -1,0 +1,126 @@
+// SPDX-License-Identifier: MIT
+/* stats.c - pch-source's statistics JSON, written once at exit. */
+#include <errno.h>
+#include <string.h>
+
+#include <json-glib/json-glib.h>
+
+#include "log.h"
+#include "source_i.h"
+
+/* Add one thread's counters into dst. */
+void src_stats_add(struct src_stats *dst, const struct src_stats *a)
+{
+	dst->pages_bulk += a->pages_bulk;
+	dst->pages_zero += a->pages_zero;
+	dst->bytes_bulk += a->bytes_bulk;
+	dst->frames_bulk += a->frames_bulk;
+	dst->requests += a->requests;
+	dst->pages_urgent += a->pages_urgent;
+	dst->urgent_zero += a->urgent_zero;
+	dst->bytes_urgent += a->bytes_urgent;
+	dst->frames_urgent += a->frames_urgent;
+}
+
+static void add_int(JsonBuilder *b, const char *name, uint64_t v)
+{
+	json_builder_set_member_name(b, name);
+	json_builder_add_int_value(b, (gint64)v);
+}
+
+static void add_double(JsonBuilder *b, const char *name, double v)
+{
+	json_builder_set_member_name(b, name);
+	json_builder_add_double_value(b, v);
+}
+
+static void add_string(JsonBuilder *b, const char *name, const char *v)
+{
+	json_builder_set_member_name(b, name);
+	json_builder_add_string_value(b, v);
+}
+
+/*
+ * Write the statistics to path (atomically: a reader never sees half a
+ * file).  Call after every thread is joined.  bulk_gbps is in GB/s (10^9
+ * bytes/s, as pch-helper reports it) over bulk_s, the time from START until
+ * every channel sent END or died (or until exit).
+ * Returns 0 or -EIO (logged).
+ */
+int src_stats_write(struct src *s, const char *path, const struct src_stats *tot,
+		    bool ok, double duration_s, double bulk_s)
+{
+	g_autoptr(JsonBuilder) b = json_builder_new();
+	g_autoptr(JsonGenerator) gen = json_generator_new();
+	g_autoptr(JsonNode) root = NULL;
+	g_autoptr(GError) gerr = NULL;
+	g_autofree char *text = NULL;
+	unsigned i;
+
+	json_builder_begin_object(b);
+	add_string(b, "result", ok ? "ok" : "fail");
+	add_int(b, "channels", s->opt.channels);
+	add_string(b, "backend", s->be.ops ? s->be.ops->name : "none");
+	add_string(b, "block", s->opt.block_name);
+	add_int(b, "page_size", s->be.page_size);
+	add_int(b, "pages_total", s->be.npages);
+	add_int(b, "pages_skipped", s->skip.words ? pch_bitmap_count(&s->skip) : 0);
+	add_int(b, "pages_bulk", tot->pages_bulk);
+	add_int(b, "pages_zero", tot->pages_zero);
+	add_int(b, "bytes_bulk", tot->bytes_bulk);
+	add_int(b, "frames_bulk", tot->frames_bulk);
+	add_int(b, "requests", tot->requests);
+	add_int(b, "pages_urgent", tot->pages_urgent);
+	add_int(b, "pages_urgent_zero", tot->urgent_zero);
+	add_int(b, "bytes_urgent", tot->bytes_urgent);
+	add_int(b, "frames_urgent", tot->frames_urgent);
+	add_int(b, "channels_dead", __atomic_load_n(&s->senders_dead, __ATOMIC_ACQUIRE));
+	add_int(b, "sync_points", __atomic_load_n(&s->nepochs, __ATOMIC_ACQUIRE));
+	add_double(b, "duration_s", duration_s);
+	add_double(b, "bulk_s", bulk_s);
+	add_double(b, "bulk_gbps", bulk_s > 0 ? tot->bytes_bulk / bulk_s / 1e9 : 0.0);
+
+	json_builder_set_member_name(b, "refused");
+	json_builder_begin_object(b);
+	pthread_mutex_lock(&s->lock);
+	for (i = 1; i < PCH_REFUSE_MAX; i++)
+		if (s->refused[i])
+			add_int(b, pch_refuse_name(i), s->refused[i]);
+	json_builder_end_object(b);
+	add_int(b, "handshake_failed", s->handshake_failed);
+	pthread_mutex_unlock(&s->lock);
+
+	json_builder_set_member_name(b, "per_channel");
+	json_builder_begin_array(b);
+	for (i = 0; s->senders && i < s->opt.channels; i++) {
+		const struct src_stats *st = &s->senders[i].st;
+
+		json_builder_begin_object(b);
+		add_int(b, "index", i);
+		add_int(b, "pages", st->pages_bulk);
+		add_int(b, "pages_zero", st->pages_zero);
+		add_int(b, "bytes", st->bytes_bulk);
+		add_int(b, "frames", st->frames_bulk);
+		json_builder_end_object(b);
+	}
+	json_builder_end_array(b);
+
+	json_builder_set_member_name(b, "errors");
+	json_builder_begin_array(b);
+	pthread_mutex_lock(&s->err_lock);
+	for (i = 0; i < s->nerrors; i++)
+		json_builder_add_string_value(b, s->errors[i]);
+	pthread_mutex_unlock(&s->err_lock);
+	json_builder_end_array(b);
+	json_builder_end_object(b);
+
+	root = json_builder_get_root(b);
+	json_generator_set_root(gen, root);
+	json_generator_set_pretty(gen, TRUE);
+	text = json_generator_to_data(gen, NULL);
+	if (!g_file_set_contents(path, text, -1, &gerr)) {
+		pch_err("stats %s: %s", path, gerr->message);
+		return -EIO;
+	}
+	return 0;
+}
