@@ -1,0 +1,537 @@
+// SPDX-License-Identifier: MIT
+/*
+ * pch-vm - a QEMU stand-in for pch: maps guest-sized RAM, puts it under a
+ * userfaultfd, hands RAM, uffd and an event ring to pch-helper through
+ * libpch-client, runs vCPU-like threads that read the RAM while postcopy
+ * fills it, then checks every byte against what the source served.
+ *
+ * Exit status: 0 when the migration completed and every page verified,
+ * 1 otherwise, 77 when this machine has no usable userfaultfd (tests skip).
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <glib.h>
+
+#include "pch/client.h"
+#include "pch/proto.h"
+
+#include "log.h"
+#include "util.h"
+#include "pch-vm.h"
+
+#define VM_RING_ENTRIES 64
+#define VM_CONNECT_RETRY_MS 50
+#define VM_JOIN_TIMEOUT_MS 5000
+#define VM_EXIT_SKIP 77
+
+static const char *const workload_names[] = {
+	[VM_WL_NONE] = "none",
+	[VM_WL_SEQ] = "seq",
+	[VM_WL_RANDOM] = "random",
+	[VM_WL_HOTSET] = "hotset",
+};
+
+/* "random"..., "?" for a value out of range. */
+const char *vm_workload_name(enum vm_workload w)
+{
+	return (unsigned)w < G_N_ELEMENTS(workload_names) ? workload_names[w] : "?";
+}
+
+/* Log a failure once, and keep it for the report's errors array. */
+void vm_fail(struct vm *vm, const char *fmt, ...)
+{
+	va_list ap;
+	char *msg;
+
+	va_start(ap, fmt);
+	msg = g_strdup_vprintf(fmt, ap);
+	va_end(ap);
+	pch_err("%s", msg);
+	g_ptr_array_add(vm->errors, msg);
+}
+
+/* ---- command line --------------------------------------------------- */
+
+static int verbosity;
+
+static gboolean opt_verbose(const gchar *name, const gchar *value, gpointer data, GError **err)
+{
+	verbosity++;
+	return TRUE;
+}
+
+/*
+ * Parse the command line into vm->cfg.  0, or -EINVAL with the reason on
+ * stderr.
+ */
+static int parse_args(struct vm *vm, int argc, char **argv)
+{
+	struct vm_config *cfg = &vm->cfg;
+	g_autofree char *helper = NULL, *ram = NULL, *vcpus = NULL, *workload = NULL;
+	g_autofree char *seed = NULL, *zero = NULL, *repeat = NULL, *page_size = NULL;
+	g_autofree char *block = NULL, *image_file = NULL, *precopy = NULL, *prefill = NULL;
+	g_autofree char *timeout = NULL, *report = NULL, *dbg = NULL;
+	GOptionEntry entries[] = {
+		{ "helper", 0, 0, G_OPTION_ARG_FILENAME, &helper,
+		  "pch-helper control socket (required)", "SOCKET_PATH" },
+		{ "ram", 0, 0, G_OPTION_ARG_STRING, &ram, "guest RAM size, e.g. 1G (required)",
+		  "SIZE" },
+		{ "vcpus", 0, 0, G_OPTION_ARG_STRING, &vcpus, "vCPU threads (2)", "N" },
+		{ "workload", 0, 0, G_OPTION_ARG_STRING, &workload,
+		  "none|seq|random|hotset (random)", "W" },
+		{ "seed", 0, 0, G_OPTION_ARG_STRING, &seed, "image and workload seed (1)", "S" },
+		{ "zero-fraction", 0, 0, G_OPTION_ARG_STRING, &zero,
+		  "fraction of zero pages in the image (0.1)", "F" },
+		{ "repeat-fraction", 0, 0, G_OPTION_ARG_STRING, &repeat,
+		  "fraction of one-byte pages in the image (0.05)", "F" },
+		{ "page-size", 0, 0, G_OPTION_ARG_STRING, &page_size, "page size (4096)", "BYTES" },
+		{ "block-name", 0, 0, G_OPTION_ARG_STRING, &block, "RAM block name (pc.ram)",
+		  "NAME" },
+		{ "image-file", 0, 0, G_OPTION_ARG_FILENAME, &image_file,
+		  "verify against this file instead of the synthetic image", "PATH" },
+		{ "precopy-seconds", 0, 0, G_OPTION_ARG_STRING, &precopy,
+		  "precopy phase before the vCPUs start (0)", "S" },
+		{ "prefill", 0, 0, G_OPTION_ARG_STRING, &prefill,
+		  "fraction of RAM already in place at START, as after precopy (0)", "F" },
+		{ "timeout-s", 0, 0, G_OPTION_ARG_STRING, &timeout,
+		  "give up connecting, and waiting for COMPLETE, after this (300)", "S" },
+		{ "report", 0, 0, G_OPTION_ARG_FILENAME, &report, "write a JSON report here",
+		  "FILE" },
+		{ "verbose", 'v', G_OPTION_FLAG_NO_ARG, G_OPTION_ARG_CALLBACK, opt_verbose,
+		  "more messages", NULL },
+		{ "debug", 'd', 0, G_OPTION_ARG_STRING, &dbg, "debug subsystems (vm,ctl,ring,all)",
+		  "MASK" },
+		{ NULL }
+	};
+	g_autoptr(GOptionContext) ctx = g_option_context_new("- QEMU stand-in for pch");
+	g_autoptr(GError) gerr = NULL;
+	uint32_t mask = 0;
+	uint64_t v;
+	unsigned i;
+
+	g_option_context_add_main_entries(ctx, entries, NULL);
+	g_option_context_set_summary(ctx,
+		"Map guest RAM under a userfaultfd, hand it to pch-helper, run vCPU\n"
+		"threads over it during postcopy and verify every page at the end.\n"
+		"The image options must match the source's.");
+	if (!g_option_context_parse(ctx, &argc, &argv, &gerr)) {
+		fprintf(stderr, "pch-vm: %s (try --help)\n", gerr->message);
+		return -EINVAL;
+	}
+	if (argc > 1) {
+		fprintf(stderr, "pch-vm: unexpected argument '%s'\n", argv[1]);
+		return -EINVAL;
+	}
+
+#define BAD(...) do { fprintf(stderr, "pch-vm: " __VA_ARGS__); fputc('\n', stderr); \
+		      return -EINVAL; } while (0)
+
+	if (dbg && pch_log_parse_mask(dbg, &mask))
+		BAD("bad debug mask '%s'", dbg);
+	pch_log_init("pch-vm", verbosity ? PCH_LOG_INFO : PCH_LOG_WARN, mask);
+
+	if (!helper)
+		BAD("--helper SOCKET_PATH is required");
+	if (!ram)
+		BAD("--ram SIZE is required");
+	cfg->helper_path = g_steal_pointer(&helper);
+	if (pch_parse_size(ram, &cfg->ram_bytes) || !cfg->ram_bytes)
+		BAD("bad --ram '%s'", ram);
+
+	cfg->vcpus = 2;
+	if (vcpus) {
+		if (pch_parse_u64(vcpus, 1, 1024, &v))
+			BAD("bad --vcpus '%s' (1..1024)", vcpus);
+		cfg->vcpus = (uint32_t)v;
+	}
+	cfg->workload = VM_WL_RANDOM;
+	if (workload) {
+		for (i = 0; i < G_N_ELEMENTS(workload_names); i++)
+			if (!strcmp(workload, workload_names[i]))
+				break;
+		if (i == G_N_ELEMENTS(workload_names))
+			BAD("bad --workload '%s' (none|seq|random|hotset)", workload);
+		cfg->workload = (enum vm_workload)i;
+	}
+
+	cfg->image.seed = 1;
+	if (seed && pch_parse_u64(seed, 0, UINT64_MAX, &cfg->image.seed))
+		BAD("bad --seed '%s'", seed);
+	cfg->image.zero_frac = 0.1;
+	if (zero && pch_parse_double(zero, 0, 1, &cfg->image.zero_frac))
+		BAD("bad --zero-fraction '%s' (0..1)", zero);
+	cfg->image.repeat_frac = 0.05;
+	if (repeat && pch_parse_double(repeat, 0, 1, &cfg->image.repeat_frac))
+		BAD("bad --repeat-fraction '%s' (0..1)", repeat);
+	if (cfg->image.zero_frac + cfg->image.repeat_frac > 1)
+		BAD("--zero-fraction + --repeat-fraction exceed 1");
+
+	cfg->image.page_size = 4096;
+	if (page_size) {
+		if (pch_parse_size(page_size, &v) || v > (1u << 30) || !pch_is_pow2(v))
+			BAD("bad --page-size '%s'", page_size);
+		cfg->image.page_size = (uint32_t)v;
+	}
+	/* pch-vm's RAM is anonymous private memory: its pages are base pages */
+	if (cfg->image.page_size != (uint32_t)sysconf(_SC_PAGESIZE))
+		BAD("--page-size %u: anonymous RAM has %ld-byte pages", cfg->image.page_size,
+		    sysconf(_SC_PAGESIZE));
+	if (cfg->ram_bytes % cfg->image.page_size)
+		BAD("--ram %llu is not a multiple of the page size %u",
+		    (unsigned long long)cfg->ram_bytes, cfg->image.page_size);
+
+	cfg->block_name = block ? g_steal_pointer(&block) : g_strdup("pc.ram");
+	if (!cfg->block_name[0] || strlen(cfg->block_name) >= PCH_BLOCK_NAME_LEN)
+		BAD("--block-name must be 1..%d bytes", PCH_BLOCK_NAME_LEN - 1);
+	cfg->image_file = g_steal_pointer(&image_file);
+
+	if (precopy && pch_parse_double(precopy, 0, 86400, &cfg->precopy_s))
+		BAD("bad --precopy-seconds '%s'", precopy);
+	if (prefill && pch_parse_double(prefill, 0, 1, &cfg->prefill))
+		BAD("bad --prefill '%s'", prefill);
+	if (cfg->prefill > 0 && cfg->image_file)
+		BAD("--prefill works with the synthetic image only");
+	cfg->timeout_s = 300;
+	if (timeout) {
+		if (pch_parse_u64(timeout, 1, 24 * 3600, &v))
+			BAD("bad --timeout-s '%s' (1..86400)", timeout);
+		cfg->timeout_s = (uint32_t)v;
+	}
+	cfg->report = g_steal_pointer(&report);
+#undef BAD
+	return 0;
+}
+
+/* ---- talking to the helper -------------------------------------------- */
+
+/*
+ * Connect to the helper, retrying while its socket does not exist yet (it may
+ * be starting), until deadline_ns.  The client, or NULL (failure recorded).
+ */
+static struct pch_client *connect_helper(struct vm *vm, uint64_t deadline_ns)
+{
+	struct pch_client *c;
+	int ret;
+
+	for (;;) {
+		ret = pch_client_connect(vm->cfg.helper_path, pch_ms_until(deadline_ns), &c);
+		if (!ret)
+			return c;
+		if ((ret == -ENOENT || ret == -ECONNREFUSED) && pch_ms_until(deadline_ns) > 0) {
+			pch_dbg(PCH_DBG_VM, "helper not there yet: %s", pch_client_error(NULL));
+			usleep(VM_CONNECT_RETRY_MS * 1000);
+			continue;
+		}
+		if (ret == -ENOENT || ret == -ECONNREFUSED)
+			vm_fail(vm, "no helper listening at %s within %u s: %s",
+				vm->cfg.helper_path, vm->cfg.timeout_s, pch_client_error(NULL));
+		else
+			vm_fail(vm, "connecting to the helper: %s", pch_client_error(NULL));
+		return NULL;
+	}
+}
+
+/*
+ * --prefill: put a fraction of RAM in place before the uffd is registered,
+ * the way QEMU's RAM holds what precopy already sent, in runs of 64 pages
+ * picked by a hash of the seed.  The helper is told with a bitmap, so
+ * neither it nor the source moves those pages again.  0 or -errno.
+ */
+static int prefill(struct vm *vm)
+{
+	uint64_t run, runs = PCH_DIV_ROUND_UP(vm->npages, 64);
+	uint64_t limit = (uint64_t)(vm->cfg.prefill * 18446744073709551615.0);
+
+	if (vm->cfg.prefill <= 0)
+		return 0;
+	vm->prefilled = g_new0(uint64_t, runs);
+	for (run = 0; run < runs; run++) {
+		uint64_t h = (vm->cfg.image.seed ^ 0x5eedf111ull) + run * 0x9e3779b97f4a7c15ull;
+		uint64_t p, end = PCH_MIN(vm->npages, (run + 1) * 64);
+
+		h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ull;
+		h = (h ^ (h >> 27)) * 0x94d049bb133111ebull;
+		h ^= h >> 31;
+		if (h > limit)
+			continue;
+		for (p = run * 64; p < end; p++)
+			pch_image_fill(&vm->cfg.image, 0, p, vm->ram + p * vm->cfg.image.page_size);
+		vm->prefilled[run] = end - run * 64 == 64 ? ~0ull : (1ull << (end - run * 64)) - 1;
+		vm->pages_prefilled += end - run * 64;
+	}
+	pch_info("prefilled %llu of %llu pages", (unsigned long long)vm->pages_prefilled,
+		 (unsigned long long)vm->npages);
+	return 0;
+}
+
+/* Announce the RAM, hand over the uffd, set up the ring.  0 or -errno. */
+static int setup_helper(struct vm *vm, struct pch_client *c)
+{
+	struct pch_client_block b = {
+		.name = vm->cfg.block_name,
+		.host_addr = vm->ram,
+		.length = vm->cfg.ram_bytes,
+		.page_size = vm->cfg.image.page_size,
+		.backing = PCH_BACKING_ANON,
+		.fd = -1,
+	};
+	int ret;
+
+	ret = pch_client_add_block(c, &b);
+	if (!ret && vm->prefilled)
+		ret = pch_client_send_bitmap(c, 0, vm->prefilled, vm->npages);
+	if (!ret)
+		ret = pch_client_send_uffd(c, vm->uffd, vm->uffd_features, vm->uffd_ioctls);
+	if (!ret)
+		ret = pch_client_setup_ring(c, VM_RING_ENTRIES);
+	if (ret)
+		vm_fail(vm, "setting up the helper: %s", pch_client_error(c));
+	return ret;
+}
+
+/*
+ * Record a failed wait on the ring (or request) as the run's failure; the
+ * client's error text already says what was being waited for.
+ */
+static void wait_failed(struct vm *vm, struct pch_client *c, int ret)
+{
+	if (ret == -EPIPE)
+		vm_fail(vm, "helper exited before COMPLETE");
+	else
+		vm_fail(vm, "%s", pch_client_error(c));
+}
+
+/*
+ * Precopy phase: no vCPU runs; watch the ring for ERROR (or an early
+ * COMPLETE) for precopy_s, then ask for sync point 1 and wait for it: the
+ * switch to postcopy.  0 or -errno (failure recorded).
+ */
+static int precopy(struct vm *vm, struct pch_client *c, uint64_t deadline_ns)
+{
+	uint64_t end_ns = pch_now_ns() + (uint64_t)(vm->cfg.precopy_s * 1e9);
+	struct pch_ring_event ev;
+	bool complete = false;
+	int ret;
+
+	pch_info("precopy for %.1f s", vm->cfg.precopy_s);
+	while (!complete && pch_ms_until(end_ns) > 0) {
+		ret = pch_client_wait_event(c, &ev, PCH_MIN(pch_ms_until(end_ns),
+							    pch_ms_until(deadline_ns)));
+		if (ret == -ETIMEDOUT)
+			continue;
+		if (ret) {
+			wait_failed(vm, c, ret);
+			return ret;
+		}
+		if (ev.type == PCH_RING_ERROR) {
+			vm_fail(vm, "helper error during precopy: %s (%d)", ev.text, ev.code);
+			return ev.code < 0 ? ev.code : -EIO;
+		}
+		if (ev.type == PCH_RING_COMPLETE) {
+			/* all RAM arrived during precopy: no switch to make */
+			pch_info("COMPLETE during precopy");
+			vm->t_complete_ns = pch_now_ns();
+			complete = true;
+		}
+	}
+	if (complete)
+		return 0;
+
+	ret = pch_client_request_sync(c, 1);
+	if (!ret)
+		ret = pch_client_wait_sync(c, 1, pch_ms_until(deadline_ns));
+	if (ret) {
+		wait_failed(vm, c, ret);
+		return ret;
+	}
+	pch_info("sync point 1 reached: postcopy");
+	return 0;
+}
+
+/* ---- main ------------------------------------------------------------- */
+
+/* mmap the guest RAM: anonymous, private, no reservation, no THP. */
+static int map_ram(struct vm *vm)
+{
+	vm->ram = mmap(NULL, vm->cfg.ram_bytes, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (vm->ram == MAP_FAILED) {
+		vm->ram = NULL;
+		vm_fail(vm, "mmap of %llu bytes of RAM: %s", (unsigned long long)vm->cfg.ram_bytes,
+			strerror(errno));
+		return -ENOMEM;
+	}
+	/* faults must come in base pages, as the helper installs them */
+	if (madvise(vm->ram, vm->cfg.ram_bytes, MADV_NOHUGEPAGE) < 0)
+		pch_warn("madvise(MADV_NOHUGEPAGE): %s", strerror(errno));
+	vm->npages = vm->cfg.ram_bytes / vm->cfg.image.page_size;
+
+	/* hotset: a contiguous 10% of RAM, placed by the seed */
+	vm->hot_pages = PCH_MAX(vm->npages / 10, 1);
+	vm->hot_first = (vm->cfg.image.seed * 0x9e3779b97f4a7c15ull) %
+			(vm->npages - vm->hot_pages + 1);
+	return 0;
+}
+
+/* Release what main set up (the helper has its own copy of the uffd). */
+static void vm_free(struct vm *vm)
+{
+	if (vm->uffd >= 0)
+		close(vm->uffd);
+	if (vm->ram)
+		munmap(vm->ram, vm->cfg.ram_bytes);
+	g_free(vm->vcpu);
+	free(vm->resident);
+	g_ptr_array_free(vm->errors, TRUE);
+	g_free((char *)vm->cfg.helper_path);
+	g_free((char *)vm->cfg.block_name);
+	g_free((char *)vm->cfg.image_file);
+	g_free(vm->prefilled);
+	g_free((char *)vm->cfg.report);
+}
+
+/*
+ * Finish the run: stop the vCPUs and release the ones blocked on pages that
+ * will never come (unregistering wakes them), verify, report.  If some vCPU
+ * still cannot be joined, write the report and leave without waiting.
+ * Returns the exit status.
+ */
+static int finish(struct vm *vm, struct pch_client *c)
+{
+	uint64_t t0;
+	int ret;
+
+	vm_vcpus_stop(vm);
+	/* what the helper installed, before anything else can map a page */
+	if (vm->ram && vm->t_start_ns)
+		vm_verify_snapshot(vm);
+	if (vm->errors->len)
+		vm_uffd_unregister(vm);
+	if (vm_vcpus_join(vm, VM_JOIN_TIMEOUT_MS)) {
+		vm_fail(vm, "vCPUs still blocked after the migration ended");
+		if (vm->cfg.report)
+			vm_report_write(vm);
+		/* blocked threads cannot be joined: leave without them */
+		_exit(1);
+	}
+
+	/*
+	 * The helper unregistered the RAM at COMPLETE; do it again in case it
+	 * did not, so a page it never installed reads as zero (and fails the
+	 * check) instead of blocking the verification forever.  Before START
+	 * nothing was migrated: there is nothing to verify.
+	 */
+	if (vm->ram && vm->t_start_ns) {
+		vm_uffd_unregister(vm);
+		t0 = pch_now_ns();
+		ret = vm_verify(vm);
+		vm->verify_s = (pch_now_ns() - t0) / 1e9;
+		vm->verified = true;
+		if (ret)
+			vm_fail(vm, "verification could not run: %s", strerror(-ret));
+		else if (vm->pages_mismatched)
+			vm_fail(vm, "%llu of %llu pages differ from the source (%llu never installed)",
+				(unsigned long long)vm->pages_mismatched,
+				(unsigned long long)vm->npages,
+				(unsigned long long)vm->pages_missing);
+		pch_info("verified %llu pages in %.2f s: %llu mismatched",
+			 (unsigned long long)vm->pages_verified, vm->verify_s,
+			 (unsigned long long)vm->pages_mismatched);
+	}
+
+	if (vm->cfg.report && vm_report_write(vm))
+		vm_fail(vm, "could not write the report %s", vm->cfg.report);
+	pch_client_close(c);
+	if (vm->errors->len) {
+		pch_err("FAIL: %s", (char *)g_ptr_array_index(vm->errors, 0));
+		ret = 1;
+	} else {
+		pch_info("ok: %llu pages verified", (unsigned long long)vm->pages_verified);
+		ret = 0;
+	}
+	vm_free(vm);
+	return ret;
+}
+
+int main(int argc, char **argv)
+{
+	struct vm vm_s = { .uffd = -1 }, *vm = &vm_s;
+	struct pch_client *c = NULL;
+	uint64_t deadline;
+	bool unavailable;
+	int ret;
+
+	vm->errors = g_ptr_array_new_with_free_func(g_free);
+	if (parse_args(vm, argc, argv))
+		return 1;
+	/* a helper that dies must show up as -EPIPE, not kill us */
+	signal(SIGPIPE, SIG_IGN);
+
+	vm->vcpu = g_new0(struct vm_vcpu, PCH_MAX(vm->cfg.vcpus, 1));
+	for (unsigned i = 0; i < vm->cfg.vcpus; i++) {
+		vm->vcpu[i].vm = vm;
+		vm->vcpu[i].idx = i;
+		pch_hist_init(&vm->vcpu[i].hist);
+	}
+
+	if (map_ram(vm) || prefill(vm))
+		return finish(vm, NULL);
+	ret = vm_uffd_setup(vm, &unavailable);
+	if (ret && unavailable) {
+		fprintf(stderr, "pch-vm: SKIP: no usable userfaultfd on this machine\n");
+		return VM_EXIT_SKIP;
+	}
+	if (ret) {
+		vm_fail(vm, "userfaultfd setup: %s", strerror(-ret));
+		return finish(vm, NULL);
+	}
+
+	/* the helper may still be starting: wait for it, up to --timeout-s */
+	deadline = pch_now_ns() + (uint64_t)vm->cfg.timeout_s * 1000000000ull;
+	c = connect_helper(vm, deadline);
+	if (!c || setup_helper(vm, c))
+		return finish(vm, c);
+
+	vm->t_start_ns = pch_now_ns();
+	ret = pch_client_start(c);
+	if (ret) {
+		vm_fail(vm, "START: %s", pch_client_error(c));
+		return finish(vm, c);
+	}
+	pch_info("started: %llu MiB, %u vCPUs, workload %s", (unsigned long long)(vm->cfg.ram_bytes >> 20),
+		 vm->cfg.vcpus, vm_workload_name(vm->cfg.workload));
+
+	/* COMPLETE must arrive within --timeout-s of START */
+	deadline = vm->t_start_ns + (uint64_t)vm->cfg.timeout_s * 1000000000ull;
+	if (vm->cfg.precopy_s > 0 && precopy(vm, c, deadline))
+		return finish(vm, c);
+
+	vm->t_vcpu_ns = pch_now_ns();
+	if (vm_vcpus_start(vm)) {
+		vm_fail(vm, "could not start the vCPUs");
+		return finish(vm, c);
+	}
+
+	ret = pch_client_wait_complete(c, pch_ms_until(deadline));
+	if (ret) {
+		if (ret == -ETIMEDOUT)
+			vm_fail(vm, "no COMPLETE within %u s of START", vm->cfg.timeout_s);
+		else
+			wait_failed(vm, c, ret);
+		return finish(vm, c);
+	}
+	if (!vm->t_complete_ns)
+		vm->t_complete_ns = pch_now_ns();
+	pch_info("COMPLETE %.3f s after START, %.3f s after the vCPUs started",
+		 (vm->t_complete_ns - vm->t_start_ns) / 1e9,
+		 vm->t_complete_ns > vm->t_vcpu_ns ? (vm->t_complete_ns - vm->t_vcpu_ns) / 1e9 : 0);
+	return finish(vm, c);
+}

@@ -1,0 +1,159 @@
+// SPDX-License-Identifier: MIT
+/*
+ * report.c - pch-vm's JSON report (--report FILE): the verification result,
+ * the fault latency the vCPUs saw, and the migration's timeline.
+ */
+#include <errno.h>
+
+#include <json-glib/json-glib.h>
+
+#include "log.h"
+#include "pch-vm.h"
+
+/* Seconds between two monotonic stamps, or null when either is missing. */
+static void add_span(JsonBuilder *b, const char *name, uint64_t from_ns, uint64_t to_ns)
+{
+	json_builder_set_member_name(b, name);
+	if (from_ns && to_ns)
+		json_builder_add_double_value(b, to_ns > from_ns ? (to_ns - from_ns) / 1e9 : 0.0);
+	else
+		json_builder_add_null_value(b);
+}
+
+static void add_int(JsonBuilder *b, const char *name, uint64_t v)
+{
+	json_builder_set_member_name(b, name);
+	json_builder_add_int_value(b, (gint64)v);
+}
+
+static void add_double(JsonBuilder *b, const char *name, double v)
+{
+	json_builder_set_member_name(b, name);
+	json_builder_add_double_value(b, v);
+}
+
+/* fault_latency_us: quantiles of the merged per-vCPU histograms. */
+static void add_latency(JsonBuilder *b, const struct pch_hist *h)
+{
+	static const struct {
+		const char *name;
+		double q;
+	} qs[] = { { "p50", 0.5 }, { "p90", 0.9 }, { "p99", 0.99 }, { "p999", 0.999 } };
+	size_t i;
+
+	json_builder_set_member_name(b, "fault_latency_us");
+	json_builder_begin_object(b);
+	add_int(b, "count", h->count);
+	for (i = 0; i < G_N_ELEMENTS(qs); i++)
+		add_double(b, qs[i].name, pch_hist_quantile(h, qs[i].q) / 1e3);
+	add_double(b, "mean", pch_hist_mean(h) / 1e3);
+	add_double(b, "max", h->count ? h->max / 1e3 : 0.0);
+	json_builder_end_object(b);
+}
+
+/*
+ * Write the report.  Counters of vCPUs that could not be joined are read
+ * as they stand (they are blocked in a fault and not updating them).
+ */
+int vm_report_write(struct vm *vm)
+{
+	g_autoptr(JsonBuilder) b = json_builder_new();
+	g_autoptr(JsonGenerator) gen = NULL;
+	g_autoptr(JsonNode) root = NULL;
+	g_autoptr(GError) gerr = NULL;
+	struct pch_hist *all;
+	uint64_t accesses = 0, faults = 0;
+	unsigned i;
+
+	all = g_new(struct pch_hist, 1);
+	pch_hist_init(all);
+	for (i = 0; i < vm->cfg.vcpus; i++) {
+		const struct vm_vcpu *v = &vm->vcpu[i];
+
+		pch_hist_merge(all, &v->hist);
+		accesses += __atomic_load_n(&v->accesses, __ATOMIC_RELAXED);
+		faults += __atomic_load_n(&v->faults, __ATOMIC_RELAXED);
+	}
+
+	json_builder_begin_object(b);
+	json_builder_set_member_name(b, "result");
+	json_builder_add_string_value(b, vm->errors->len ? "fail" : "ok");
+	add_int(b, "ram_bytes", vm->cfg.ram_bytes);
+	add_int(b, "page_size", vm->cfg.image.page_size);
+	add_int(b, "vcpus", vm->cfg.vcpus);
+	json_builder_set_member_name(b, "workload");
+	json_builder_add_string_value(b, vm_workload_name(vm->cfg.workload));
+	add_int(b, "seed", vm->cfg.image.seed);
+	json_builder_set_member_name(b, "block_name");
+	json_builder_add_string_value(b, vm->cfg.block_name);
+	json_builder_set_member_name(b, "image_file");
+	if (vm->cfg.image_file)
+		json_builder_add_string_value(b, vm->cfg.image_file);
+	else
+		json_builder_add_null_value(b);
+	add_double(b, "precopy_seconds", vm->cfg.precopy_s);
+
+	add_int(b, "pages_total", vm->npages);
+	json_builder_set_member_name(b, "verified");
+	json_builder_add_boolean_value(b, vm->verified);
+	add_int(b, "pages_verified", vm->pages_verified);
+	add_int(b, "pages_prefilled", vm->pages_prefilled);
+	add_int(b, "pages_mismatched", vm->pages_mismatched);
+	add_int(b, "pages_missing", vm->pages_missing);
+
+	add_int(b, "accesses", accesses);
+	add_int(b, "vcpu_faults", faults);
+	add_latency(b, all);
+	json_builder_set_member_name(b, "vcpu_blocked_us");
+	json_builder_begin_array(b);
+	for (i = 0; i < vm->cfg.vcpus; i++)
+		json_builder_add_double_value(
+			b, __atomic_load_n(&vm->vcpu[i].blocked_ns, __ATOMIC_RELAXED) / 1e3);
+	json_builder_end_array(b);
+	json_builder_set_member_name(b, "vcpu_accesses");
+	json_builder_begin_array(b);
+	for (i = 0; i < vm->cfg.vcpus; i++)
+		json_builder_add_int_value(
+			b, (gint64)__atomic_load_n(&vm->vcpu[i].accesses, __ATOMIC_RELAXED));
+	json_builder_end_array(b);
+	json_builder_set_member_name(b, "vcpu_fault_counts");
+	json_builder_begin_array(b);
+	for (i = 0; i < vm->cfg.vcpus; i++)
+		json_builder_add_int_value(
+			b, (gint64)__atomic_load_n(&vm->vcpu[i].faults, __ATOMIC_RELAXED));
+	json_builder_end_array(b);
+
+	add_span(b, "t_start_to_complete_s", vm->t_start_ns, vm->t_complete_ns);
+	/* COMPLETE during precopy: no postcopy phase at all */
+	if (vm->t_complete_ns && vm->t_vcpu_ns >= vm->t_complete_ns)
+		add_double(b, "postcopy_s", 0.0);
+	else
+		add_span(b, "postcopy_s", vm->t_vcpu_ns, vm->t_complete_ns);
+	json_builder_set_member_name(b, "verify_s");
+	if (vm->verified)
+		json_builder_add_double_value(b, vm->verify_s);
+	else
+		json_builder_add_null_value(b);
+
+	json_builder_set_member_name(b, "errors");
+	json_builder_begin_array(b);
+	for (i = 0; i < vm->errors->len; i++)
+		json_builder_add_string_value(b, g_ptr_array_index(vm->errors, i));
+	json_builder_end_array(b);
+
+	add_int(b, "uffd_features", vm->uffd_features);
+	add_int(b, "uffd_features_available", vm->uffd_features_avail);
+	json_builder_end_object(b);
+	g_free(all);
+
+	root = json_builder_get_root(b);
+	gen = json_generator_new();
+	json_generator_set_pretty(gen, TRUE);
+	json_generator_set_root(gen, root);
+	if (!json_generator_to_file(gen, vm->cfg.report, &gerr)) {
+		pch_err("report %s: %s", vm->cfg.report, gerr->message);
+		return -EIO;
+	}
+	pch_info("report written to %s", vm->cfg.report);
+	return 0;
+}

@@ -1,0 +1,199 @@
+// SPDX-License-Identifier: MIT
+/*
+ * vcpu.c - vCPU-like threads: they read guest RAM while it is still
+ * arriving, and time every access that hits a page not yet resident, i.e.
+ * the fault latency as the guest would see it.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#include "log.h"
+#include "util.h"
+#include "pch-vm.h"
+
+/* splitmix64: turns (seed, vCPU index) into well-mixed xorshift states. */
+static uint64_t splitmix64(uint64_t *x)
+{
+	uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+/* xorshift64*: small, fast, good enough to pick pages. */
+static uint64_t rng_next(uint64_t *s)
+{
+	uint64_t x = *s;
+
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	*s = x;
+	return x * 0x2545f4914f6cdd1dull;
+}
+
+/* Uniform in [0, n) without a division (Lemire's multiply-shift). */
+static uint64_t rng_below(uint64_t *s, uint64_t n)
+{
+	return (uint64_t)(((unsigned __int128)rng_next(s) * n) >> 64);
+}
+
+static bool stopping(const struct vm *vm)
+{
+	return __atomic_load_n(&vm->stop, __ATOMIC_RELAXED);
+}
+
+/*
+ * Read one u64 of page (at word).  mincore() first tells whether the page is
+ * resident; if not, the load will fault (or find the page just installed:
+ * the race is part of what the guest sees), so it is timed and recorded.
+ */
+static void touch(struct vm_vcpu *v, uint64_t page, uint32_t word)
+{
+	const struct vm *vm = v->vm;
+	uint32_t ps = vm->cfg.image.page_size;
+	uint8_t *p = vm->ram + page * ps;
+	volatile uint64_t *q = (volatile uint64_t *)(p + (size_t)word * 8);
+	unsigned char res = 1;
+	struct timespec t0, t1;
+	uint64_t ns;
+
+	/* mincore only fails on unmapped memory: then just read */
+	if (mincore(p, ps, &res) < 0)
+		res = 1;
+	if (res & 1) {
+		v->sink += *q;
+	} else {
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		v->sink += *q;
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		ns = (uint64_t)(t1.tv_sec - t0.tv_sec) * 1000000000ull + (uint64_t)t1.tv_nsec -
+		     (uint64_t)t0.tv_nsec;
+		pch_hist_add(&v->hist, ns);
+		__atomic_store_n(&v->faults, v->faults + 1, __ATOMIC_RELAXED);
+		__atomic_store_n(&v->blocked_ns, v->blocked_ns + ns, __ATOMIC_RELAXED);
+	}
+	__atomic_store_n(&v->accesses, v->accesses + 1, __ATOMIC_RELAXED);
+}
+
+/* seq: read the first word of every page of this vCPU's slice, once. */
+static void run_seq(struct vm_vcpu *v)
+{
+	const struct vm *vm = v->vm;
+	uint64_t n = vm->npages, nv = vm->cfg.vcpus;
+	uint64_t first = v->idx * n / nv, end = (v->idx + 1) * n / nv;
+	uint64_t page;
+
+	for (page = first; page < end && !stopping(vm); page++)
+		touch(v, page, 0);
+}
+
+/* random and hotset: pick pages until the migration is complete. */
+static void run_random(struct vm_vcpu *v, bool hotset)
+{
+	const struct vm *vm = v->vm;
+	uint32_t words = vm->cfg.image.page_size / 8;
+	uint64_t page;
+
+	while (!stopping(vm)) {
+		if (hotset && rng_below(&v->rng, 10) < 9)
+			page = vm->hot_first + rng_below(&v->rng, vm->hot_pages);
+		else
+			page = rng_below(&v->rng, vm->npages);
+		touch(v, page, (uint32_t)rng_below(&v->rng, words));
+	}
+}
+
+static void *vcpu_main(void *arg)
+{
+	struct vm_vcpu *v = arg;
+	char name[16];
+
+	snprintf(name, sizeof(name), "vcpu/%u", v->idx);
+	pch_thread_name(name);
+
+	switch (v->vm->cfg.workload) {
+	case VM_WL_NONE:
+		break;
+	case VM_WL_SEQ:
+		run_seq(v);
+		break;
+	case VM_WL_RANDOM:
+		run_random(v, false);
+		break;
+	case VM_WL_HOTSET:
+		run_random(v, true);
+		break;
+	}
+	pch_dbg(PCH_DBG_VM, "%s: %llu accesses, %llu faults", name,
+		(unsigned long long)v->accesses, (unsigned long long)v->faults);
+	return NULL;
+}
+
+/* Start the vCPU threads.  0 or -errno (logged). */
+int vm_vcpus_start(struct vm *vm)
+{
+	uint64_t mix;
+	unsigned i;
+	int ret;
+
+	for (i = 0; i < vm->cfg.vcpus; i++) {
+		struct vm_vcpu *v = &vm->vcpu[i];
+
+		/* state from (seed, i); xorshift must not start at 0 */
+		mix = vm->cfg.image.seed ^ ((uint64_t)(i + 1) << 32);
+		v->rng = splitmix64(&mix) | 1;
+		ret = pthread_create(&v->thread, NULL, vcpu_main, v);
+		if (ret) {
+			pch_err("vcpu/%u: pthread_create: %s", i, strerror(ret));
+			return -ret;
+		}
+		v->started = true;
+	}
+	return 0;
+}
+
+/* Ask every vCPU to stop after its current access. */
+void vm_vcpus_stop(struct vm *vm)
+{
+	__atomic_store_n(&vm->stop, 1, __ATOMIC_RELAXED);
+}
+
+/*
+ * Join every started vCPU within timeout_ms in total.  0, or -ETIMEDOUT if
+ * some are still blocked (on a page that never came).
+ */
+int vm_vcpus_join(struct vm *vm, int timeout_ms)
+{
+	uint64_t deadline_ns = pch_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+	struct timespec ts;
+	unsigned i;
+	int ret = 0;
+
+	/* pthread_timedjoin_np takes a CLOCK_REALTIME deadline */
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += timeout_ms / 1000;
+	ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	for (i = 0; i < vm->cfg.vcpus; i++) {
+		struct vm_vcpu *v = &vm->vcpu[i];
+
+		if (!v->started || v->joined)
+			continue;
+		if (pthread_timedjoin_np(v->thread, NULL, &ts) == 0) {
+			v->joined = true;
+			continue;
+		}
+		pch_warn("vcpu/%u still blocked %d ms after stop", i,
+			 timeout_ms - pch_ms_until(deadline_ns));
+		ret = -ETIMEDOUT;
+	}
+	return ret;
+}
