@@ -1,0 +1,643 @@
+// SPDX-License-Identifier: MIT
+/*
+ * fault.c - the fault thread: reads uffd events, serves what it can at once
+ * (a page already present: wake; a page known zero: UFFDIO_ZEROPAGE), asks
+ * the source for the rest on the URGENT channel and installs the answers.
+ * It owns the uffd reads, the URGENT socket and the table of pages requested
+ * and not yet installed, all driven by one io_uring.
+ *
+ * uffd events come either from an io_uring READ of the uffd (needs an
+ * O_NONBLOCK uffd and a kernel whose uffd supports nowait reads, probed at
+ * start) or from an io_uring POLL of the uffd followed by read(2).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <glib.h>
+#include <liburing.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "helper_i.h"
+#include "log.h"
+#include "util.h"
+#include "pch/uffd-compat.h"
+
+#define FAULT_TICK_MS 100
+#define UFFD_MSGS 64
+#define OUT_REQS0 64        /* initial room for queued requests (grows) */
+#define SWEEP_INFLIGHT 32   /* sweep requests outstanding at once */
+#define SWEEP_ID_BIT (1ull << 63)
+#define STALL_REPORTED (1ull << 63)
+
+/* io_uring user_data tags */
+enum { UD_UFFD = 1, UD_URGENT, UD_SEND, UD_SWEEP };
+
+struct fstate {
+	struct helper *h;
+	struct fault_thread *ft;
+	struct io_uring ring;
+	bool uring_read;           /* else poll + read(2) */
+	struct uffd_msg msgs[UFFD_MSGS];
+	bool uffd_armed;
+	struct rx_chan urg;        /* URGENT receive state (same machine as rx) */
+	bool urg_dead;
+	struct pch_req *out, *sending; /* queued / being sent */
+	unsigned nout, nsending, cap, scap;
+	size_t sent;               /* bytes of sending[] already sent */
+	bool send_inflight;
+	uint64_t next_id;
+	GHashTable *pending;       /* key (blk << 56 | page) -> first fault ns */
+	uint64_t sweep_buf;
+	bool sweep_active;
+	unsigned sweep_blk;
+	uint64_t sweep_page;
+	unsigned sweep_inflight;
+};
+
+static inline gpointer pkey(unsigned blk, uint64_t page)
+{
+	return GSIZE_TO_POINTER(((uint64_t)blk << 56) | page);
+}
+
+static struct io_uring_sqe *get_sqe(struct fstate *f)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&f->ring);
+
+	if (!sqe) {
+		io_uring_submit(&f->ring);
+		sqe = io_uring_get_sqe(&f->ring);
+	}
+	return sqe;
+}
+
+static void arm_uffd(struct fstate *f)
+{
+	struct io_uring_sqe *sqe = get_sqe(f);
+
+	if (f->uring_read)
+		io_uring_prep_read(sqe, f->h->uffd, f->msgs, sizeof(f->msgs), 0);
+	else
+		io_uring_prep_poll_add(sqe, f->h->uffd, POLLIN);
+	io_uring_sqe_set_data64(sqe, UD_UFFD);
+	f->uffd_armed = true;
+}
+
+static void arm_urgent(struct fstate *f)
+{
+	struct rx_chan *c = &f->urg;
+	struct io_uring_sqe *sqe = get_sqe(f);
+	void *p = c->part == 0 ? (void *)((uint8_t *)&c->hdr + c->got) :
+		  c->part == 1 ? (void *)((uint8_t *)c->offs + c->got) :
+				 (void *)(c->data + c->got);
+
+	io_uring_prep_recv(sqe, c->fd, p, c->want - c->got, MSG_WAITALL);
+	io_uring_sqe_set_data64(sqe, UD_URGENT);
+}
+
+static void arm_sweep(struct fstate *f)
+{
+	struct io_uring_sqe *sqe = get_sqe(f);
+
+	io_uring_prep_read(sqe, f->ft->sweep_efd, &f->sweep_buf, sizeof(f->sweep_buf), 0);
+	io_uring_sqe_set_data64(sqe, UD_SWEEP);
+}
+
+/* Send what is queued, if no send is in flight. */
+static void flush_requests(struct fstate *f)
+{
+	struct io_uring_sqe *sqe;
+
+	if (f->send_inflight || !f->nout || f->urg_dead)
+		return;
+	/* the kernel reads sending[] until the send completes: resize it only now */
+	if (f->nout > f->scap) {
+		struct pch_req *n = realloc(f->sending, f->nout * sizeof(*n));
+
+		if (!n)
+			return; /* try again next round */
+		f->sending = n;
+		f->scap = f->nout;
+	}
+	memcpy(f->sending, f->out, f->nout * sizeof(*f->out));
+	f->nsending = f->nout;
+	f->nout = 0;
+	f->sent = 0;
+	sqe = get_sqe(f);
+	io_uring_prep_send(sqe, f->h->urgent_fd, f->sending, f->nsending * sizeof(struct pch_req),
+			   MSG_NOSIGNAL);
+	io_uring_sqe_set_data64(sqe, UD_SEND);
+	f->send_inflight = true;
+}
+
+static void queue_request(struct fstate *f, unsigned blk, uint64_t page, uint32_t count,
+			  bool sweep)
+{
+	struct hblock *b = &f->h->blk[blk];
+
+	if (f->nout == f->cap) {
+		/* Never drop a request: grow the queue. */
+		struct pch_req *a = realloc(f->out, 2 * f->cap * sizeof(*a));
+
+		if (!a) {
+			helper_error(f->h, "fault thread: out of memory queueing a request");
+			return;
+		}
+		f->out = a;
+		f->cap *= 2;
+	}
+	pch_req_build(&f->out[f->nout++], blk, page << b->d.page_shift, count,
+		      (f->next_id++) | (sweep ? SWEEP_ID_BIT : 0));
+	STAT_ADD(&f->ft->st, requests, 1);
+	if (sweep)
+		STAT_ADD(&f->ft->st, requests_sweep, 1);
+}
+
+static void record_service(struct fstate *f, uint64_t t0)
+{
+	struct hstats *st = &f->ft->st;
+
+	pthread_mutex_lock(&st->hist_lock);
+	pch_hist_add(&st->service, pch_now_ns() - t0);
+	pthread_mutex_unlock(&st->hist_lock);
+}
+
+/* A page that was requested is now in place: account its service time. */
+static void settle(struct fstate *f, unsigned blk, uint64_t page)
+{
+	gpointer v;
+
+	if (g_hash_table_lookup_extended(f->pending, pkey(blk, page), NULL, &v)) {
+		record_service(f, GPOINTER_TO_SIZE(v) & ~STALL_REPORTED);
+		g_hash_table_remove(f->pending, pkey(blk, page));
+	}
+}
+
+static void handle_fault(struct fstate *f, const struct uffd_msg *m, uint64_t now)
+{
+	struct helper *h = f->h;
+	struct hstats *st = &f->ft->st;
+	unsigned blk;
+	uint64_t page;
+	int rc;
+
+	if (m->event != UFFD_EVENT_PAGEFAULT) {
+		STAT_ADD(st, events_other, 1);
+		pch_dbg(PCH_DBG_UFFD, "uffd event 0x%x ignored", m->event);
+		return;
+	}
+	STAT_ADD(st, faults, 1);
+	if (pages_lookup(h, m->arg.pagefault.address, &blk, &page)) {
+		pch_warn("fault at 0x%llx is outside every RAM block",
+			 (unsigned long long)m->arg.pagefault.address);
+		return;
+	}
+	if (__atomic_load_n(&h->complete, __ATOMIC_ACQUIRE)) {
+		/*
+		 * The ranges are unregistered.  UNREGISTER woke its waiters, but a
+		 * fault queued while it ran can miss that wake-up (a lost-wakeup
+		 * race seen on 6.18): wake it; its retry needs no uffd.
+		 */
+		STAT_ADD(st, faults_late, 1);
+		pages_wake(h, blk, page);
+		return;
+	}
+	if (pch_bitmap_test(&h->blk[blk].present, page)) {
+		/* Installed between the fault and now: its waker may have missed it. */
+		STAT_ADD(st, faults_present, 1);
+		pages_wake(h, blk, page);
+		return;
+	}
+	if (pch_bitmap_test(&h->blk[blk].zero, page)) {
+		/*
+		 * Known zero but never placed: serve it here and now.  Marking a
+		 * zero page received without placing it, and leaving its fault
+		 * unserved, is the hang QEMU's postcopy tests had.
+		 */
+		STAT_ADD(st, faults_zero, 1);
+		rc = pages_zeropage(h, st, blk, page);
+		if (rc == -ENOENT && __atomic_load_n(&h->complete, __ATOMIC_ACQUIRE)) {
+			/* unregistered under us at COMPLETE: the wake is all it needs */
+			STAT_ADD(st, faults_late, 1);
+			pages_wake(h, blk, page);
+		} else if (rc)
+			helper_error(h, "block %s page %llu: UFFDIO_ZEROPAGE: %s",
+				     h->blk[blk].d.name, (unsigned long long)page, strerror(-rc));
+		else
+			record_service(f, now);
+		return;
+	}
+	if (g_hash_table_contains(f->pending, pkey(blk, page))) {
+		STAT_ADD(st, faults_dup, 1);
+		return;
+	}
+	g_hash_table_insert(f->pending, pkey(blk, page), GSIZE_TO_POINTER(now));
+	queue_request(f, blk, page, 1, false);
+	pch_dbg(PCH_DBG_UFFD, "fault block %s page %llu: requested", h->blk[blk].d.name,
+		(unsigned long long)page);
+}
+
+static void handle_msgs(struct fstate *f, const struct uffd_msg *m, size_t n)
+{
+	uint64_t now = pch_now_ns();
+	size_t i;
+
+	STAT_ADD(&f->ft->st, uffd_reads, 1);
+	for (i = 0; i < n; i++)
+		handle_fault(f, &m[i], now);
+}
+
+/* Poll mode: the uffd is readable; read until it is empty. */
+static int read_uffd(struct fstate *f)
+{
+	for (;;) {
+		ssize_t n = read(f->h->uffd, f->msgs, sizeof(f->msgs));
+
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EINTR)
+				return 0;
+			return -errno;
+		}
+		if (n == 0 || n % sizeof(struct uffd_msg))
+			return -EBADMSG;
+		handle_msgs(f, f->msgs, (size_t)n / sizeof(struct uffd_msg));
+		if ((size_t)n < sizeof(f->msgs))
+			return 0;
+	}
+}
+
+static void urgent_fail(struct fstate *f, const char *what)
+{
+	helper_error(f->h, "URGENT channel: %s; faults can no longer be served", what);
+	f->urg_dead = true;
+	shutdown(f->urg.fd, SHUT_RDWR);
+	__atomic_store_n(&f->h->urgent_dead, true, __ATOMIC_RELEASE);
+	helper_kick(f->h);
+}
+
+/* A part of an URGENT frame is complete.  false when the channel is dead. */
+static bool urgent_step(struct fstate *f)
+{
+	struct helper *h = f->h;
+	struct rx_chan *c = &f->urg;
+	struct hstats *st = &f->ft->st;
+	const char *why;
+	uint32_t i;
+	int rc;
+
+	switch (c->part) {
+	case 0:
+		rc = pch_frame_check_hdr(&c->hdr, &h->vtab, c->seq, true, &why);
+		if (!rc && !(c->hdr.flags & PCH_FRAME_F_URGENT))
+			rc = -EBADMSG, why = "frame: URGENT channel frame without URGENT flag";
+		if (!rc && c->hdr.type != PCH_FRAME_PAGES && c->hdr.type != PCH_FRAME_ZERO)
+			rc = -EBADMSG, why = "frame: type not allowed on URGENT";
+		if (rc) {
+			urgent_fail(f, why);
+			return false;
+		}
+		c->seq++;
+		c->part = 1;
+		c->want = pch_frame_offsets_len(&c->hdr);
+		c->got = 0;
+		return true;
+	case 1:
+		rc = pch_frame_check_offsets(&c->hdr, c->offs, &h->vtab, &why);
+		if (rc) {
+			urgent_fail(f, why);
+			return false;
+		}
+		if (c->hdr.type == PCH_FRAME_PAGES) {
+			c->part = 2;
+			c->want = pch_frame_data_len(&c->hdr, &h->vtab);
+			c->got = 0;
+			return true;
+		}
+		/* Zero pages someone waits for are placed now; the rest just marked. */
+		for (i = 0; i < c->hdr.count; i++) {
+			struct hblock *b = &h->blk[c->hdr.block];
+			uint64_t page = c->offs[i] >> b->d.page_shift;
+
+			if (g_hash_table_contains(f->pending, pkey(c->hdr.block, page))) {
+				pages_mark_zero(h, st, c->hdr.block, &c->offs[i], 1);
+				rc = pages_zeropage(h, st, c->hdr.block, page);
+				if (rc) {
+					urgent_fail(f, "UFFDIO_ZEROPAGE failed");
+					return false;
+				}
+				settle(f, c->hdr.block, page);
+			} else {
+				pages_mark_zero(h, st, c->hdr.block, &c->offs[i], 1);
+			}
+		}
+		break;
+	default:
+		rc = pages_install(h, st, c->hdr.block, c->offs, c->hdr.count, c->data, true);
+		if (rc) {
+			urgent_fail(f, "install failed");
+			return false;
+		}
+		STAT_ADD(st, bytes, c->want);
+		for (i = 0; i < c->hdr.count; i++)
+			settle(f, c->hdr.block, c->offs[i] >> h->blk[c->hdr.block].d.page_shift);
+		break;
+	}
+	STAT_ADD(st, frames, 1);
+	if (c->hdr.arg & SWEEP_ID_BIT && f->sweep_inflight)
+		f->sweep_inflight--;
+	helper_kick(h);
+	c->part = 0;
+	c->want = sizeof(c->hdr);
+	c->got = 0;
+	return true;
+}
+
+/* Request runs of pages nobody delivered, a few requests at a time. */
+static void sweep_more(struct fstate *f)
+{
+	struct helper *h = f->h;
+
+	while (f->sweep_active && f->sweep_inflight < SWEEP_INFLIGHT) {
+		struct hblock *b;
+		uint64_t p, n = 0;
+
+		if (f->sweep_blk >= h->nblk) {
+			f->sweep_active = false;
+			break;
+		}
+		b = &h->blk[f->sweep_blk];
+		p = pch_bitmap_next_clear(&b->inplace, f->sweep_page);
+		if (p >= b->d.npages) {
+			f->sweep_blk++;
+			f->sweep_page = 0;
+			continue;
+		}
+		while (p + n < b->d.npages && n < PCH_REQ_MAX_PAGES &&
+		       !pch_bitmap_test(&b->inplace, p + n))
+			n++;
+		queue_request(f, f->sweep_blk, p, (uint32_t)n, true);
+		f->sweep_inflight++;
+		f->sweep_page = p + n;
+	}
+}
+
+static void check_stalls(struct fstate *f)
+{
+	struct helper *h = f->h;
+	uint64_t now = pch_now_ns(), limit = (uint64_t)h->o.stall_ms * 1000000ull;
+	GHashTableIter it;
+	gpointer k, v;
+
+	if (!h->o.stall_ms)
+		return;
+	g_hash_table_iter_init(&it, f->pending);
+	while (g_hash_table_iter_next(&it, &k, &v)) {
+		uint64_t t0 = GPOINTER_TO_SIZE(v);
+		uint64_t key = GPOINTER_TO_SIZE(k);
+
+		if (t0 & STALL_REPORTED || now - t0 < limit)
+			continue;
+		pch_warn("stall: block %s page %llu: fault pending for %llu ms, requested, "
+			 "no answer yet (URGENT %s, %u requests queued)",
+			 h->blk[key >> 56].d.name, (unsigned long long)(key & ((1ull << 56) - 1)),
+			 (unsigned long long)((now - t0) / 1000000), f->urg_dead ? "dead" : "up",
+			 f->nout);
+		g_hash_table_iter_replace(&it, GSIZE_TO_POINTER(t0 | STALL_REPORTED));
+	}
+}
+
+/*
+ * Can io_uring wait for uffd messages?  It needs an O_NONBLOCK uffd, and a
+ * kernel whose uffd reads support nowait (else the READ fails at once with
+ * -EAGAIN instead of waiting).  The probe READ stays queued when it works.
+ */
+static bool probe_uring_read(struct fstate *f)
+{
+	struct __kernel_timespec ts = { .tv_sec = 0, .tv_nsec = 20 * 1000000ll };
+	struct io_uring_probe *pr = io_uring_get_probe_ring(&f->ring);
+	struct io_uring_cqe *cqe;
+	bool ok;
+	int fl = fcntl(f->h->uffd, F_GETFL), rc;
+
+	ok = pr && io_uring_opcode_supported(pr, IORING_OP_READ) && fl >= 0 && (fl & O_NONBLOCK);
+	if (pr)
+		io_uring_free_probe(pr);
+	if (!ok)
+		return false;
+	f->uring_read = true;
+	arm_uffd(f);
+	rc = io_uring_submit_and_wait_timeout(&f->ring, &cqe, 1, &ts, NULL);
+	if (rc < 0 && rc != -ETIME)
+		return false;
+	if (io_uring_peek_cqe(&f->ring, &cqe))
+		return true; /* still waiting, as it should */
+	if (cqe->res > 0 && cqe->res % (int)sizeof(struct uffd_msg) == 0) {
+		/* a fault was already queued: serve it, the path works */
+		handle_msgs(f, f->msgs, (size_t)cqe->res / sizeof(struct uffd_msg));
+		io_uring_cqe_seen(&f->ring, cqe);
+		arm_uffd(f);
+		return true;
+	}
+	io_uring_cqe_seen(&f->ring, cqe);
+	f->uffd_armed = false;
+	return false;
+}
+
+static void *fault_main(void *arg)
+{
+	struct fault_thread *ft = arg;
+	struct helper *h = ft->h;
+	struct fstate *f;
+	uint64_t last_tick = 0;
+	int rc;
+
+	pch_thread_name("fault");
+	f = calloc(1, sizeof(*f));
+	if (!f) {
+		helper_error(h, "fault thread: out of memory");
+		return NULL;
+	}
+	f->h = h;
+	f->ft = ft;
+	f->pending = g_hash_table_new(g_direct_hash, g_direct_equal);
+	f->cap = f->scap = OUT_REQS0;
+	f->out = malloc(f->cap * sizeof(*f->out));
+	f->sending = malloc(f->cap * sizeof(*f->sending));
+	f->urg.fd = h->urgent_fd;
+	f->urg.offs = malloc(PCH_FRAME_MAX_PAGES * sizeof(uint64_t));
+	f->urg.data = mmap(NULL, pages_frame_cap(h), PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (!f->urg.offs || f->urg.data == MAP_FAILED || !f->out || !f->sending) {
+		helper_error(h, "fault thread: out of memory");
+		goto out;
+	}
+	rc = io_uring_queue_init(64, &f->ring, 0);
+	if (rc) {
+		helper_error(h, "fault thread: io_uring_queue_init: %s", strerror(-rc));
+		goto out;
+	}
+
+	if (!strcmp(h->o.uffd_read, "uring") && probe_uring_read(f)) {
+		h->io_path = "io_uring-read";
+	} else {
+		if (!strcmp(h->o.uffd_read, "uring"))
+			pch_info("io_uring cannot wait on this uffd (needs O_NONBLOCK and nowait "
+				 "uffd reads); reading it with poll + read(2)");
+		f->uring_read = false;
+		h->io_path = "io_uring-poll+read";
+		arm_uffd(f);
+	}
+	pch_info("uffd events read by %s", h->io_path);
+	f->urg.part = 0;
+	f->urg.want = sizeof(f->urg.hdr);
+	arm_urgent(f);
+	arm_sweep(f);
+
+	while (!helper_stopping(h)) {
+		struct __kernel_timespec ts = { .tv_sec = 0, .tv_nsec = FAULT_TICK_MS * 1000000ll };
+		struct io_uring_cqe *cqe;
+		unsigned head, seen = 0;
+
+		flush_requests(f);
+		rc = io_uring_submit_and_wait_timeout(&f->ring, &cqe, 1, &ts, NULL);
+		if (rc < 0 && rc != -ETIME && rc != -EINTR) {
+			helper_error(h, "fault thread: io_uring wait: %s", strerror(-rc));
+			break;
+		}
+		io_uring_for_each_cqe(&f->ring, head, cqe) {
+			int res = cqe->res;
+
+			seen++;
+			switch (io_uring_cqe_get_data64(cqe)) {
+			case UD_UFFD:
+				f->uffd_armed = false;
+				if (f->uring_read) {
+					if (res > 0 && res % (int)sizeof(struct uffd_msg) == 0)
+						handle_msgs(f, f->msgs,
+							    (size_t)res / sizeof(struct uffd_msg));
+					else if (res != -EAGAIN && res != -EINTR) {
+						helper_error(h, "uffd read: %s",
+							     res < 0 ? strerror(-res) : "short message");
+						goto stop;
+					}
+				} else if (res < 0 || res & (POLLERR | POLLHUP | POLLNVAL)) {
+					helper_error(h, "uffd poll: %s",
+						     res < 0 ? strerror(-res) : "error or hang-up");
+					goto stop;
+				} else if ((rc = read_uffd(f)) < 0) {
+					helper_error(h, "uffd read: %s", strerror(-rc));
+					goto stop;
+				}
+				arm_uffd(f);
+				break;
+			case UD_URGENT:
+				if (f->urg_dead)
+					break;
+				if (res <= 0) {
+					if (res == -EINTR || res == -EAGAIN) {
+						arm_urgent(f);
+						break;
+					}
+					/* after COMPLETE the source closes: not an error */
+					if (!helper_stopping(h) &&
+					    !__atomic_load_n(&h->complete, __ATOMIC_ACQUIRE))
+						urgent_fail(f, res == 0 ? "connection closed" :
+									  strerror(-res));
+					else
+						f->urg_dead = true;
+					break;
+				}
+				f->urg.got += (size_t)res;
+				if (f->urg.got < f->urg.want || urgent_step(f))
+					arm_urgent(f);
+				break;
+			case UD_SEND:
+				f->send_inflight = false;
+				if (res < 0) {
+					if (!helper_stopping(h))
+						urgent_fail(f, strerror(-res));
+					break;
+				}
+				f->sent += (size_t)res;
+				if (f->sent < f->nsending * sizeof(struct pch_req)) {
+					/* short send: push the rest */
+					struct io_uring_sqe *sqe = get_sqe(f);
+
+					io_uring_prep_send(sqe, h->urgent_fd,
+							   (uint8_t *)f->sending + f->sent,
+							   f->nsending * sizeof(struct pch_req) - f->sent,
+							   MSG_NOSIGNAL);
+					io_uring_sqe_set_data64(sqe, UD_SEND);
+					f->send_inflight = true;
+				}
+				break;
+			case UD_SWEEP:
+				if (res > 0 && !f->sweep_active) {
+					f->sweep_active = true;
+					f->sweep_blk = 0;
+					f->sweep_page = 0;
+				}
+				arm_sweep(f);
+				break;
+			}
+		}
+		io_uring_cq_advance(&f->ring, seen);
+		sweep_more(f);
+		if (pch_now_ns() - last_tick > FAULT_TICK_MS * 1000000ull) {
+			last_tick = pch_now_ns();
+			check_stalls(f);
+		}
+	}
+stop:
+	io_uring_queue_exit(&f->ring);
+out:
+	if (!helper_stopping(h)) {
+		__atomic_store_n(&h->fault_exited, true, __ATOMIC_RELEASE);
+		helper_kick(h);
+	}
+	if (f->pending)
+		g_hash_table_destroy(f->pending);
+	free(f->urg.offs);
+	free(f->out);
+	free(f->sending);
+	if (f->urg.data && f->urg.data != MAP_FAILED)
+		munmap(f->urg.data, pages_frame_cap(h));
+	free(f);
+	return NULL;
+}
+
+int fault_start(struct helper *h)
+{
+	int rc;
+
+	h->ft.h = h;
+	pthread_mutex_init(&h->ft.st.hist_lock, NULL);
+	pch_hist_init(&h->ft.st.service);
+	h->ft.sweep_efd = eventfd(0, EFD_CLOEXEC);
+	if (h->ft.sweep_efd < 0)
+		return -errno;
+	rc = pthread_create(&h->ft.tid, NULL, fault_main, &h->ft);
+	if (rc)
+		return -rc;
+	h->ft.started = true;
+	return 0;
+}
+
+void fault_join(struct helper *h)
+{
+	if (h->ft.started) {
+		pthread_join(h->ft.tid, NULL);
+		h->ft.started = false;
+	}
+}
+
+void fault_sweep(struct helper *h)
+{
+	uint64_t one = 1;
+
+	if (write(h->ft.sweep_efd, &one, sizeof(one)) < 0)
+		pch_warn("fault thread: cannot signal a sweep: %s", strerror(errno));
+}

@@ -1,0 +1,220 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * helper_i.h - pch-helper internals shared by its modules.
+ *
+ * Threads and what each owns:
+ *   main   the control socket (VMM), the CONTROL channel, completion, stats
+ *   fault  the uffd (event reads), the URGENT channel, page requests
+ *   rx/N   a share of the PAGES channels, bulk installs
+ * Page state lives in per-block atomic bitmaps that every thread may set; all
+ * counters are per thread, merged by main when read.
+ */
+#ifndef PCH_HELPER_I_H
+#define PCH_HELPER_I_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "bitmap.h"
+#include "codec.h"
+#include "hist.h"
+#include "ring.h"
+#include "auth.h"
+#include "pch/proto.h"
+
+#define HELPER_MAX_RX 8
+
+/* Counters of one thread.  Only the owner writes (relaxed stores); main reads. */
+struct hstats {
+	uint64_t pages_bulk;     /* installed from PAGES channels */
+	uint64_t pages_urgent;   /* installed from URGENT answers */
+	uint64_t pages_zero;     /* learnt zero from ZERO frames (bulk or urgent) */
+	uint64_t zero_installed; /* UFFDIO_ZEROPAGE done for a faulted zero page */
+	uint64_t inplace;        /* pages this thread brought in place first */
+	uint64_t bytes;          /* page data bytes received */
+	uint64_t frames;
+	uint64_t copy_ioctls;
+	uint64_t eexist;         /* install found the page present: raced, woke */
+	uint64_t eagain;         /* install retried */
+	uint64_t faults;         /* uffd fault messages read */
+	uint64_t faults_zero;    /* ... served at once with UFFDIO_ZEROPAGE */
+	uint64_t faults_present; /* ... page already present: woke the thread */
+	uint64_t faults_dup;     /* ... page already requested */
+	uint64_t faults_late;    /* ... read after COMPLETE: woken */
+	uint64_t requests;       /* PCH_REQ_PAGE sent */
+	uint64_t requests_sweep; /* ... of them for pages no channel delivered */
+	uint64_t events_other;   /* uffd messages other than faults */
+	uint64_t uffd_reads;     /* reads (or completions) that returned messages */
+	pthread_mutex_t hist_lock;
+	struct pch_hist service; /* fault read -> page installed, ns */
+};
+
+#define STAT_ADD(s, field, n) \
+	__atomic_store_n(&(s)->field, (s)->field + (n), __ATOMIC_RELAXED)
+#define STAT_GET(s, field) __atomic_load_n(&(s)->field, __ATOMIC_RELAXED)
+
+/* One RAM block: the VMM's address and the state of each page. */
+struct hblock {
+	struct pch_block d;       /* name, size, page size, npages */
+	uint64_t host_addr;       /* in the VMM's address space */
+	struct pch_bitmap present; /* installed (by us or by a racing path) */
+	struct pch_bitmap zero;    /* known zero, not (yet) installed */
+	struct pch_bitmap inplace; /* present | zero: counted once */
+};
+
+enum chan_state { CHAN_IDLE, CHAN_STREAMING, CHAN_ENDED, CHAN_DEAD };
+
+/* One PAGES channel, owned by one rx thread. */
+struct rx_chan {
+	int fd;
+	unsigned index;
+	int state;              /* enum chan_state; read by main (atomic) */
+	uint64_t sync_epoch;    /* last SYNC seen; read by main (atomic) */
+	uint64_t seq;           /* next expected frame seq */
+	/* receive state machine: header, then offsets, then data */
+	int part;               /* 0 header, 1 offsets, 2 data */
+	size_t want, got;
+	struct pch_frame_hdr hdr;
+	uint64_t *offs;
+	uint8_t *data;
+	uint64_t bytes, frames, pages; /* owner-written, relaxed */
+	char err[128];
+};
+
+struct helper;
+
+struct rx_thread {
+	struct helper *h;
+	unsigned id;
+	pthread_t tid;
+	unsigned nchan;
+	struct rx_chan *chan[PCH_MAX_CHANNELS];
+	struct hstats st;
+	bool started;
+};
+
+struct fault_thread {
+	struct helper *h;
+	pthread_t tid;
+	struct hstats st;
+	bool started;
+	int sweep_efd;          /* main -> fault: request what is missing */
+};
+
+struct helper_opts {
+	const char *ctl_path;
+	char src_host[256];
+	uint16_t src_port;
+	unsigned channels;
+	unsigned rx_threads;
+	const char *key_file;
+	const char *stats_file;
+	const char *uffd_read;  /* "uring" or "poll" */
+	const char *connect_order; /* NULL: natural; "shuffle" or "shuffle:SEED" */
+	int connect_timeout_ms;
+	int accept_timeout_ms;
+	int timeout_s;          /* whole run, 0 = none besides the VMM's */
+	int stall_ms;           /* report a fault pending longer than this */
+	int rx_nice;            /* niceness added to rx threads */
+};
+
+struct helper {
+	struct helper_opts o;
+	struct pch_session sess;
+
+	/* from the VMM */
+	int uffd;
+	uint64_t uffd_features;
+	struct pch_blocktab vtab;        /* the VMM's table */
+	struct hblock blk[PCH_MAX_BLOCKS];
+	unsigned nblk;
+	struct pch_ring ring;
+	bool have_ring;
+	uint64_t premarked;              /* pages the VMM had in place */
+
+	/* source channels */
+	int cc_fd;                       /* CONTROL */
+	int urgent_fd;
+	struct rx_chan pages[PCH_MAX_CHANNELS];
+
+	/* threads */
+	struct fault_thread ft;
+	struct rx_thread rx[HELPER_MAX_RX];
+	unsigned nrx;
+	int wake_efd;                    /* any thread -> main: look again */
+	int stop_efd;                    /* main -> all: stop */
+	bool stop;                       /* atomic */
+	bool use_uring_read;             /* io path for uffd events */
+	const char *io_path;
+
+	/* progress */
+	uint64_t t_start_ns, t_complete_ns;
+	uint64_t sync_asked, sync_reached;
+	bool complete, failed;
+	bool sweep_started;              /* main asked the fault thread to sweep */
+	bool urgent_dead;                /* set by the fault thread (atomic) */
+	bool fault_exited;               /* fault thread ended on an error (atomic) */
+	char errors[8][160];
+	unsigned nerrors;
+	pthread_mutex_t err_lock;
+};
+
+/* main.c */
+void helper_error(struct helper *h, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void helper_kick(struct helper *h);
+static inline bool helper_stopping(struct helper *h)
+{
+	return __atomic_load_n(&h->stop, __ATOMIC_ACQUIRE);
+}
+
+/* pages.c */
+/* Find the block and page of a VMM address; -EINVAL when outside every block. */
+int pages_lookup(struct helper *h, uint64_t addr, unsigned *blk, uint64_t *page);
+/*
+ * Install count pages at the given (strictly increasing) offsets of block blk
+ * from data with UFFDIO_COPY, in contiguous runs; pages already present are
+ * skipped, EEXIST is accounted and woken, EAGAIN retried.  Counts go to st
+ * (as bulk or urgent pages).  0, or -errno when the VMM is gone (-ESRCH,
+ * -ENOENT) or the ioctl failed otherwise.
+ */
+int pages_install(struct helper *h, struct hstats *st, unsigned blk, const uint64_t *offs,
+		  uint32_t count, const uint8_t *data, bool urgent);
+/* Mark pages known zero (no install); counts in st. */
+void pages_mark_zero(struct helper *h, struct hstats *st, unsigned blk, const uint64_t *offs,
+		     uint32_t count);
+/* Install one zero page (UFFDIO_ZEROPAGE); EEXIST woken.  0 or -errno. */
+int pages_zeropage(struct helper *h, struct hstats *st, unsigned blk, uint64_t page);
+/* Wake threads waiting on one page.  0 or -errno. */
+int pages_wake(struct helper *h, unsigned blk, uint64_t page);
+/* Pages in place (merged over threads, plus premarked). */
+uint64_t pages_inplace(struct helper *h);
+uint64_t pages_total(struct helper *h);
+/* Largest page data a frame may carry for this session's blocks. */
+size_t pages_frame_cap(struct helper *h);
+
+/* rx.c */
+int rx_start(struct helper *h);
+void rx_join(struct helper *h);
+
+/* fault.c */
+int fault_start(struct helper *h);
+void fault_join(struct helper *h);
+/* Ask the fault thread to request every page still missing. */
+void fault_sweep(struct helper *h);
+
+/* session.c */
+/* Connect and authenticate every channel, check the source's block table. */
+int session_connect(struct helper *h);
+/* Send HAVE for premarked pages, then START. */
+int session_start(struct helper *h);
+int session_sync_req(struct helper *h, uint64_t epoch);
+int session_done(struct helper *h);
+void session_close(struct helper *h);
+
+/* stats.c */
+void stats_merge(struct helper *h, struct hstats *out);
+/* The stats JSON (g_free it). */
+char *stats_json(struct helper *h);
+
+#endif /* PCH_HELPER_I_H */

@@ -1,0 +1,887 @@
+// SPDX-License-Identifier: MIT
+/*
+ * pch-helper - the destination's page service.
+ *
+ * Takes a VMM's guest RAM table, userfaultfd and event ring over a control
+ * socket, connects to pch-source, and serves every page: bulk channels
+ * stream into place while faulted pages are requested and installed first.
+ * The main thread runs the control socket and the CONTROL channel, watches
+ * progress, publishes sync points and completion on the ring.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <glib.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "helper_i.h"
+#include "log.h"
+#include "net.h"
+#include "util.h"
+#include "pch/ctl.h"
+#include "pch/uffd-compat.h"
+
+#define CTL_SETUP_MS 30000     /* the VMM's next setup message */
+#define AFTER_COMPLETE_MS 30000 /* answer STATS this long after COMPLETE */
+#define MAX_MONITORS 4
+
+static volatile sig_atomic_t got_signal;
+
+static void on_signal(int sig)
+{
+	got_signal = sig;
+}
+
+void helper_error(struct helper *h, const char *fmt, ...)
+{
+	char buf[160];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	pch_err("%s", buf);
+	pthread_mutex_lock(&h->err_lock);
+	if (h->nerrors < PCH_ARRAY_SIZE(h->errors))
+		memcpy(h->errors[h->nerrors++], buf, sizeof(buf));
+	pthread_mutex_unlock(&h->err_lock);
+}
+
+void helper_kick(struct helper *h)
+{
+	uint64_t one = 1;
+
+	if (write(h->wake_efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		pch_warn("cannot wake the main thread: %s", strerror(errno));
+}
+
+/* ------------------------------------------------------------------ */
+/* control socket                                                      */
+/* ------------------------------------------------------------------ */
+
+struct conn {
+	int fd;
+	int role; /* 0 until HELLO */
+};
+
+static int ctl_reply(struct conn *c, const struct pch_ctl_hdr *req, int status, const char *text)
+{
+	struct {
+		struct pch_ctl_reply r;
+		char text[PCH_CTL_MAX_MSG - sizeof(struct pch_ctl_reply)];
+	} *m;
+	size_t tl = text ? strlen(text) : 0;
+	int rc;
+
+	if (tl > sizeof(m->text))
+		tl = sizeof(m->text);
+	m = calloc(1, sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	m->r.hdr.magic = PCH_CTL_MAGIC;
+	m->r.hdr.type = PCH_CTL_REPLY;
+	m->r.hdr.len = (uint32_t)(sizeof(m->r) + tl);
+	m->r.hdr.seq = req->seq;
+	m->r.req_type = req->type;
+	m->r.status = status;
+	m->r.text_len = (uint32_t)tl;
+	if (tl)
+		memcpy(m->text, text, tl);
+	rc = pch_seqpkt_send(c->fd, m, m->r.hdr.len, NULL, 0);
+	free(m);
+	return rc;
+}
+
+static void close_fds(int *fds, int n)
+{
+	while (n > 0)
+		close(fds[--n]);
+}
+
+static int check_uffd_fd(int fd)
+{
+	char path[64], target[64];
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	n = readlink(path, target, sizeof(target) - 1);
+	if (n < 0)
+		return -errno;
+	target[n] = '\0';
+	return strcmp(target, "anon_inode:[userfaultfd]") ? -EBADF : 0;
+}
+
+/* Each handler returns 0 or -errno with *why set (static or in whybuf). */
+typedef int (*ctl_fn)(struct helper *h, struct conn *c, const void *msg, int *fds, int nfds,
+		      char *whybuf, size_t whylen);
+
+static int do_hello(struct helper *h, struct conn *c, const void *msg, int *fds, int nfds,
+		    char *whybuf, size_t whylen)
+{
+	const struct pch_ctl_hello *m = msg;
+	struct pch_ctl_hello r = { 0 };
+
+	if (m->version != PCH_CTL_VERSION) {
+		snprintf(whybuf, whylen, "HELLO: control protocol version %u, helper speaks %u",
+			 m->version, PCH_CTL_VERSION);
+		return -EPROTO;
+	}
+	if (m->role != PCH_CTL_ROLE_VMM && m->role != PCH_CTL_ROLE_MONITOR) {
+		snprintf(whybuf, whylen, "HELLO: unknown role %u", m->role);
+		return -EINVAL;
+	}
+	if (c->role) {
+		snprintf(whybuf, whylen, "HELLO: sent twice");
+		return -EPROTO;
+	}
+	c->role = m->role;
+	r.hdr = (struct pch_ctl_hdr){ PCH_CTL_MAGIC, PCH_CTL_HELLO, 0, sizeof(r), m->hdr.seq };
+	r.version = PCH_CTL_VERSION;
+	r.pid = (uint32_t)getpid();
+	r.features = PCH_CTL_F_RING | PCH_CTL_F_BITMAP | PCH_CTL_F_STATS;
+	snprintf(r.name, sizeof(r.name), "pch-helper");
+	/* HELLO is answered by HELLO, not REPLY: 1 tells the caller so. */
+	return pch_seqpkt_send(c->fd, &r, sizeof(r), NULL, 0) ?: 1;
+}
+
+static int do_block(struct helper *h, struct conn *c, const void *msg, int *fds, int nfds,
+		    char *whybuf, size_t whylen)
+{
+	const struct pch_ctl_block *m = msg;
+	char name[PCH_BLOCK_NAME_LEN + 1];
+	const char *why = NULL;
+	struct hblock *b;
+	int rc;
+
+	memcpy(name, m->name, PCH_BLOCK_NAME_LEN);
+	name[PCH_BLOCK_NAME_LEN] = '\0';
+	if (m->id != h->nblk) {
+		snprintf(whybuf, whylen, "BLOCK: id %u, expected %u", m->id, h->nblk);
+		return -EINVAL;
+	}
+	if (!m->backing || m->backing >= PCH_BACKING_MAX) {
+		snprintf(whybuf, whylen, "BLOCK %s: unknown backing %u", name, m->backing);
+		return -EINVAL;
+	}
+	if (m->backing != PCH_BACKING_ANON && m->backing != PCH_BACKING_THP) {
+		snprintf(whybuf, whylen, "BLOCK %s: backing %u is not supported yet (anonymous only)",
+			 name, m->backing);
+		return -EOPNOTSUPP;
+	}
+	if ((m->flags & PCH_CTL_BLOCK_F_FD) || nfds) {
+		snprintf(whybuf, whylen, "BLOCK %s: anonymous block must carry no fd", name);
+		return -EINVAL;
+	}
+	if (m->flags & ~PCH_CTL_BLOCK_F_FD) {
+		snprintf(whybuf, whylen, "BLOCK %s: unknown flags 0x%x", name, m->flags);
+		return -EINVAL;
+	}
+	if (!memchr(m->name, '\0', PCH_BLOCK_NAME_LEN)) {
+		snprintf(whybuf, whylen, "BLOCK: name not NUL-terminated");
+		return -EINVAL;
+	}
+	rc = pch_blocktab_add(&h->vtab, m->name, m->length, m->page_size, m->backing, &why);
+	if (rc) {
+		snprintf(whybuf, whylen, "BLOCK %s: %s", name, why);
+		return rc;
+	}
+	if (m->host_addr & (m->page_size - 1) || m->host_addr + m->length < m->host_addr) {
+		h->vtab.count--;
+		h->vtab.total_pages -= m->length / m->page_size;
+		snprintf(whybuf, whylen, "BLOCK %s: host address 0x%llx not page aligned or wraps",
+			 name, (unsigned long long)m->host_addr);
+		return -EINVAL;
+	}
+	b = &h->blk[h->nblk];
+	b->d = h->vtab.b[h->nblk];
+	b->host_addr = m->host_addr;
+	if (pch_bitmap_init(&b->present, b->d.npages) || pch_bitmap_init(&b->zero, b->d.npages) ||
+	    pch_bitmap_init(&b->inplace, b->d.npages)) {
+		snprintf(whybuf, whylen, "BLOCK %s: out of memory for page state", name);
+		return -ENOMEM;
+	}
+	h->nblk++;
+	pch_info("block %u %s: %llu bytes at 0x%llx, %u-byte pages", m->id, name,
+		 (unsigned long long)m->length, (unsigned long long)m->host_addr, m->page_size);
+	return 0;
+}
+
+static int do_bitmap(struct helper *h, struct conn *c, const void *msg, int *fds, int nfds,
+		     char *whybuf, size_t whylen)
+{
+	const struct pch_ctl_bitmap *m = msg;
+	struct hblock *b;
+	int64_t newly;
+	size_t words;
+
+	if (m->block >= h->nblk) {
+		snprintf(whybuf, whylen, "BITMAP: block %u not announced", m->block);
+		return -EINVAL;
+	}
+	b = &h->blk[m->block];
+	words = PCH_DIV_ROUND_UP(m->npages, 64);
+	if (m->first_page % 64 || m->npages > b->d.npages || m->first_page > b->d.npages - m->npages ||
+	    m->hdr.len != sizeof(*m) + words * 8) {
+		snprintf(whybuf, whylen, "BITMAP: range or length wrong for block %s", b->d.name);
+		return -EINVAL;
+	}
+	newly = pch_bitmap_import(&b->inplace, m->first_page, (const uint64_t *)(m + 1), m->npages);
+	if (newly < 0) {
+		snprintf(whybuf, whylen, "BITMAP: import failed");
+		return (int)newly;
+	}
+	pch_bitmap_import(&b->present, m->first_page, (const uint64_t *)(m + 1), m->npages);
+	h->premarked += (uint64_t)newly;
+	return 0;
+}
+
+static int do_uffd(struct helper *h, struct conn *c, const void *msg, int *fds, int nfds,
+		   char *whybuf, size_t whylen)
+{
+	const struct pch_ctl_uffd *m = msg;
+
+	if (nfds != 1) {
+		snprintf(whybuf, whylen, "UFFD: expected 1 fd, got %d", nfds);
+		return -EINVAL;
+	}
+	if (h->uffd >= 0) {
+		snprintf(whybuf, whylen, "UFFD: already received");
+		return -EEXIST;
+	}
+	if (check_uffd_fd(fds[0])) {
+		snprintf(whybuf, whylen, "UFFD: the fd is not a userfaultfd");
+		return -EBADF;
+	}
+	h->uffd = fds[0];
+	fds[0] = -1;
+	h->uffd_features = m->features;
+	return 0;
+}
+
+static int do_ring(struct helper *h, struct conn *c, const void *msg, int *fds, int nfds,
+		   char *whybuf, size_t whylen)
+{
+	int rc;
+
+	if (nfds != 2) {
+		snprintf(whybuf, whylen, "RING: expected 2 fds (memfd, eventfd), got %d", nfds);
+		return -EINVAL;
+	}
+	if (h->have_ring) {
+		snprintf(whybuf, whylen, "RING: already received");
+		return -EEXIST;
+	}
+	rc = pch_ring_attach(&h->ring, fds[0], fds[1]);
+	fds[0] = fds[1] = -1; /* attach owns them, even on failure */
+	if (rc) {
+		snprintf(whybuf, whylen, "RING: bad ring: %s", strerror(-rc));
+		return rc;
+	}
+	h->have_ring = true;
+	return 0;
+}
+
+static int start_serving(struct helper *h, char *whybuf, size_t whylen)
+{
+	int rc;
+
+	if (!h->nblk || h->uffd < 0 || !h->have_ring) {
+		snprintf(whybuf, whylen, "START: missing %s", !h->nblk ? "RAM blocks" :
+				 h->uffd < 0 ? "the uffd" : "the ring");
+		return -EINVAL;
+	}
+	h->t_start_ns = pch_now_ns();
+	rc = session_connect(h);
+	if (rc) {
+		snprintf(whybuf, whylen, "START: cannot open the session with %s:%u: %s",
+			 h->o.src_host, h->o.src_port, strerror(-rc));
+		h->failed = true;
+		return rc;
+	}
+	rc = fault_start(h);
+	if (!rc)
+		rc = rx_start(h);
+	if (!rc)
+		rc = session_start(h);
+	if (rc) {
+		snprintf(whybuf, whylen, "START: %s", strerror(-rc));
+		h->failed = true;
+		return rc;
+	}
+	pch_info("serving %llu pages over %u channels",
+		 (unsigned long long)pages_total(h), h->o.channels);
+	helper_kick(h);
+	return 0;
+}
+
+static int do_sync(struct helper *h, struct conn *c, const void *msg, int *fds, int nfds,
+		   char *whybuf, size_t whylen)
+{
+	const struct pch_ctl_sync *m = msg;
+	int rc;
+
+	if (!h->t_start_ns) {
+		snprintf(whybuf, whylen, "SYNC: before START");
+		return -EINVAL;
+	}
+	if (m->epoch <= h->sync_asked) {
+		snprintf(whybuf, whylen, "SYNC: epoch %llu not above %llu",
+			 (unsigned long long)m->epoch, (unsigned long long)h->sync_asked);
+		return -EINVAL;
+	}
+	rc = session_sync_req(h, m->epoch);
+	if (rc) {
+		snprintf(whybuf, whylen, "SYNC: cannot ask the source: %s", strerror(-rc));
+		return rc;
+	}
+	h->sync_asked = m->epoch;
+	helper_kick(h);
+	return 0;
+}
+
+struct ctl_op {
+	ctl_fn fn;
+	const char *name;
+	size_t min_len; /* exact, unless variable */
+	bool variable;  /* len may exceed min_len */
+	bool monitor;   /* allowed on a monitor connection */
+	bool setup;     /* only before START */
+};
+
+static const struct ctl_op ctl_ops[PCH_CTL_TYPE_MAX] = {
+	[PCH_CTL_HELLO] = { do_hello, "HELLO", sizeof(struct pch_ctl_hello), false, true, false },
+	[PCH_CTL_BLOCK] = { do_block, "BLOCK", sizeof(struct pch_ctl_block), false, false, true },
+	[PCH_CTL_BITMAP] = { do_bitmap, "BITMAP", sizeof(struct pch_ctl_bitmap), true, false, true },
+	[PCH_CTL_UFFD] = { do_uffd, "UFFD", sizeof(struct pch_ctl_uffd), false, false, true },
+	[PCH_CTL_RING] = { do_ring, "RING", sizeof(struct pch_ctl_ring), false, false, true },
+	[PCH_CTL_START] = { NULL, "START", sizeof(struct pch_ctl_simple), false, false, true },
+	[PCH_CTL_SYNC] = { do_sync, "SYNC", sizeof(struct pch_ctl_sync), false, false, false },
+	[PCH_CTL_STATS] = { NULL, "STATS", sizeof(struct pch_ctl_simple), false, true, false },
+	[PCH_CTL_SHUTDOWN] = { NULL, "SHUTDOWN", sizeof(struct pch_ctl_simple), false, false,
+			       false },
+};
+
+enum { CTL_OK, CTL_CLOSED, CTL_SHUTDOWN };
+
+/*
+ * Read and answer one control message from c.  Returns CTL_OK, CTL_CLOSED
+ * (the peer went away, or sent something that ends the connection), or
+ * CTL_SHUTDOWN.
+ */
+static int ctl_handle(struct helper *h, struct conn *c, int timeout_ms)
+{
+	union {
+		struct pch_ctl_hdr hdr;
+		uint8_t b[PCH_CTL_MAX_MSG];
+	} *m;
+	char whybuf[512] = "";
+	int fds[4], nfds = 0, n, rc, ret = CTL_OK;
+	const struct ctl_op *op;
+
+	m = malloc(sizeof(*m));
+	if (!m)
+		return CTL_CLOSED;
+	n = pch_seqpkt_recv(c->fd, m, sizeof(*m), fds, 4, &nfds, timeout_ms);
+	if (n == -ETIMEDOUT) {
+		pch_err("control: no message from the VMM within %d ms", timeout_ms);
+		ret = CTL_CLOSED;
+		goto out;
+	}
+	if (n <= 0) {
+		if (n < 0)
+			pch_err("control: receive: %s", strerror(-n));
+		ret = CTL_CLOSED;
+		goto out;
+	}
+	if ((size_t)n < sizeof(m->hdr) || m->hdr.magic != PCH_CTL_MAGIC || m->hdr.len != (uint32_t)n) {
+		pch_err("control: malformed message (%d bytes): bad header", n);
+		close_fds(fds, nfds);
+		ret = CTL_CLOSED;
+		goto out;
+	}
+	op = m->hdr.type < PCH_CTL_TYPE_MAX ? &ctl_ops[m->hdr.type] : NULL;
+	if (!op || !op->name || m->hdr.type == PCH_CTL_REPLY) {
+		snprintf(whybuf, sizeof(whybuf), "unknown message type %u", m->hdr.type);
+		rc = -EINVAL;
+	} else if ((size_t)n < op->min_len || (!op->variable && (size_t)n != op->min_len)) {
+		snprintf(whybuf, sizeof(whybuf), "%s: %d bytes, expected %zu", op->name, n,
+			 op->min_len);
+		rc = -EINVAL;
+	} else if (!c->role && m->hdr.type != PCH_CTL_HELLO) {
+		snprintf(whybuf, sizeof(whybuf), "%s before HELLO", op->name);
+		rc = -EPROTO;
+	} else if (c->role == PCH_CTL_ROLE_MONITOR && !op->monitor) {
+		snprintf(whybuf, sizeof(whybuf), "%s not allowed on a monitor connection", op->name);
+		rc = -EPERM;
+	} else if (op->setup && h->t_start_ns) {
+		snprintf(whybuf, sizeof(whybuf), "%s after START", op->name);
+		rc = -EPROTO;
+	} else if (m->hdr.type != PCH_CTL_UFFD && m->hdr.type != PCH_CTL_RING &&
+		   m->hdr.type != PCH_CTL_BLOCK && nfds) {
+		snprintf(whybuf, sizeof(whybuf), "%s carries %d unexpected fds", op->name, nfds);
+		rc = -EINVAL;
+	} else if (m->hdr.type == PCH_CTL_START) {
+		rc = start_serving(h, whybuf, sizeof(whybuf));
+	} else if (m->hdr.type == PCH_CTL_STATS) {
+		char *js = stats_json(h);
+
+		pch_dbg(PCH_DBG_CTL, "control: STATS");
+		ctl_reply(c, &m->hdr, 0, js);
+		g_free(js);
+		goto out_fds;
+	} else if (m->hdr.type == PCH_CTL_SHUTDOWN) {
+		rc = 0;
+		ret = CTL_SHUTDOWN;
+	} else {
+		rc = op->fn(h, c, m, fds, nfds, whybuf, sizeof(whybuf));
+		if (rc == 1)
+			goto out_fds; /* answered already */
+	}
+	if (rc)
+		pch_err("control: refused: %s (%s)", whybuf, strerror(-rc));
+	else
+		pch_dbg(PCH_DBG_CTL, "control: %s ok", op->name);
+	if (ctl_reply(c, &m->hdr, rc, rc ? whybuf : NULL))
+		ret = CTL_CLOSED;
+out_fds:
+	for (rc = 0; rc < nfds; rc++)
+		if (fds[rc] >= 0)
+			close(fds[rc]);
+out:
+	free(m);
+	return ret;
+}
+
+/* ------------------------------------------------------------------ */
+/* progress                                                            */
+/* ------------------------------------------------------------------ */
+
+static void post(struct helper *h, uint16_t type, int32_t code, uint64_t epoch, const char *text)
+{
+	int rc = pch_ring_postf(&h->ring, type, code, epoch, "%s", text);
+
+	if (rc)
+		pch_err("ring: cannot post %s: %s", pch_ring_type_name(type), strerror(-rc));
+	else
+		pch_dbg(PCH_DBG_RING, "ring: posted %s %llu", pch_ring_type_name(type),
+			(unsigned long long)epoch);
+}
+
+static void unregister_all(struct helper *h)
+{
+	unsigned i;
+
+	for (i = 0; i < h->nblk; i++) {
+		struct uffdio_range r = { .start = h->blk[i].host_addr, .len = h->blk[i].d.size };
+
+		/* Waiters on pages known zero wake up and get the kernel's zero page. */
+		if (ioctl(h->uffd, UFFDIO_UNREGISTER, &r) < 0)
+			pch_warn("block %s: UFFDIO_UNREGISTER: %s", h->blk[i].d.name,
+				 strerror(errno));
+	}
+}
+
+/* Look at the channels and the page counts; act on what changed. */
+static void check_progress(struct helper *h)
+{
+	uint64_t min_epoch = UINT64_MAX;
+	unsigned i, live = 0, ended = 0;
+
+	for (i = 0; i < h->o.channels; i++) {
+		int st = __atomic_load_n(&h->pages[i].state, __ATOMIC_ACQUIRE);
+
+		if (st == CHAN_DEAD)
+			continue;
+		live++;
+		ended += st == CHAN_ENDED;
+		min_epoch = PCH_MIN(min_epoch, __atomic_load_n(&h->pages[i].sync_epoch,
+							       __ATOMIC_ACQUIRE));
+	}
+	if (h->sync_asked > h->sync_reached && live && min_epoch >= h->sync_asked) {
+		h->sync_reached = h->sync_asked;
+		pch_info("sync point %llu reached", (unsigned long long)h->sync_reached);
+		post(h, PCH_RING_SYNC_REACHED, 0, h->sync_reached, "sync point reached");
+	}
+	if (!h->complete && pages_inplace(h) >= pages_total(h)) {
+		__atomic_store_n(&h->complete, true, __ATOMIC_RELEASE);
+		h->t_complete_ns = pch_now_ns();
+		unregister_all(h);
+		pch_info("complete: every page in place after %.3f s",
+			 (h->t_complete_ns - h->t_start_ns) / 1e9);
+		post(h, PCH_RING_COMPLETE, 0, 0, "every page in place");
+		session_done(h);
+		return;
+	}
+	/*
+	 * Every live channel has ended (or died) and pages are still missing:
+	 * nobody will stream them.  Ask for them on URGENT.
+	 */
+	if (!h->complete && ended == live && !h->sweep_started) {
+		h->sweep_started = true;
+		pch_warn("%llu pages missing after every channel ended; requesting them",
+			 (unsigned long long)(pages_total(h) - pages_inplace(h)));
+		fault_sweep(h);
+	}
+}
+
+static void fail(struct helper *h, int code, const char *text)
+{
+	if (h->failed)
+		return;
+	h->failed = true;
+	helper_error(h, "migration failed: %s", text);
+	if (h->have_ring)
+		post(h, PCH_RING_ERROR, code, 0, text);
+}
+
+static int write_stats(struct helper *h)
+{
+	char *js;
+	GError *err = NULL;
+	int rc = 0;
+
+	if (!h->o.stats_file)
+		return 0;
+	js = stats_json(h);
+	if (!g_file_set_contents(h->o.stats_file, js, -1, &err)) {
+		pch_err("stats: %s", err->message);
+		g_error_free(err);
+		rc = -EIO;
+	}
+	g_free(js);
+	return rc;
+}
+
+/* Run until complete and the VMM lets go, or until failure.  Exit status. */
+static int serve(struct helper *h, int lfd, struct conn *vmm)
+{
+	struct conn mon[MAX_MONITORS];
+	uint64_t deadline = h->o.timeout_s ? pch_now_ns() + h->o.timeout_s * 1000000000ull : 0;
+	uint64_t done_deadline = 0;
+	unsigned nmon = 0, i;
+	bool vmm_gone = false;
+
+	for (;;) {
+		struct pollfd p[4 + MAX_MONITORS];
+		int np = 0, rc, tmo = 100;
+
+		if (got_signal) {
+			fail(h, -EINTR, "stopped by a signal");
+			break;
+		}
+		if (deadline && pch_now_ns() > deadline && !h->complete) {
+			char t[96];
+
+			snprintf(t, sizeof(t), "not complete after %d s (%llu of %llu pages)",
+				 h->o.timeout_s, (unsigned long long)pages_inplace(h),
+				 (unsigned long long)pages_total(h));
+			fail(h, -ETIMEDOUT, t);
+			break;
+		}
+		if (h->complete && !done_deadline)
+			done_deadline = pch_now_ns() + AFTER_COMPLETE_MS * 1000000ull;
+		if (done_deadline && (vmm_gone || pch_now_ns() > done_deadline))
+			break;
+		if (h->failed)
+			break;
+		if (__atomic_load_n(&h->urgent_dead, __ATOMIC_ACQUIRE) && !h->complete) {
+			fail(h, -EPIPE, "URGENT channel lost: faults cannot be served");
+			break;
+		}
+		if (__atomic_load_n(&h->fault_exited, __ATOMIC_ACQUIRE) && !h->complete) {
+			fail(h, -EIO, "fault thread stopped");
+			break;
+		}
+
+		p[np++] = (struct pollfd){ .fd = h->wake_efd, .events = POLLIN };
+		p[np++] = (struct pollfd){ .fd = vmm_gone ? -1 : vmm->fd, .events = POLLIN };
+		p[np++] = (struct pollfd){ .fd = h->complete ? -1 : h->cc_fd, .events = POLLIN };
+		p[np++] = (struct pollfd){ .fd = nmon < MAX_MONITORS ? lfd : -1, .events = POLLIN };
+		for (i = 0; i < nmon; i++)
+			p[np++] = (struct pollfd){ .fd = mon[i].fd, .events = POLLIN };
+		rc = poll(p, (nfds_t)np, tmo);
+		if (rc < 0 && errno != EINTR) {
+			fail(h, -errno, "poll failed");
+			break;
+		}
+		if (p[0].revents & POLLIN) {
+			uint64_t v;
+
+			if (read(h->wake_efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+				pch_warn("wake eventfd: %s", strerror(errno));
+		}
+		check_progress(h);
+		if (p[1].revents) {
+			rc = ctl_handle(h, vmm, 1000);
+			if (rc == CTL_SHUTDOWN) {
+				if (!h->complete)
+					fail(h, -ECANCELED, "VMM asked for shutdown before completion");
+				break;
+			}
+			if (rc == CTL_CLOSED) {
+				vmm_gone = true;
+				if (!h->complete) {
+					fail(h, -EPIPE, "VMM closed the control socket");
+					break;
+				}
+			}
+		}
+		if (p[2].revents) {
+			struct pch_cc_hdr hdr;
+			struct pch_cc_error e;
+			const char *why;
+
+			rc = pch_read_full(h->cc_fd, &hdr, sizeof(hdr), 1000);
+			if (!rc)
+				rc = pch_cc_check_hdr(&hdr, &why) ? -EBADMSG : 0;
+			if (!rc && hdr.type == PCH_CC_ERROR && hdr.len == sizeof(e) &&
+			    !pch_read_full(h->cc_fd, &e, sizeof(e), 1000)) {
+				e.text[sizeof(e.text) - 1] = '\0';
+				fail(h, e.code, e.text);
+				break;
+			}
+			fail(h, rc ? rc : -EPROTO, rc == -ECONNRESET ? "source closed CONTROL" :
+				 "unexpected message on CONTROL");
+			break;
+		}
+		if (p[3].revents & POLLIN) {
+			int fd = pch_accept(lfd, 0);
+
+			if (fd >= 0)
+				mon[nmon++] = (struct conn){ .fd = fd, .role = 0 };
+		}
+		for (i = 0; i < nmon; i++) {
+			if (!p[4 + i].revents)
+				continue;
+			if (ctl_handle(h, &mon[i], 1000) != CTL_OK) {
+				close(mon[i].fd);
+				mon[i].fd = -1;
+			}
+		}
+		for (i = 0; i < nmon;) {
+			if (mon[i].fd < 0)
+				mon[i] = mon[--nmon];
+			else
+				i++;
+		}
+	}
+	for (i = 0; i < nmon; i++)
+		close(mon[i].fd);
+	return h->complete && !h->failed ? 0 : 1;
+}
+
+static void stop_threads(struct helper *h)
+{
+	unsigned i;
+
+	__atomic_store_n(&h->stop, true, __ATOMIC_RELEASE);
+	/* Wake receives blocked on sockets: their threads see the stop flag. */
+	if (h->urgent_fd >= 0)
+		shutdown(h->urgent_fd, SHUT_RDWR);
+	for (i = 0; i < h->o.channels; i++)
+		if (h->pages[i].fd >= 0)
+			shutdown(h->pages[i].fd, SHUT_RDWR);
+	fault_join(h);
+	rx_join(h);
+}
+
+/* Release what main and the threads left; every thread is joined. */
+static void helper_free(struct helper *h)
+{
+	size_t cap = pages_frame_cap(h);
+	unsigned i;
+
+	for (i = 0; i < h->nblk; i++) {
+		pch_bitmap_free(&h->blk[i].present);
+		pch_bitmap_free(&h->blk[i].zero);
+		pch_bitmap_free(&h->blk[i].inplace);
+	}
+	for (i = 0; i < PCH_MAX_CHANNELS; i++) {
+		free(h->pages[i].offs);
+		if (h->pages[i].data)
+			munmap(h->pages[i].data, cap);
+	}
+	if (h->uffd >= 0)
+		close(h->uffd);
+	if (h->ft.sweep_efd > 0)
+		close(h->ft.sweep_efd);
+	close(h->wake_efd);
+	g_free((char *)h->o.ctl_path);
+	g_free((char *)h->o.key_file);
+	g_free((char *)h->o.stats_file);
+	g_free((char *)h->o.uffd_read);
+	g_free((char *)h->o.connect_order);
+	free(h);
+}
+
+/* ------------------------------------------------------------------ */
+
+static int parse_args(int argc, char **argv, struct helper_opts *o)
+{
+	gchar *source = NULL, *debug = NULL, *ctl = NULL, *key = NULL, *stats = NULL;
+	gchar *uffd_read = NULL, *order = NULL;
+	gint channels = 4, rx = 1, timeout = 600, stall = 1000, nice_inc = 5, accept_s = 30;
+	gboolean verbose = FALSE, quiet = FALSE;
+	GOptionEntry entries[] = {
+		{ "control", 'c', 0, G_OPTION_ARG_FILENAME, &ctl, "control socket path (listen)", "PATH" },
+		{ "source", 's', 0, G_OPTION_ARG_STRING, &source, "pch-source address", "HOST:PORT" },
+		{ "key-file", 'k', 0, G_OPTION_ARG_FILENAME, &key, "session id and key file", "FILE" },
+		{ "channels", 'n', 0, G_OPTION_ARG_INT, &channels, "PAGES channels (default 4)", "N" },
+		{ "rx-threads", 0, 0, G_OPTION_ARG_INT, &rx, "bulk receive threads (default 1)", "N" },
+		{ "uffd-read", 0, 0, G_OPTION_ARG_STRING, &uffd_read,
+		  "how uffd events are read: uring (default; falls back) or poll", "MODE" },
+		{ "connect-order", 0, 0, G_OPTION_ARG_STRING, &order,
+		  "channel connect order: natural or shuffle[:SEED]", "ORDER" },
+		{ "stats", 0, 0, G_OPTION_ARG_FILENAME, &stats, "write stats JSON here at exit", "FILE" },
+		{ "timeout-s", 't', 0, G_OPTION_ARG_INT, &timeout,
+		  "fail if not complete after this long (default 600, 0 = none)", "S" },
+		{ "accept-timeout-s", 0, 0, G_OPTION_ARG_INT, &accept_s,
+		  "wait this long for the VMM to connect (default 30)", "S" },
+		{ "stall-ms", 0, 0, G_OPTION_ARG_INT, &stall,
+		  "report faults pending longer than this (default 1000, 0 = off)", "MS" },
+		{ "rx-nice", 0, 0, G_OPTION_ARG_INT, &nice_inc,
+		  "niceness added to bulk receive threads (default 5)", "N" },
+		{ "verbose", 'v', 0, G_OPTION_ARG_NONE, &verbose, "more messages", NULL },
+		{ "quiet", 'q', 0, G_OPTION_ARG_NONE, &quiet, "errors and warnings only", NULL },
+		{ "debug", 'd', 0, G_OPTION_ARG_STRING, &debug,
+		  "debug subsystems: uffd,chan,ring,ctl or all", "MASK" },
+		{ NULL }
+	};
+	GOptionContext *ctx = g_option_context_new("- pch destination page service");
+	GError *err = NULL;
+	uint32_t mask = 0;
+	int rc = -EINVAL;
+
+	g_option_context_add_main_entries(ctx, entries, NULL);
+	if (!g_option_context_parse(ctx, &argc, &argv, &err)) {
+		fprintf(stderr, "pch-helper: %s\n", err->message);
+		g_error_free(err);
+		goto out;
+	}
+	if (debug && pch_log_parse_mask(debug, &mask)) {
+		fprintf(stderr, "pch-helper: unknown debug mask '%s'\n", debug);
+		goto out;
+	}
+	pch_log_init("pch-helper", quiet ? PCH_LOG_WARN : verbose ? PCH_LOG_DBG : PCH_LOG_INFO,
+		     mask);
+	if (!ctl || !source || !key) {
+		fprintf(stderr, "pch-helper: --control, --source and --key-file are required\n");
+		goto out;
+	}
+	if (pch_parse_hostport(source, o->src_host, sizeof(o->src_host), &o->src_port)) {
+		fprintf(stderr, "pch-helper: bad --source '%s' (HOST:PORT)\n", source);
+		goto out;
+	}
+	if (channels < 1 || channels > PCH_MAX_CHANNELS || rx < 1 || rx > HELPER_MAX_RX ||
+	    timeout < 0 || stall < 0 || accept_s < 1 || nice_inc < 0 || nice_inc > 19) {
+		fprintf(stderr, "pch-helper: option out of range\n");
+		goto out;
+	}
+	if (uffd_read && strcmp(uffd_read, "uring") && strcmp(uffd_read, "poll")) {
+		fprintf(stderr, "pch-helper: --uffd-read takes uring or poll\n");
+		goto out;
+	}
+	o->ctl_path = ctl;
+	o->key_file = key;
+	o->stats_file = stats;
+	o->channels = (unsigned)channels;
+	o->rx_threads = (unsigned)rx;
+	o->uffd_read = uffd_read ? uffd_read : g_strdup("uring");
+	o->connect_order = order;
+	o->connect_timeout_ms = 5000;
+	o->accept_timeout_ms = accept_s * 1000;
+	o->timeout_s = timeout;
+	o->stall_ms = stall;
+	o->rx_nice = nice_inc;
+	ctl = key = stats = uffd_read = order = NULL; /* kept for the whole run */
+	rc = 0;
+out:
+	g_free(source);
+	g_free(debug);
+	g_free(ctl);
+	g_free(key);
+	g_free(stats);
+	g_free(uffd_read);
+	g_free(order);
+	g_option_context_free(ctx);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	struct helper *h = calloc(1, sizeof(*h));
+	struct sigaction sa = { .sa_handler = on_signal };
+	struct conn vmm = { .fd = -1 };
+	int lfd, rc, ret = 1;
+	unsigned i;
+
+	if (!h)
+		return 1;
+	if (parse_args(argc, argv, &h->o))
+		return 2;
+	signal(SIGPIPE, SIG_IGN);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	pthread_mutex_init(&h->err_lock, NULL);
+	h->uffd = h->cc_fd = h->urgent_fd = -1;
+	for (i = 0; i < PCH_MAX_CHANNELS; i++)
+		h->pages[i].fd = -1;
+	h->wake_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (h->wake_efd < 0) {
+		pch_err("eventfd: %s", strerror(errno));
+		return 1;
+	}
+	rc = pch_session_load(h->o.key_file, &h->sess);
+	if (rc) {
+		pch_err("key file %s: %s%s", h->o.key_file, strerror(-rc),
+			rc == -EPERM ? " (must be a regular file of mode 0600 or stricter)" : "");
+		return 1;
+	}
+	lfd = pch_unix_listen(h->o.ctl_path);
+	if (lfd < 0) {
+		pch_err("control socket %s: %s", h->o.ctl_path, strerror(-lfd));
+		return 1;
+	}
+	pch_info("listening on %s for the VMM", h->o.ctl_path);
+	vmm.fd = pch_accept(lfd, h->o.accept_timeout_ms);
+	if (vmm.fd < 0) {
+		pch_err("control socket %s: no VMM connected: %s", h->o.ctl_path, strerror(-vmm.fd));
+		goto out;
+	}
+	/* Setup: messages up to START, each within a deadline. */
+	while (!h->t_start_ns) {
+		rc = ctl_handle(h, &vmm, CTL_SETUP_MS);
+		if (rc != CTL_OK) {
+			pch_err("control: VMM %s before START",
+				rc == CTL_SHUTDOWN ? "asked for shutdown" : "went away");
+			goto out;
+		}
+		if (got_signal)
+			goto out;
+	}
+	ret = serve(h, lfd, &vmm);
+out:
+	stop_threads(h);
+	session_close(h);
+	if (write_stats(h))
+		ret = 1;
+	if (vmm.fd >= 0)
+		close(vmm.fd);
+	close(lfd);
+	unlink(h->o.ctl_path);
+	if (h->have_ring)
+		pch_ring_close(&h->ring);
+	pch_info("exit %d", ret);
+	helper_free(h);
+	return ret;
+}

@@ -1,0 +1,236 @@
+// SPDX-License-Identifier: MIT
+/*
+ * pages.c - page state and the uffd ioctls that change it.
+ *
+ * A page is "in place" once installed (present) or known to be zero.  Every
+ * path that installs or learns a page sets its bits with atomic test-and-set,
+ * so each page is counted exactly once whichever path wins a race.  EEXIST
+ * from an install means another path won: the page is there, so the waiters
+ * are woken and the race counted.  EAGAIN (a non-cooperative event is
+ * pending) is retried.  ENOENT/ESRCH mean the VMM unmapped or exited.
+ */
+#include <errno.h>
+#include <sched.h>
+#include <string.h>
+#include <sys/ioctl.h>
+
+#include "helper_i.h"
+#include "log.h"
+#include "util.h"
+#include "pch/uffd-compat.h"
+
+#define EAGAIN_RETRIES 100000
+
+int pages_lookup(struct helper *h, uint64_t addr, unsigned *blk, uint64_t *page)
+{
+	unsigned i;
+
+	for (i = 0; i < h->nblk; i++) {
+		struct hblock *b = &h->blk[i];
+
+		if (addr >= b->host_addr && addr - b->host_addr < b->d.size) {
+			*blk = i;
+			*page = (addr - b->host_addr) >> b->d.page_shift;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+static void mark_present(struct helper *h, struct hstats *st, struct hblock *b, uint64_t first,
+			 uint64_t n)
+{
+	uint64_t p, newly = 0;
+
+	for (p = first; p < first + n; p++) {
+		pch_bitmap_set(&b->present, p);
+		newly += pch_bitmap_set(&b->inplace, p);
+	}
+	if (newly)
+		STAT_ADD(st, inplace, newly);
+}
+
+int pages_wake(struct helper *h, unsigned blk, uint64_t page)
+{
+	struct hblock *b = &h->blk[blk];
+	struct uffdio_range r = {
+		.start = b->host_addr + (page << b->d.page_shift),
+		.len = b->d.page_size,
+	};
+
+	if (ioctl(h->uffd, UFFDIO_WAKE, &r) < 0)
+		return -errno;
+	return 0;
+}
+
+/*
+ * UFFDIO_COPY of n pages from src to page first of b.  Returns pages copied
+ * before the first one that already existed, and sets *exists when that
+ * stopped it; -errno on failure.
+ */
+static int64_t copy_run(struct helper *h, struct hstats *st, struct hblock *b, uint64_t first,
+			uint64_t n, const uint8_t *src, bool *exists)
+{
+	uint64_t done = 0, len = n << b->d.page_shift;
+	int tries = 0;
+
+	*exists = false;
+	while (done < len) {
+		struct uffdio_copy c = {
+			.dst = b->host_addr + (first << b->d.page_shift) + done,
+			.src = (uint64_t)(uintptr_t)(src + done),
+			.len = len - done,
+			.mode = 0,
+		};
+		int rc = ioctl(h->uffd, UFFDIO_COPY, &c);
+		int err = rc < 0 ? errno : 0;
+
+		STAT_ADD(st, copy_ioctls, 1);
+		/* Partial progress is reported in c.copy whatever the errno. */
+		if (c.copy > 0)
+			done += (uint64_t)c.copy;
+		if (!err)
+			break;
+		if (err == EEXIST) {
+			*exists = true;
+			break;
+		}
+		if (err == EAGAIN && c.copy > 0)
+			continue; /* partial copy: the rest may hit a present page */
+		if (err == EAGAIN) {
+			STAT_ADD(st, eagain, 1);
+			if (++tries > EAGAIN_RETRIES)
+				return -EAGAIN;
+			sched_yield();
+			continue;
+		}
+		return -err;
+	}
+	return (int64_t)(done >> b->d.page_shift);
+}
+
+int pages_install(struct helper *h, struct hstats *st, unsigned blk, const uint64_t *offs,
+		  uint32_t count, const uint8_t *data, bool urgent)
+{
+	struct hblock *b = &h->blk[blk];
+	unsigned shift = b->d.page_shift;
+	uint32_t i = 0;
+
+	while (i < count) {
+		uint64_t first = offs[i] >> shift;
+		uint32_t n = 1;
+		bool exists;
+		int64_t got;
+
+		/* Already installed by another path: nothing to do but count. */
+		if (pch_bitmap_test(&b->present, first)) {
+			i++;
+			continue;
+		}
+		while (i + n < count && (offs[i + n] >> shift) == first + n &&
+		       !pch_bitmap_test(&b->present, first + n))
+			n++;
+		got = copy_run(h, st, b, first, n, data + ((size_t)i << shift), &exists);
+		if (got < 0) {
+			pch_err("block %s: UFFDIO_COPY of %u pages at page %llu: %s", b->d.name, n,
+				(unsigned long long)first, strerror((int)-got));
+			return (int)got;
+		}
+		mark_present(h, st, b, first, (uint64_t)got);
+		if (urgent)
+			STAT_ADD(st, pages_urgent, (uint64_t)got);
+		else
+			STAT_ADD(st, pages_bulk, (uint64_t)got);
+		i += (uint32_t)got;
+		if (exists) {
+			/* Someone else installed it; the kernel woke nobody for us. */
+			STAT_ADD(st, eexist, 1);
+			mark_present(h, st, b, first + (uint64_t)got, 1);
+			pages_wake(h, blk, first + (uint64_t)got);
+			i++;
+		}
+	}
+	return 0;
+}
+
+void pages_mark_zero(struct helper *h, struct hstats *st, unsigned blk, const uint64_t *offs,
+		     uint32_t count)
+{
+	struct hblock *b = &h->blk[blk];
+	uint64_t newly = 0, zeros = 0;
+	uint32_t i;
+
+	for (i = 0; i < count; i++) {
+		uint64_t p = offs[i] >> b->d.page_shift;
+
+		zeros += pch_bitmap_set(&b->zero, p);
+		newly += pch_bitmap_set(&b->inplace, p);
+	}
+	STAT_ADD(st, pages_zero, zeros);
+	if (newly)
+		STAT_ADD(st, inplace, newly);
+}
+
+int pages_zeropage(struct helper *h, struct hstats *st, unsigned blk, uint64_t page)
+{
+	struct hblock *b = &h->blk[blk];
+	int tries = 0;
+
+	for (;;) {
+		struct uffdio_zeropage z = {
+			.range = { .start = b->host_addr + (page << b->d.page_shift),
+				   .len = b->d.page_size },
+			.mode = 0,
+		};
+
+		if (ioctl(h->uffd, UFFDIO_ZEROPAGE, &z) == 0)
+			break;
+		if (errno == EEXIST) {
+			STAT_ADD(st, eexist, 1);
+			pages_wake(h, blk, page);
+			break;
+		}
+		if (errno == EAGAIN) {
+			STAT_ADD(st, eagain, 1);
+			if (++tries > EAGAIN_RETRIES)
+				return -EAGAIN;
+			sched_yield();
+			continue;
+		}
+		return -errno;
+	}
+	STAT_ADD(st, zero_installed, 1);
+	mark_present(h, st, b, page, 1);
+	return 0;
+}
+
+uint64_t pages_total(struct helper *h)
+{
+	uint64_t n = 0;
+	unsigned i;
+
+	for (i = 0; i < h->nblk; i++)
+		n += h->blk[i].d.npages;
+	return n;
+}
+
+uint64_t pages_inplace(struct helper *h)
+{
+	uint64_t n = h->premarked;
+	unsigned i;
+
+	n += STAT_GET(&h->ft.st, inplace);
+	for (i = 0; i < h->nrx; i++)
+		n += STAT_GET(&h->rx[i].st, inplace);
+	return n;
+}
+
+size_t pages_frame_cap(struct helper *h)
+{
+	size_t cap = PCH_FRAME_MAX_DATA;
+	unsigned i;
+
+	for (i = 0; i < h->vtab.count; i++)
+		cap = PCH_MAX(cap, (size_t)h->vtab.b[i].page_size);
+	return cap;
+}

@@ -1,0 +1,272 @@
+// SPDX-License-Identifier: MIT
+/*
+ * rx.c - bulk receive threads.  Each owns a share of the PAGES channels and
+ * one io_uring; every channel always has one RECV in flight, for exactly the
+ * rest of the part of the frame it is in (header, offsets, data), so page
+ * data lands where UFFDIO_COPY reads it with no copy in between.
+ *
+ * A frame is checked field by field before anything in it is used; a bad
+ * frame closes its channel (the others go on, and whatever that channel
+ * would have sent is requested on URGENT once every channel has ended).
+ * Frames of a channel are handled in order, and each is installed before the
+ * next is read, so seeing SYNC(epoch) means everything before it is in.
+ */
+#include <errno.h>
+#include <liburing.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "helper_i.h"
+#include "log.h"
+#include "util.h"
+
+#define RX_TICK_MS 200
+
+/* user_data: which channel slot of this thread. */
+static uint64_t ud_chan(unsigned slot)
+{
+	return (uint64_t)slot;
+}
+
+static void chan_fail(struct rx_thread *t, struct rx_chan *c, const char *prefix, const char *what)
+{
+	struct helper *h = t->h;
+
+	snprintf(c->err, sizeof(c->err), "%s%s", prefix, what);
+	helper_error(h, "PAGES channel %u: %s; channel closed", c->index, c->err);
+	__atomic_store_n(&c->state, CHAN_DEAD, __ATOMIC_RELEASE);
+	shutdown(c->fd, SHUT_RDWR);
+	helper_kick(h);
+}
+
+static void chan_expect(struct rx_chan *c, int part, size_t want)
+{
+	c->part = part;
+	c->want = want;
+	c->got = 0;
+}
+
+static void *chan_buf(struct rx_chan *c)
+{
+	switch (c->part) {
+	case 0:
+		return (uint8_t *)&c->hdr + c->got;
+	case 1:
+		return (uint8_t *)c->offs + c->got;
+	default:
+		return c->data + c->got;
+	}
+}
+
+static int queue_recv(struct io_uring *ring, struct rx_chan *c, unsigned slot)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+
+	if (!sqe)
+		return -EBUSY;
+	io_uring_prep_recv(sqe, c->fd, chan_buf(c), c->want - c->got, MSG_WAITALL);
+	io_uring_sqe_set_data64(sqe, ud_chan(slot));
+	return 0;
+}
+
+/*
+ * A part of the current frame is complete: check it and move on.  Returns 1
+ * to keep receiving, 0 when the channel is finished or dead.
+ */
+static int frame_step(struct rx_thread *t, struct rx_chan *c)
+{
+	struct helper *h = t->h;
+	const char *why;
+	int rc;
+
+	switch (c->part) {
+	case 0:
+		rc = pch_frame_check_hdr(&c->hdr, &h->vtab, c->seq, false, &why);
+		if (rc) {
+			chan_fail(t, c, "bad frame: ", why);
+			return 0;
+		}
+		c->seq++;
+		switch (c->hdr.type) {
+		case PCH_FRAME_SYNC:
+			__atomic_store_n(&c->sync_epoch, c->hdr.arg, __ATOMIC_RELEASE);
+			pch_dbg(PCH_DBG_CHAN, "PAGES channel %u: SYNC %llu", c->index,
+				(unsigned long long)c->hdr.arg);
+			helper_kick(h);
+			chan_expect(c, 0, sizeof(c->hdr));
+			return 1;
+		case PCH_FRAME_END:
+			__atomic_store_n(&c->state, CHAN_ENDED, __ATOMIC_RELEASE);
+			pch_dbg(PCH_DBG_CHAN, "PAGES channel %u: END after %llu frames", c->index,
+				(unsigned long long)c->frames);
+			helper_kick(h);
+			chan_expect(c, 0, sizeof(c->hdr));
+			return 1;
+		default:
+			chan_expect(c, 1, pch_frame_offsets_len(&c->hdr));
+			return 1;
+		}
+	case 1:
+		rc = pch_frame_check_offsets(&c->hdr, c->offs, &h->vtab, &why);
+		if (rc) {
+			chan_fail(t, c, "bad frame: ", why);
+			return 0;
+		}
+		if (c->hdr.type == PCH_FRAME_ZERO) {
+			pages_mark_zero(h, &t->st, c->hdr.block, c->offs, c->hdr.count);
+			goto frame_done;
+		}
+		chan_expect(c, 2, pch_frame_data_len(&c->hdr, &h->vtab));
+		return 1;
+	default:
+		rc = pages_install(h, &t->st, c->hdr.block, c->offs, c->hdr.count, c->data, false);
+		if (rc) {
+			chan_fail(t, c, "install failed: ", strerror(-rc));
+			return 0;
+		}
+		STAT_ADD(&t->st, bytes, c->want);
+		__atomic_store_n(&c->bytes, c->bytes + c->want, __ATOMIC_RELAXED);
+		__atomic_store_n(&c->pages, c->pages + c->hdr.count, __ATOMIC_RELAXED);
+		goto frame_done;
+	}
+frame_done:
+	STAT_ADD(&t->st, frames, 1);
+	__atomic_store_n(&c->frames, c->frames + 1, __ATOMIC_RELAXED);
+	helper_kick(h);
+	chan_expect(c, 0, sizeof(c->hdr));
+	return 1;
+}
+
+static void *rx_main(void *arg)
+{
+	struct rx_thread *t = arg;
+	struct helper *h = t->h;
+	struct io_uring ring;
+	unsigned i, live;
+	char name[16];
+	int rc;
+
+	snprintf(name, sizeof(name), "rx/%u", t->id);
+	pch_thread_name(name);
+	if (h->o.rx_nice)
+		pch_thread_nice(h->o.rx_nice);
+
+	rc = io_uring_queue_init(t->nchan + 8, &ring, 0);
+	if (rc) {
+		helper_error(h, "rx/%u: io_uring_queue_init: %s", t->id, strerror(-rc));
+		return NULL;
+	}
+	for (i = 0; i < t->nchan; i++) {
+		struct rx_chan *c = t->chan[i];
+
+		__atomic_store_n(&c->state, CHAN_STREAMING, __ATOMIC_RELEASE);
+		chan_expect(c, 0, sizeof(c->hdr));
+		queue_recv(&ring, c, i);
+	}
+	live = t->nchan;
+
+	while (live && !helper_stopping(h)) {
+		struct __kernel_timespec ts = { .tv_sec = 0, .tv_nsec = RX_TICK_MS * 1000000ll };
+		struct io_uring_cqe *cqe;
+		unsigned head, seen = 0;
+
+		rc = io_uring_submit_and_wait_timeout(&ring, &cqe, 1, &ts, NULL);
+		if (rc < 0 && rc != -ETIME && rc != -EINTR) {
+			helper_error(h, "rx/%u: io_uring wait: %s", t->id, strerror(-rc));
+			break;
+		}
+		io_uring_for_each_cqe(&ring, head, cqe) {
+			uint64_t ud = io_uring_cqe_get_data64(cqe);
+			int res = cqe->res;
+			struct rx_chan *c;
+
+			seen++;
+			if (ud >= t->nchan)
+				continue;
+			c = t->chan[ud];
+			if (res <= 0) {
+				int st = __atomic_load_n(&c->state, __ATOMIC_ACQUIRE);
+
+				if (st == CHAN_DEAD) {
+					live--;
+					continue;
+				}
+				if (res == 0 && st == CHAN_ENDED && c->part == 0 && c->got == 0) {
+					/* orderly close after END */
+					live--;
+					continue;
+				}
+				if (res == -EINTR || res == -EAGAIN) {
+					queue_recv(&ring, c, (unsigned)ud);
+					continue;
+				}
+				chan_fail(t, c, "",
+					  res == 0 ? "connection closed mid-stream" : strerror(-res));
+				live--;
+				continue;
+			}
+			c->got += (size_t)res;
+			if (c->got < c->want) {
+				queue_recv(&ring, c, (unsigned)ud);
+				continue;
+			}
+			if (frame_step(t, c))
+				queue_recv(&ring, c, (unsigned)ud);
+			else
+				live--;
+		}
+		io_uring_cq_advance(&ring, seen);
+	}
+	io_uring_queue_exit(&ring);
+	return NULL;
+}
+
+int rx_start(struct helper *h)
+{
+	unsigned i, n = PCH_MIN(PCH_MAX(h->o.rx_threads, 1u), h->o.channels);
+	size_t cap = pages_frame_cap(h);
+	int rc;
+
+	if (n > HELPER_MAX_RX)
+		n = HELPER_MAX_RX;
+	h->nrx = n;
+	for (i = 0; i < n; i++) {
+		h->rx[i].h = h;
+		h->rx[i].id = i;
+		pthread_mutex_init(&h->rx[i].st.hist_lock, NULL);
+		pch_hist_init(&h->rx[i].st.service);
+	}
+	for (i = 0; i < h->o.channels; i++) {
+		struct rx_chan *c = &h->pages[i];
+		struct rx_thread *t = &h->rx[i % n];
+
+		c->offs = malloc(PCH_FRAME_MAX_PAGES * sizeof(uint64_t));
+		c->data = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (!c->offs || c->data == MAP_FAILED) {
+			c->data = NULL;
+			return -ENOMEM;
+		}
+		t->chan[t->nchan++] = c;
+	}
+	for (i = 0; i < n; i++) {
+		rc = pthread_create(&h->rx[i].tid, NULL, rx_main, &h->rx[i]);
+		if (rc)
+			return -rc;
+		h->rx[i].started = true;
+	}
+	return 0;
+}
+
+void rx_join(struct helper *h)
+{
+	unsigned i;
+
+	for (i = 0; i < h->nrx; i++)
+		if (h->rx[i].started) {
+			pthread_join(h->rx[i].tid, NULL);
+			h->rx[i].started = false;
+		}
+}

@@ -1,0 +1,32 @@
+#!/bin/bash
+# A VMM that gets the control protocol wrong: every malformed or
+# out-of-order request is refused with a reply naming what was wrong (wrong
+# version, block id, size, length, backing; a uffd without an fd or that is
+# a pipe; a bad ring; START too early; unknown type; stray fds), and the
+# helper keeps answering.  A monitor connection beside a real migration may
+# only read stats.
+# timeout: 120
+. "$(dirname "$0")/../lib/common.sh"
+require_uffd
+
+new_key
+start_source --channels 2 --ram 64M
+start_helper --channels 2
+"$TOOLS/pch-badvmm" "$T/helper.sock" >"$T/badvmm.out" 2>&1 || { cat "$T/badvmm.out"; fail "a bad request was not refused as expected"; }
+cat "$T/badvmm.out"
+wait_pid "$HLP_PID" 20 && fail "helper exited 0 after its VMM left before START"
+grep -q "went away before START" "$T/helper.log" || fail "helper did not say why it stopped"
+kill "$SRC_PID" 2>/dev/null || true
+
+# a monitor beside a real migration
+rm -f "$T/source.port"
+start_source --channels 2 --ram 256M --bulk-rate 200
+start_helper --channels 2
+run_vm --ram 256M --vcpus 1 --workload seq &
+VM_PID=$!
+PIDS="$PIDS $VM_PID"
+sleep 0.3
+"$TOOLS/pch-badvmm" --monitor "$T/helper.sock" >"$T/monitor.out" 2>&1 || { cat "$T/monitor.out"; fail "monitor case"; }
+cat "$T/monitor.out"
+wait_pid "$VM_PID" 60 || fail "pch-vm failed beside the monitor"
+expect_json "$T/vm.json" '.result == "ok" and .pages_mismatched == 0'

@@ -1,0 +1,106 @@
+# Sourced by every tests/integ/NNN-*.sh.  Each test gets its own temp dir,
+# kills every process it started when it exits, and skips with exit 77 and a
+# reason when the kernel lacks something it needs.
+set -eu
+
+BUILD=${BUILD:-build}
+case "$BUILD" in /*) ;; *) BUILD="$(pwd)/$BUILD" ;; esac
+BIN="$BUILD/bin"
+TOOLS="$BUILD/tests/tools"
+TEST_NAME=$(basename "$0" .sh)
+T=$(mktemp -d "/tmp/pch-$TEST_NAME.XXXXXX")
+PIDS=""
+
+cleanup() {
+	rc=$?
+	for p in $PIDS; do
+		kill -TERM "$p" 2>/dev/null || true
+	done
+	sleep 0.2
+	for p in $PIDS; do
+		kill -KILL "$p" 2>/dev/null || true
+		wait "$p" 2>/dev/null || true
+	done
+	if [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ]; then
+		for f in "$T"/*.log; do
+			[ -f "$f" ] || continue
+			echo "--- $f (last 20 lines)"
+			tail -n 20 "$f"
+		done
+		echo "--- work dir kept: $T"
+	else
+		rm -rf "$T"
+	fi
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+
+log() { printf '%s: %s\n' "$TEST_NAME" "$*"; }
+fail() { printf '%s: FAIL: %s\n' "$TEST_NAME" "$*" >&2; exit 1; }
+skip() { printf '%s: SKIP: %s\n' "$TEST_NAME" "$*"; exit 77; }
+
+# json FILE EXPR: a jq expression over a report
+json() { jq -r "$2" "$1"; }
+
+# expect_json FILE EXPR: fail unless the jq expression is true
+expect_json() {
+	jq -e "$2" "$1" >/dev/null || fail "$1: expected $2 (got: $(jq -c "${3:-.}" "$1" 2>/dev/null | head -c 400))"
+}
+
+# Userfaultfd must be usable by this user, or the test cannot run at all.
+require_uffd() {
+	"$TOOLS/pch-hello" --probe-uffd >/dev/null 2>&1 && return 0
+	case $? in
+	77) skip "userfaultfd is not available to this user (syscall and /dev/userfaultfd)" ;;
+	esac
+}
+
+# migrate ARGS...: pch-migrate with a report in $T/report.json
+migrate() {
+	"$BIN/pch-migrate" --no-progress --json "$T/report.json" "$@" >"$T/migrate.out" 2>"$T/migrate.log" || {
+		cat "$T/migrate.out"
+		tail -n 60 "$T/migrate.log"
+		fail "pch-migrate $* failed"
+	}
+	cat "$T/migrate.out"
+}
+
+new_key() { "$TOOLS/pch-hello" --new-key "$T/session.key"; }
+
+# start_source ARGS...: pch-source on a free loopback port; sets SRC_PID SRC_PORT
+start_source() {
+	"$BIN/pch-source" --listen 127.0.0.1:0 --port-file "$T/source.port" \
+		--key-file "$T/session.key" --stats "$T/source.json" "$@" >"$T/source.log" 2>&1 &
+	SRC_PID=$!
+	PIDS="$PIDS $SRC_PID"
+	for _ in $(seq 500); do
+		[ -s "$T/source.port" ] && break
+		kill -0 "$SRC_PID" 2>/dev/null || fail "pch-source died at start"
+		sleep 0.01
+	done
+	[ -s "$T/source.port" ] || fail "pch-source did not publish its port"
+	SRC_PORT=$(cat "$T/source.port")
+}
+
+# start_helper ARGS...: sets HLP_PID; control socket $T/helper.sock
+start_helper() {
+	"$BIN/pch-helper" --control "$T/helper.sock" --source "127.0.0.1:$SRC_PORT" \
+		--key-file "$T/session.key" --stats "$T/helper.json" "$@" >"$T/helper.log" 2>&1 &
+	HLP_PID=$!
+	PIDS="$PIDS $HLP_PID"
+}
+
+# run_vm ARGS...: pch-vm in the foreground, report in $T/vm.json
+run_vm() {
+	"$BIN/pch-vm" --helper "$T/helper.sock" --report "$T/vm.json" "$@" >"$T/vm.log" 2>&1
+}
+
+# wait_pid PID SECONDS: wait for a process to exit; its status, or fail
+wait_pid() {
+	for _ in $(seq $(($2 * 20))); do
+		kill -0 "$1" 2>/dev/null || { wait "$1"; return $?; }
+		sleep 0.05
+	done
+	fail "process $1 still running after $2 s"
+}

@@ -1,0 +1,692 @@
+// SPDX-License-Identifier: MIT
+/*
+ * pch-migrate - run a whole postcopy migration in one command: pch-source,
+ * pch-helper and pch-vm on loopback, a progress bar on a terminal, a
+ * summary, and with --json a report whose field names are a contract.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <glib.h>
+#include <json-glib/json-glib.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "auth.h"
+#include "log.h"
+#include "net.h"
+#include "util.h"
+#include "pch/ctl.h"
+
+enum { P_SOURCE, P_HELPER, P_VM, P_N };
+static const char *const pname[P_N] = { "pch-source", "pch-helper", "pch-vm" };
+
+struct opts {
+	gchar *ram, *workload, *json, *bindir, *connect_order, *uffd_read, *image_file;
+	gint channels, vcpus, seed, timeout_s, bulk_rate, rx_threads;
+	gdouble zero_frac, repeat_frac, precopy_s;
+	gboolean zero_first, keep, quiet, verbose, no_progress;
+	gchar **helper_args, **source_args, **vm_args;
+};
+
+struct child {
+	pid_t pid;
+	int status;
+	bool done;
+};
+
+static struct child kids[P_N];
+static volatile sig_atomic_t got_signal;
+
+static void on_signal(int sig)
+{
+	got_signal = sig;
+}
+
+static char *bin_path(const struct opts *o, const char *name)
+{
+	return g_build_filename(o->bindir, name, NULL);
+}
+
+/* Spawn argv with stdout/stderr into logfile. */
+static pid_t spawn(GPtrArray *argv, const char *logfile)
+{
+	pid_t pid;
+
+	g_ptr_array_add(argv, NULL);
+	pid = fork();
+	if (pid == 0) {
+		int fd = open(logfile, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+
+		if (fd >= 0) {
+			dup2(fd, STDOUT_FILENO);
+			dup2(fd, STDERR_FILENO);
+		}
+		setpgid(0, 0);
+		execv(argv->pdata[0], (char **)argv->pdata);
+		fprintf(stderr, "exec %s: %s\n", (char *)argv->pdata[0], strerror(errno));
+		_exit(127);
+	}
+	return pid;
+}
+
+static void add(GPtrArray *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void add(GPtrArray *a, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	g_ptr_array_add(a, g_strdup_vprintf(fmt, ap));
+	va_end(ap);
+}
+
+static void add_extra(GPtrArray *a, gchar **extra)
+{
+	for (; extra && *extra; extra++)
+		g_ptr_array_add(a, g_strdup(*extra));
+}
+
+static void reap(void)
+{
+	int i;
+
+	for (i = 0; i < P_N; i++) {
+		int st;
+
+		if (!kids[i].pid || kids[i].done)
+			continue;
+		if (waitpid(kids[i].pid, &st, WNOHANG) == kids[i].pid) {
+			kids[i].done = true;
+			kids[i].status = st;
+		}
+	}
+}
+
+static void kill_all(int sig)
+{
+	int i;
+
+	for (i = 0; i < P_N; i++)
+		if (kids[i].pid && !kids[i].done)
+			kill(-kids[i].pid, sig);
+}
+
+/* Wait until every child has exited, at most ms; then kill what is left. */
+static void wait_all(int ms)
+{
+	uint64_t deadline = pch_now_ns() + (uint64_t)ms * 1000000ull;
+	int i;
+
+	for (;;) {
+		bool all = true;
+
+		reap();
+		for (i = 0; i < P_N; i++)
+			all &= !kids[i].pid || kids[i].done;
+		if (all)
+			return;
+		if (pch_now_ns() > deadline)
+			break;
+		usleep(10000);
+	}
+	kill_all(SIGTERM);
+	usleep(200000);
+	kill_all(SIGKILL);
+	for (i = 0; i < P_N; i++)
+		if (kids[i].pid && !kids[i].done) {
+			waitpid(kids[i].pid, &kids[i].status, 0);
+			kids[i].done = true;
+		}
+}
+
+static char *describe_exit(int i)
+{
+	int st = kids[i].status;
+
+	if (!kids[i].pid)
+		return g_strdup_printf("%s: not started", pname[i]);
+	if (WIFSIGNALED(st))
+		return g_strdup_printf("%s: killed by signal %d", pname[i], WTERMSIG(st));
+	return g_strdup_printf("%s: exit status %d", pname[i], WEXITSTATUS(st));
+}
+
+static bool exited_ok(int i)
+{
+	return kids[i].done && WIFEXITED(kids[i].status) && WEXITSTATUS(kids[i].status) == 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* progress                                                            */
+/* ------------------------------------------------------------------ */
+
+/* Ask the helper for STATS over a monitor connection.  JSON or NULL. */
+static char *helper_stats(const char *sock)
+{
+	struct pch_ctl_hello hello = { 0 };
+	struct pch_ctl_simple req = { 0 };
+	static char buf[PCH_CTL_MAX_MSG + 1];
+	struct pch_ctl_reply *r = (struct pch_ctl_reply *)buf;
+	int fd, n, nfds, fds[1];
+	char *out = NULL;
+
+	fd = pch_unix_connect(sock, 0);
+	if (fd < 0)
+		return NULL;
+	hello.hdr = (struct pch_ctl_hdr){ PCH_CTL_MAGIC, PCH_CTL_HELLO, 0, sizeof(hello), 1 };
+	hello.version = PCH_CTL_VERSION;
+	hello.role = PCH_CTL_ROLE_MONITOR;
+	hello.pid = (uint32_t)getpid();
+	snprintf(hello.name, sizeof(hello.name), "pch-migrate");
+	if (pch_seqpkt_send(fd, &hello, sizeof(hello), NULL, 0) ||
+	    pch_seqpkt_recv(fd, buf, sizeof(buf) - 1, fds, 1, &nfds, 500) <= 0)
+		goto out;
+	req.hdr = (struct pch_ctl_hdr){ PCH_CTL_MAGIC, PCH_CTL_STATS, 0, sizeof(req), 2 };
+	if (pch_seqpkt_send(fd, &req, sizeof(req), NULL, 0))
+		goto out;
+	n = pch_seqpkt_recv(fd, buf, sizeof(buf) - 1, fds, 1, &nfds, 500);
+	if (n < (int)sizeof(*r) || r->hdr.magic != PCH_CTL_MAGIC || r->hdr.type != PCH_CTL_REPLY ||
+	    r->status || r->text_len != (uint32_t)n - sizeof(*r))
+		goto out;
+	buf[n] = '\0';
+	out = g_strdup(buf + sizeof(*r));
+out:
+	close(fd);
+	return out;
+}
+
+static gint64 jint(JsonObject *o, const char *k)
+{
+	return o && json_object_has_member(o, k) ? json_object_get_int_member(o, k) : 0;
+}
+
+static double jdbl(JsonObject *o, const char *k)
+{
+	return o && json_object_has_member(o, k) ? json_object_get_double_member(o, k) : 0.0;
+}
+
+static void progress(const char *sock, uint64_t t0)
+{
+	char *js = helper_stats(sock);
+	JsonParser *p;
+	JsonObject *o;
+	gint64 total, in;
+	int width = 30, fill;
+	double secs = (pch_now_ns() - t0) / 1e9;
+
+	if (!js)
+		return;
+	p = json_parser_new();
+	if (json_parser_load_from_data(p, js, -1, NULL) && JSON_NODE_HOLDS_OBJECT(json_parser_get_root(p))) {
+		char bar[64];
+
+		o = json_node_get_object(json_parser_get_root(p));
+		total = jint(o, "pages_total");
+		in = jint(o, "pages_inplace");
+		fill = total ? (int)(width * in / total) : 0;
+		memset(bar, '#', (size_t)fill);
+		memset(bar + fill, '.', (size_t)(width - fill));
+		bar[width] = '\0';
+		fprintf(stderr, "\r[%s] %3d%% %lld/%lld pages  faults %lld  %.2f GB/s  %.1f s ", bar,
+			total ? (int)(100 * in / total) : 0, (long long)in, (long long)total,
+			(long long)jint(o, "faults"), jdbl(o, "bulk_gbps"), secs);
+	}
+	g_object_unref(p);
+	g_free(js);
+}
+
+/* ------------------------------------------------------------------ */
+/* report                                                              */
+/* ------------------------------------------------------------------ */
+
+static JsonNode *load_json(const char *path)
+{
+	JsonParser *p = json_parser_new();
+	JsonNode *n = NULL;
+
+	if (json_parser_load_from_file(p, path, NULL) && JSON_NODE_HOLDS_OBJECT(json_parser_get_root(p)))
+		n = json_node_copy(json_parser_get_root(p));
+	g_object_unref(p);
+	return n;
+}
+
+static JsonObject *obj(JsonNode *n)
+{
+	return n ? json_node_get_object(n) : NULL;
+}
+
+static void copy_member(JsonBuilder *b, const char *name, JsonObject *from, const char *key)
+{
+	json_builder_set_member_name(b, name);
+	if (from && json_object_has_member(from, key))
+		json_builder_add_value(b, json_node_copy(json_object_get_member(from, key)));
+	else
+		json_builder_add_null_value(b);
+}
+
+static void add_errors(JsonBuilder *b, JsonObject *o, const char *who)
+{
+	JsonArray *a;
+	guint i;
+
+	if (!o || !json_object_has_member(o, "errors"))
+		return;
+	a = json_object_get_array_member(o, "errors");
+	for (i = 0; a && i < json_array_get_length(a); i++) {
+		char *s = g_strdup_printf("%s: %s", who, json_array_get_string_element(a, i));
+
+		json_builder_add_string_value(b, s);
+		g_free(s);
+	}
+}
+
+static void print_tail(const char *path, int lines)
+{
+	gchar *txt = NULL, **v;
+	int n, i;
+
+	if (!g_file_get_contents(path, &txt, NULL, NULL))
+		return;
+	v = g_strsplit(txt, "\n", -1);
+	n = (int)g_strv_length(v);
+	fprintf(stderr, "--- %s (last %d lines) ---\n", path, lines);
+	for (i = PCH_MAX(0, n - lines - 1); i < n; i++)
+		if (*v[i])
+			fprintf(stderr, "%s\n", v[i]);
+	g_strfreev(v);
+	g_free(txt);
+}
+
+static int parse(int argc, char **argv, struct opts *o)
+{
+	GOptionEntry e[] = {
+		{ "ram", 'm', 0, G_OPTION_ARG_STRING, &o->ram, "guest RAM size (default 1G)", "SIZE" },
+		{ "channels", 'n', 0, G_OPTION_ARG_INT, &o->channels, "PAGES channels (default 4)", "N" },
+		{ "vcpus", 0, 0, G_OPTION_ARG_INT, &o->vcpus, "vCPU threads (default 2)", "N" },
+		{ "workload", 'w', 0, G_OPTION_ARG_STRING, &o->workload,
+		  "none|seq|random|hotset (default random)", "W" },
+		{ "zero-fraction", 0, 0, G_OPTION_ARG_DOUBLE, &o->zero_frac,
+		  "fraction of zero pages (default 0.1)", "F" },
+		{ "repeat-fraction", 0, 0, G_OPTION_ARG_DOUBLE, &o->repeat_frac,
+		  "fraction of one-byte pages (default 0.05)", "F" },
+		{ "seed", 0, 0, G_OPTION_ARG_INT, &o->seed, "image and workload seed (default 1)", "S" },
+		{ "precopy-seconds", 0, 0, G_OPTION_ARG_DOUBLE, &o->precopy_s,
+		  "stream this long before the vCPUs start (default 0: pure postcopy)", "S" },
+		{ "image-file", 0, 0, G_OPTION_ARG_FILENAME, &o->image_file,
+		  "migrate this file's bytes as guest RAM (instead of a synthetic image)", "PATH" },
+		{ "json", 'j', 0, G_OPTION_ARG_FILENAME, &o->json, "write the report here", "FILE" },
+		{ "timeout-s", 't', 0, G_OPTION_ARG_INT, &o->timeout_s,
+		  "fail if not done after this long (default 300)", "S" },
+		{ "bulk-rate", 0, 0, G_OPTION_ARG_INT, &o->bulk_rate,
+		  "limit bulk streaming to this many MB/s (default 0: no limit)", "MBPS" },
+		{ "zero-first", 0, 0, G_OPTION_ARG_NONE, &o->zero_first,
+		  "source sends every zero page before any data", NULL },
+		{ "connect-order", 0, 0, G_OPTION_ARG_STRING, &o->connect_order,
+		  "helper's channel connect order: natural or shuffle[:SEED]", "ORDER" },
+		{ "uffd-read", 0, 0, G_OPTION_ARG_STRING, &o->uffd_read,
+		  "helper's uffd event path: uring or poll", "MODE" },
+		{ "rx-threads", 0, 0, G_OPTION_ARG_INT, &o->rx_threads, "helper's bulk threads", "N" },
+		{ "bindir", 0, 0, G_OPTION_ARG_FILENAME, &o->bindir,
+		  "where the pch programs are (default: beside this one)", "DIR" },
+		{ "helper-arg", 0, 0, G_OPTION_ARG_STRING_ARRAY, &o->helper_args,
+		  "extra argument for pch-helper (repeatable)", "ARG" },
+		{ "source-arg", 0, 0, G_OPTION_ARG_STRING_ARRAY, &o->source_args,
+		  "extra argument for pch-source (repeatable)", "ARG" },
+		{ "vm-arg", 0, 0, G_OPTION_ARG_STRING_ARRAY, &o->vm_args,
+		  "extra argument for pch-vm (repeatable)", "ARG" },
+		{ "keep", 0, 0, G_OPTION_ARG_NONE, &o->keep, "keep the work directory and logs", NULL },
+		{ "no-progress", 0, 0, G_OPTION_ARG_NONE, &o->no_progress, "no progress bar", NULL },
+		{ "quiet", 'q', 0, G_OPTION_ARG_NONE, &o->quiet, "print only the result line", NULL },
+		{ NULL }
+	};
+	GOptionContext *ctx = g_option_context_new("- run a postcopy migration through pch");
+	GError *err = NULL;
+	uint64_t sz;
+	bool ok;
+
+	o->channels = 4;
+	o->vcpus = 2;
+	o->seed = 1;
+	o->timeout_s = 300;
+	o->zero_frac = 0.1;
+	o->repeat_frac = 0.05;
+	o->rx_threads = 1;
+	g_option_context_add_main_entries(ctx, e, NULL);
+	ok = g_option_context_parse(ctx, &argc, &argv, &err);
+	g_option_context_free(ctx);
+	if (!ok) {
+		fprintf(stderr, "pch-migrate: %s\n", err->message);
+		g_error_free(err);
+		return -1;
+	}
+	if (o->image_file) {
+		struct stat st;
+
+		if (o->ram || stat(o->image_file, &st) < 0 || st.st_size < 4096) {
+			fprintf(stderr, "pch-migrate: --image-file must be a file of at least one page, "
+					"without --ram\n");
+			return -1;
+		}
+		/* the source serves whole pages: a trailing partial page is dropped */
+		o->ram = g_strdup_printf("%llu", (unsigned long long)(st.st_size & ~4095ll));
+	}
+	if (!o->ram)
+		o->ram = g_strdup("1G");
+	if (!o->workload)
+		o->workload = g_strdup("random");
+	if (pch_parse_size(o->ram, &sz) || sz < 4096) {
+		fprintf(stderr, "pch-migrate: bad --ram '%s'\n", o->ram);
+		return -1;
+	}
+	if (o->channels < 1 || o->channels > PCH_MAX_CHANNELS || o->vcpus < 0 || o->vcpus > 256 ||
+	    o->timeout_s < 1 || o->zero_frac < 0 || o->zero_frac > 1 || o->repeat_frac < 0 ||
+	    o->zero_frac + o->repeat_frac > 1 || o->precopy_s < 0 || o->bulk_rate < 0) {
+		fprintf(stderr, "pch-migrate: option out of range\n");
+		return -1;
+	}
+	if (!o->bindir) {
+		char self[PATH_MAX];
+		ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+
+		if (n <= 0) {
+			fprintf(stderr, "pch-migrate: cannot find my own directory; use --bindir\n");
+			return -1;
+		}
+		self[n] = '\0';
+		o->bindir = g_path_get_dirname(self);
+	}
+	return 0;
+}
+
+static void free_opts(struct opts *o)
+{
+	g_free(o->ram);
+	g_free(o->workload);
+	g_free(o->json);
+	g_free(o->bindir);
+	g_free(o->connect_order);
+	g_free(o->uffd_read);
+	g_free(o->image_file);
+	g_strfreev(o->helper_args);
+	g_strfreev(o->source_args);
+	g_strfreev(o->vm_args);
+}
+
+int main(int argc, char **argv)
+{
+	struct opts o = { 0 };
+	struct pch_session sess;
+	char dir[] = "/tmp/pch-migrate.XXXXXX";
+	gchar *key, *portf, *sock, *logs[P_N], *stats[P_N], *port_txt = NULL;
+	GPtrArray *a;
+	uint64_t t0, deadline;
+	uint64_t last_progress = 0;
+	JsonNode *js[P_N];
+	JsonObject *vm, *hp;
+	JsonBuilder *b;
+	bool ok, tty;
+	int i, rc;
+
+	if (parse(argc, argv, &o))
+		return 2;
+	pch_log_init("pch-migrate", o.quiet ? PCH_LOG_WARN : PCH_LOG_INFO, 0);
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGINT, on_signal);
+	signal(SIGTERM, on_signal);
+	tty = isatty(STDERR_FILENO) && !o.no_progress && !o.quiet;
+	if (!mkdtemp(dir)) {
+		pch_err("mkdtemp: %s", strerror(errno));
+		return 1;
+	}
+	key = g_build_filename(dir, "session.key", NULL);
+	portf = g_build_filename(dir, "source.port", NULL);
+	sock = g_build_filename(dir, "helper.sock", NULL);
+	for (i = 0; i < P_N; i++) {
+		logs[i] = g_strdup_printf("%s/%s.log", dir, pname[i]);
+		stats[i] = g_strdup_printf("%s/%s.json", dir, pname[i]);
+	}
+	rc = pch_session_create(key, &sess);
+	if (rc) {
+		pch_err("session key: %s", strerror(-rc));
+		return 1;
+	}
+	t0 = pch_now_ns();
+	deadline = t0 + (uint64_t)(o.timeout_s + 30) * 1000000000ull;
+
+	/* source */
+	a = g_ptr_array_new_with_free_func(g_free);
+	g_ptr_array_add(a, bin_path(&o, "pch-source"));
+	add(a, "--listen=127.0.0.1:0");
+	add(a, "--port-file=%s", portf);
+	add(a, "--key-file=%s", key);
+	add(a, "--channels=%d", o.channels);
+	if (o.image_file) {
+		add(a, "--file=%s", o.image_file);
+	} else {
+		add(a, "--ram=%s", o.ram);
+		add(a, "--seed=%d", o.seed);
+		add(a, "--zero-fraction=%g", o.zero_frac);
+		add(a, "--repeat-fraction=%g", o.repeat_frac);
+	}
+	add(a, "--stats=%s", stats[P_SOURCE]);
+	add(a, "--timeout-s=%d", o.timeout_s);
+	if (o.zero_first)
+		add(a, "--zero-first");
+	if (o.bulk_rate)
+		add(a, "--bulk-rate=%d", o.bulk_rate);
+	add_extra(a, o.source_args);
+	kids[P_SOURCE].pid = spawn(a, logs[P_SOURCE]);
+	g_ptr_array_free(a, TRUE);
+
+	/* wait for its port */
+	while (!g_file_get_contents(portf, &port_txt, NULL, NULL)) {
+		reap();
+		if (kids[P_SOURCE].done || pch_now_ns() - t0 > 10000000000ull) {
+			pch_err("pch-source did not start listening");
+			goto finish;
+		}
+		usleep(5000);
+	}
+	g_strstrip(port_txt);
+
+	/* helper */
+	a = g_ptr_array_new_with_free_func(g_free);
+	g_ptr_array_add(a, bin_path(&o, "pch-helper"));
+	add(a, "--control=%s", sock);
+	add(a, "--source=127.0.0.1:%s", port_txt);
+	add(a, "--key-file=%s", key);
+	add(a, "--channels=%d", o.channels);
+	add(a, "--stats=%s", stats[P_HELPER]);
+	add(a, "--timeout-s=%d", o.timeout_s);
+	add(a, "--rx-threads=%d", o.rx_threads);
+	if (o.connect_order)
+		add(a, "--connect-order=%s", o.connect_order);
+	if (o.uffd_read)
+		add(a, "--uffd-read=%s", o.uffd_read);
+	add_extra(a, o.helper_args);
+	kids[P_HELPER].pid = spawn(a, logs[P_HELPER]);
+	g_ptr_array_free(a, TRUE);
+
+	/* vm */
+	a = g_ptr_array_new_with_free_func(g_free);
+	g_ptr_array_add(a, bin_path(&o, "pch-vm"));
+	add(a, "--helper=%s", sock);
+	add(a, "--ram=%s", o.ram);
+	add(a, "--vcpus=%d", o.vcpus);
+	add(a, "--workload=%s", o.workload);
+	add(a, "--seed=%d", o.seed);
+	add(a, "--zero-fraction=%g", o.zero_frac);
+	add(a, "--repeat-fraction=%g", o.repeat_frac);
+	add(a, "--precopy-seconds=%g", o.precopy_s);
+	if (o.image_file)
+		add(a, "--image-file=%s", o.image_file);
+	add(a, "--report=%s", stats[P_VM]);
+	add(a, "--timeout-s=%d", o.timeout_s);
+	add_extra(a, o.vm_args);
+	kids[P_VM].pid = spawn(a, logs[P_VM]);
+	g_ptr_array_free(a, TRUE);
+
+	if (!o.quiet)
+		pch_info("migrating %s over %d channels, %d vCPUs (%s), work dir %s", o.ram,
+			 o.channels, o.vcpus, o.workload, dir);
+
+	/* The vm decides: it exits once verified (or failed). */
+	while (!kids[P_VM].done) {
+		reap();
+		if (got_signal) {
+			pch_err("interrupted");
+			break;
+		}
+		if (pch_now_ns() > deadline) {
+			pch_err("migration not finished after %d s: stopping everything",
+				o.timeout_s + 30);
+			break;
+		}
+		if ((kids[P_HELPER].done && !exited_ok(P_HELPER)) ||
+		    (kids[P_SOURCE].done && !exited_ok(P_SOURCE))) {
+			/* give the vm a moment to notice and report */
+			uint64_t grace = pch_now_ns() + 5000000000ull;
+
+			while (!kids[P_VM].done && pch_now_ns() < grace) {
+				usleep(10000);
+				reap();
+			}
+			break;
+		}
+		if (tty && pch_now_ns() - last_progress > 250000000ull) {
+			last_progress = pch_now_ns();
+			progress(sock, t0);
+		}
+		usleep(10000);
+	}
+	if (tty)
+		fputc('\n', stderr);
+finish:
+	wait_all(15000);
+
+	for (i = 0; i < P_N; i++)
+		js[i] = load_json(stats[i]);
+	vm = obj(js[P_VM]);
+	hp = obj(js[P_HELPER]);
+	ok = exited_ok(P_SOURCE) && exited_ok(P_HELPER) && exited_ok(P_VM) && vm && hp &&
+	     jint(vm, "pages_mismatched") == 0 && jint(vm, "pages_verified") == jint(vm, "pages_total") &&
+	     jint(vm, "pages_total") > 0;
+
+	b = json_builder_new();
+	json_builder_begin_object(b);
+	json_builder_set_member_name(b, "result");
+	json_builder_add_string_value(b, ok ? "ok" : "fail");
+	copy_member(b, "ram_bytes", vm, "ram_bytes");
+	copy_member(b, "page_size", vm, "page_size");
+	json_builder_set_member_name(b, "channels");
+	json_builder_add_int_value(b, o.channels);
+	json_builder_set_member_name(b, "vcpus");
+	json_builder_add_int_value(b, o.vcpus);
+	json_builder_set_member_name(b, "workload");
+	json_builder_add_string_value(b, o.workload);
+	copy_member(b, "pages_total", vm, "pages_total");
+	copy_member(b, "pages_verified", vm, "pages_verified");
+	copy_member(b, "pages_mismatched", vm, "pages_mismatched");
+	copy_member(b, "pages_zero", hp, "pages_zero");
+	copy_member(b, "pages_bulk", hp, "pages_bulk");
+	copy_member(b, "pages_urgent", hp, "pages_urgent");
+	copy_member(b, "faults", hp, "faults");
+	copy_member(b, "eexist", hp, "eexist");
+	copy_member(b, "duration_s", hp, "duration_s");
+	copy_member(b, "postcopy_s", vm, "postcopy_s");
+	copy_member(b, "bulk_gbps", hp, "bulk_gbps");
+	copy_member(b, "fault_latency_us", vm, "fault_latency_us");
+	copy_member(b, "service_latency_us", hp, "service_latency_us");
+	copy_member(b, "io_path", hp, "io_path");
+	json_builder_set_member_name(b, "wall_s");
+	json_builder_add_double_value(b, (pch_now_ns() - t0) / 1e9);
+	json_builder_set_member_name(b, "errors");
+	json_builder_begin_array(b);
+	for (i = 0; i < P_N; i++) {
+		if (!exited_ok(i)) {
+			char *s = describe_exit(i);
+
+			json_builder_add_string_value(b, s);
+			g_free(s);
+		}
+		add_errors(b, obj(js[i]), pname[i]);
+	}
+	json_builder_end_array(b);
+	for (i = 0; i < P_N; i++) {
+		json_builder_set_member_name(b, i == P_SOURCE ? "source" : i == P_HELPER ? "helper" : "vm");
+		if (js[i])
+			json_builder_add_value(b, json_node_copy(js[i]));
+		else
+			json_builder_add_null_value(b);
+	}
+	json_builder_end_object(b);
+
+	{
+		JsonGenerator *g = json_generator_new();
+		JsonNode *root = json_builder_get_root(b);
+		JsonObject *r = json_node_get_object(root);
+		JsonObject *fl = json_object_has_member(r, "fault_latency_us") &&
+					 JSON_NODE_HOLDS_OBJECT(json_object_get_member(r, "fault_latency_us")) ?
+				 json_object_get_object_member(r, "fault_latency_us") : NULL;
+
+		json_generator_set_pretty(g, TRUE);
+		json_generator_set_root(g, root);
+		if (o.json) {
+			GError *err = NULL;
+
+			if (!json_generator_to_file(g, o.json, &err)) {
+				pch_err("%s: %s", o.json, err->message);
+				g_error_free(err);
+				ok = false;
+			}
+		}
+		printf("%s: %s, %lld/%lld pages verified, %lld mismatched, %lld faults, "
+		       "%.3f s, bulk %.2f GB/s, fault latency p50 %.1f us p99 %.1f us\n",
+		       ok ? "ok" : "FAIL", o.ram, (long long)jint(r, "pages_verified"),
+		       (long long)jint(r, "pages_total"), (long long)jint(r, "pages_mismatched"),
+		       (long long)jint(r, "faults"), jdbl(r, "duration_s"), jdbl(r, "bulk_gbps"),
+		       jdbl(fl, "p50"), jdbl(fl, "p99"));
+		json_node_unref(root);
+		g_object_unref(g);
+	}
+	g_object_unref(b);
+
+	if (!ok) {
+		for (i = 0; i < P_N; i++) {
+			char *s = describe_exit(i);
+
+			fprintf(stderr, "%s\n", s);
+			g_free(s);
+			print_tail(logs[i], 15);
+		}
+		fprintf(stderr, "pch-migrate: logs kept in %s\n", dir);
+	} else if (!o.keep) {
+		for (i = 0; i < P_N; i++) {
+			unlink(logs[i]);
+			unlink(stats[i]);
+		}
+		unlink(key);
+		unlink(portf);
+		unlink(sock);
+		rmdir(dir);
+	} else {
+		pch_info("logs and reports kept in %s", dir);
+	}
+	for (i = 0; i < P_N; i++) {
+		g_free(logs[i]);
+		g_free(stats[i]);
+		if (js[i])
+			json_node_unref(js[i]);
+	}
+	g_free(key);
+	g_free(portf);
+	g_free(sock);
+	g_free(port_txt);
+	free_opts(&o);
+	return ok ? 0 : 1;
+}
