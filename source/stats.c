@@ -5,6 +5,7 @@
 
 #include <json-glib/json-glib.h>
 
+#include "json.h"
 #include "log.h"
 #include "source_i.h"
 
@@ -20,24 +21,6 @@ void src_stats_add(struct src_stats *dst, const struct src_stats *a)
 	dst->urgent_zero += a->urgent_zero;
 	dst->bytes_urgent += a->bytes_urgent;
 	dst->frames_urgent += a->frames_urgent;
-}
-
-static void add_int(JsonBuilder *b, const char *name, uint64_t v)
-{
-	json_builder_set_member_name(b, name);
-	json_builder_add_int_value(b, (gint64)v);
-}
-
-static void add_double(JsonBuilder *b, const char *name, double v)
-{
-	json_builder_set_member_name(b, name);
-	json_builder_add_double_value(b, v);
-}
-
-static void add_string(JsonBuilder *b, const char *name, const char *v)
-{
-	json_builder_set_member_name(b, name);
-	json_builder_add_string_value(b, v);
 }
 
 /*
@@ -58,36 +41,36 @@ int src_stats_write(struct src *s, const char *path, const struct src_stats *tot
 	unsigned i;
 
 	json_builder_begin_object(b);
-	add_string(b, "result", ok ? "ok" : "fail");
-	add_int(b, "channels", s->opt.channels);
-	add_string(b, "backend", s->be.ops ? s->be.ops->name : "none");
-	add_string(b, "block", s->opt.block_name);
-	add_int(b, "page_size", s->be.page_size);
-	add_int(b, "pages_total", s->be.npages);
-	add_int(b, "pages_skipped", s->skip.words ? pch_bitmap_count(&s->skip) : 0);
-	add_int(b, "pages_bulk", tot->pages_bulk);
-	add_int(b, "pages_zero", tot->pages_zero);
-	add_int(b, "bytes_bulk", tot->bytes_bulk);
-	add_int(b, "frames_bulk", tot->frames_bulk);
-	add_int(b, "requests", tot->requests);
-	add_int(b, "pages_urgent", tot->pages_urgent);
-	add_int(b, "pages_urgent_zero", tot->urgent_zero);
-	add_int(b, "bytes_urgent", tot->bytes_urgent);
-	add_int(b, "frames_urgent", tot->frames_urgent);
-	add_int(b, "channels_dead", __atomic_load_n(&s->senders_dead, __ATOMIC_ACQUIRE));
-	add_int(b, "sync_points", __atomic_load_n(&s->nepochs, __ATOMIC_ACQUIRE));
-	add_double(b, "duration_s", duration_s);
-	add_double(b, "bulk_s", bulk_s);
-	add_double(b, "bulk_gbps", bulk_s > 0 ? tot->bytes_bulk / bulk_s / 1e9 : 0.0);
+	pch_json_str(b, "result", ok ? "ok" : "fail");
+	pch_json_int(b, "channels", s->opt.channels);
+	pch_json_str(b, "backend", s->be.ops ? s->be.ops->name : "none");
+	pch_json_str(b, "block", s->opt.block_name);
+	pch_json_int(b, "page_size", s->be.page_size);
+	pch_json_int(b, "pages_total", s->be.npages);
+	pch_json_int(b, "pages_skipped", s->skip.words ? pch_bitmap_count(&s->skip) : 0);
+	pch_json_int(b, "pages_bulk", tot->pages_bulk);
+	pch_json_int(b, "pages_zero", tot->pages_zero);
+	pch_json_int(b, "bytes_bulk", tot->bytes_bulk);
+	pch_json_int(b, "frames_bulk", tot->frames_bulk);
+	pch_json_int(b, "requests", tot->requests);
+	pch_json_int(b, "pages_urgent", tot->pages_urgent);
+	pch_json_int(b, "pages_urgent_zero", tot->urgent_zero);
+	pch_json_int(b, "bytes_urgent", tot->bytes_urgent);
+	pch_json_int(b, "frames_urgent", tot->frames_urgent);
+	pch_json_int(b, "channels_dead", __atomic_load_n(&s->senders_dead, __ATOMIC_ACQUIRE));
+	pch_json_int(b, "sync_points", __atomic_load_n(&s->nepochs, __ATOMIC_ACQUIRE));
+	pch_json_double(b, "duration_s", duration_s);
+	pch_json_double(b, "bulk_s", bulk_s);
+	pch_json_double(b, "bulk_gbps", bulk_s > 0 ? tot->bytes_bulk / bulk_s / 1e9 : 0.0);
 
 	json_builder_set_member_name(b, "refused");
 	json_builder_begin_object(b);
 	pthread_mutex_lock(&s->lock);
 	for (i = 1; i < PCH_REFUSE_MAX; i++)
 		if (s->refused[i])
-			add_int(b, pch_refuse_name(i), s->refused[i]);
+			pch_json_int(b, pch_refuse_name(i), s->refused[i]);
 	json_builder_end_object(b);
-	add_int(b, "handshake_failed", s->handshake_failed);
+	pch_json_int(b, "handshake_failed", s->handshake_failed);
 	pthread_mutex_unlock(&s->lock);
 
 	json_builder_set_member_name(b, "per_channel");
@@ -96,11 +79,11 @@ int src_stats_write(struct src *s, const char *path, const struct src_stats *tot
 		const struct src_stats *st = &s->senders[i].st;
 
 		json_builder_begin_object(b);
-		add_int(b, "index", i);
-		add_int(b, "pages", st->pages_bulk);
-		add_int(b, "pages_zero", st->pages_zero);
-		add_int(b, "bytes", st->bytes_bulk);
-		add_int(b, "frames", st->frames_bulk);
+		pch_json_int(b, "index", i);
+		pch_json_int(b, "pages", st->pages_bulk);
+		pch_json_int(b, "pages_zero", st->pages_zero);
+		pch_json_int(b, "bytes", st->bytes_bulk);
+		pch_json_int(b, "frames", st->frames_bulk);
 		json_builder_end_object(b);
 	}
 	json_builder_end_array(b);

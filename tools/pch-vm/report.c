@@ -7,6 +7,7 @@
 
 #include <json-glib/json-glib.h>
 
+#include "json.h"
 #include "log.h"
 #include "pch-vm.h"
 
@@ -18,37 +19,6 @@ static void add_span(JsonBuilder *b, const char *name, uint64_t from_ns, uint64_
 		json_builder_add_double_value(b, to_ns > from_ns ? (to_ns - from_ns) / 1e9 : 0.0);
 	else
 		json_builder_add_null_value(b);
-}
-
-static void add_int(JsonBuilder *b, const char *name, uint64_t v)
-{
-	json_builder_set_member_name(b, name);
-	json_builder_add_int_value(b, (gint64)v);
-}
-
-static void add_double(JsonBuilder *b, const char *name, double v)
-{
-	json_builder_set_member_name(b, name);
-	json_builder_add_double_value(b, v);
-}
-
-/* fault_latency_us: quantiles of the merged per-vCPU histograms. */
-static void add_latency(JsonBuilder *b, const struct pch_hist *h)
-{
-	static const struct {
-		const char *name;
-		double q;
-	} qs[] = { { "p50", 0.5 }, { "p90", 0.9 }, { "p99", 0.99 }, { "p999", 0.999 } };
-	size_t i;
-
-	json_builder_set_member_name(b, "fault_latency_us");
-	json_builder_begin_object(b);
-	add_int(b, "count", h->count);
-	for (i = 0; i < G_N_ELEMENTS(qs); i++)
-		add_double(b, qs[i].name, pch_hist_quantile(h, qs[i].q) / 1e3);
-	add_double(b, "mean", pch_hist_mean(h) / 1e3);
-	add_double(b, "max", h->count ? h->max / 1e3 : 0.0);
-	json_builder_end_object(b);
 }
 
 /*
@@ -78,12 +48,12 @@ int vm_report_write(struct vm *vm)
 	json_builder_begin_object(b);
 	json_builder_set_member_name(b, "result");
 	json_builder_add_string_value(b, vm->errors->len ? "fail" : "ok");
-	add_int(b, "ram_bytes", vm->cfg.ram_bytes);
-	add_int(b, "page_size", vm->cfg.image.page_size);
-	add_int(b, "vcpus", vm->cfg.vcpus);
+	pch_json_int(b, "ram_bytes", vm->cfg.ram_bytes);
+	pch_json_int(b, "page_size", vm->cfg.image.page_size);
+	pch_json_int(b, "vcpus", vm->cfg.vcpus);
 	json_builder_set_member_name(b, "workload");
 	json_builder_add_string_value(b, vm_workload_name(vm->cfg.workload));
-	add_int(b, "seed", vm->cfg.image.seed);
+	pch_json_int(b, "seed", vm->cfg.image.seed);
 	json_builder_set_member_name(b, "block_name");
 	json_builder_add_string_value(b, vm->cfg.block_name);
 	json_builder_set_member_name(b, "image_file");
@@ -91,19 +61,19 @@ int vm_report_write(struct vm *vm)
 		json_builder_add_string_value(b, vm->cfg.image_file);
 	else
 		json_builder_add_null_value(b);
-	add_double(b, "precopy_seconds", vm->cfg.precopy_s);
+	pch_json_double(b, "precopy_seconds", vm->cfg.precopy_s);
 
-	add_int(b, "pages_total", vm->npages);
+	pch_json_int(b, "pages_total", vm->npages);
 	json_builder_set_member_name(b, "verified");
 	json_builder_add_boolean_value(b, vm->verified);
-	add_int(b, "pages_verified", vm->pages_verified);
-	add_int(b, "pages_prefilled", vm->pages_prefilled);
-	add_int(b, "pages_mismatched", vm->pages_mismatched);
-	add_int(b, "pages_missing", vm->pages_missing);
+	pch_json_int(b, "pages_verified", vm->pages_verified);
+	pch_json_int(b, "pages_prefilled", vm->pages_prefilled);
+	pch_json_int(b, "pages_mismatched", vm->pages_mismatched);
+	pch_json_int(b, "pages_missing", vm->pages_missing);
 
-	add_int(b, "accesses", accesses);
-	add_int(b, "vcpu_faults", faults);
-	add_latency(b, all);
+	pch_json_int(b, "accesses", accesses);
+	pch_json_int(b, "vcpu_faults", faults);
+	pch_json_latency(b, "fault_latency_us", all);
 	json_builder_set_member_name(b, "vcpu_blocked_us");
 	json_builder_begin_array(b);
 	for (i = 0; i < vm->cfg.vcpus; i++)
@@ -126,7 +96,7 @@ int vm_report_write(struct vm *vm)
 	add_span(b, "t_start_to_complete_s", vm->t_start_ns, vm->t_complete_ns);
 	/* COMPLETE during precopy: no postcopy phase at all */
 	if (vm->t_complete_ns && vm->t_vcpu_ns >= vm->t_complete_ns)
-		add_double(b, "postcopy_s", 0.0);
+		pch_json_double(b, "postcopy_s", 0.0);
 	else
 		add_span(b, "postcopy_s", vm->t_vcpu_ns, vm->t_complete_ns);
 	json_builder_set_member_name(b, "verify_s");
@@ -141,8 +111,8 @@ int vm_report_write(struct vm *vm)
 		json_builder_add_string_value(b, g_ptr_array_index(vm->errors, i));
 	json_builder_end_array(b);
 
-	add_int(b, "uffd_features", vm->uffd_features);
-	add_int(b, "uffd_features_available", vm->uffd_features_avail);
+	pch_json_int(b, "uffd_features", vm->uffd_features);
+	pch_json_int(b, "uffd_features_available", vm->uffd_features_avail);
 	json_builder_end_object(b);
 	g_free(all);
 
