@@ -336,6 +336,8 @@ static bool urgent_step(struct fstate *f)
 		break;
 	default:
 		rc = pages_install(h, st, c->hdr.block, c->offs, c->hdr.count, c->data, true);
+		if (rc == -ESRCH)
+			return false; /* the VMM is gone; main stops everything */
 		if (rc) {
 			urgent_fail(f, "install failed");
 			return false;

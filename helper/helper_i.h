@@ -155,6 +155,7 @@ struct helper {
 	bool sweep_started;              /* main asked the fault thread to sweep */
 	bool urgent_dead;                /* set by the fault thread (atomic) */
 	bool fault_exited;               /* fault thread ended on an error (atomic) */
+	bool vmm_gone;                   /* an install saw ESRCH: the VMM exited (atomic) */
 	char errors[8][160];
 	unsigned nerrors;
 	pthread_mutex_t err_lock;
@@ -163,6 +164,8 @@ struct helper {
 /* main.c */
 void helper_error(struct helper *h, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void helper_kick(struct helper *h);
+/* An install found the VMM's mm gone (ESRCH): say so once, stop serving. */
+void helper_vmm_gone(struct helper *h);
 static inline bool helper_stopping(struct helper *h)
 {
 	return __atomic_load_n(&h->stop, __ATOMIC_ACQUIRE);

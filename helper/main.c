@@ -65,6 +65,13 @@ void helper_kick(struct helper *h)
 		pch_warn("cannot wake the main thread: %s", strerror(errno));
 }
 
+void helper_vmm_gone(struct helper *h)
+{
+	if (!__atomic_exchange_n(&h->vmm_gone, true, __ATOMIC_ACQ_REL))
+		pch_err("the VMM exited: its memory is gone (ESRCH from an install)");
+	helper_kick(h);
+}
+
 /* ------------------------------------------------------------------ */
 /* control socket                                                      */
 /* ------------------------------------------------------------------ */
@@ -594,6 +601,10 @@ static int serve(struct helper *h, int lfd, struct conn *vmm)
 			break;
 		if (h->failed)
 			break;
+		if (__atomic_load_n(&h->vmm_gone, __ATOMIC_ACQUIRE) && !h->complete) {
+			fail(h, -ESRCH, "the VMM exited before COMPLETE");
+			break;
+		}
 		if (__atomic_load_n(&h->urgent_dead, __ATOMIC_ACQUIRE) && !h->complete) {
 			fail(h, -EPIPE, "URGENT channel lost: faults cannot be served");
 			break;

@@ -131,6 +131,10 @@ int pages_install(struct helper *h, struct hstats *st, unsigned blk, const uint6
 		       !pch_bitmap_test(&b->present, first + n))
 			n++;
 		got = copy_run(h, st, b, first, n, data + ((size_t)i << shift), &exists);
+		if (got == -ESRCH) {
+			helper_vmm_gone(h);
+			return -ESRCH;
+		}
 		if (got < 0) {
 			pch_err("block %s: UFFDIO_COPY of %u pages at page %llu: %s", b->d.name, n,
 				(unsigned long long)first, strerror((int)-got));
@@ -197,6 +201,8 @@ int pages_zeropage(struct helper *h, struct hstats *st, unsigned blk, uint64_t p
 			sched_yield();
 			continue;
 		}
+		if (errno == ESRCH)
+			helper_vmm_gone(h);
 		return -errno;
 	}
 	STAT_ADD(st, zero_installed, 1);

@@ -123,6 +123,8 @@ static int frame_step(struct rx_thread *t, struct rx_chan *c)
 		return 1;
 	default:
 		rc = pages_install(h, &t->st, c->hdr.block, c->offs, c->hdr.count, c->data, false);
+		if (rc == -ESRCH)
+			return 0; /* the VMM is gone; main stops everything */
 		if (rc) {
 			chan_fail(t, c, "install failed: ", strerror(-rc));
 			return 0;

@@ -1,0 +1,47 @@
+#!/bin/bash
+# Nothing waits forever when a peer dies mid-migration: whichever of
+# source, helper or vm is killed, the other two stop within seconds, fail
+# (never report success), and say what happened.
+# timeout: 150
+. "$(dirname "$0")/../lib/common.sh"
+require_uffd
+
+# one migration slow enough to kill things in the middle of it
+begin() {
+	rm -f "$T/source.port" "$T"/*.json
+	new_key_file=$T/session.key
+	rm -f "$new_key_file"
+	new_key
+	start_source --channels 2 --ram 512M --bulk-rate 100
+	start_helper --channels 2 --stall-ms 500
+	"$BIN/pch-vm" --helper "$T/helper.sock" --report "$T/vm.json" --ram 512M --vcpus 2 \
+		--workload hotset --timeout-s 60 >"$T/vm.log" 2>&1 &
+	VM_PID=$!
+	PIDS="$PIDS $VM_PID"
+	sleep 1
+}
+
+# the source dies: helper fails, posts ERROR; vm fails naming it
+begin
+kill -KILL "$SRC_PID"
+wait_pid "$VM_PID" 20 && fail "vm succeeded without its source"
+wait_pid "$HLP_PID" 20 && fail "helper succeeded without its source"
+grep -q "source closed CONTROL\|URGENT" "$T/helper.log" || fail "helper did not say the source went away"
+expect_json "$T/vm.json" '.result == "fail" and (.errors | length) > 0' '.errors'
+log "source killed: vm says: $(jq -r '.errors[0]' "$T/vm.json")"
+
+# the helper dies: vm fails with "helper exited", source stops
+begin
+kill -KILL "$HLP_PID"
+wait_pid "$VM_PID" 20 && fail "vm succeeded without its helper"
+wait_pid "$SRC_PID" 20 && fail "source succeeded without its helper"
+grep -q "helper exited" "$T/vm.log" || fail "vm did not say the helper exited"
+log "helper killed: vm says: $(jq -r '.errors[0]' "$T/vm.json")"
+
+# the vm dies: helper and source stop and fail
+begin
+kill -KILL "$VM_PID"
+wait_pid "$HLP_PID" 20 && fail "helper succeeded without its VMM"
+wait_pid "$SRC_PID" 20 && fail "source succeeded without its helper"
+grep -q "VMM closed the control socket\|VMM exited" "$T/helper.log" || fail "helper did not say the VMM left"
+log "vm killed: helper says: $(grep -o 'migration failed: .*' "$T/helper.log" | head -n 1)"
