@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -29,7 +30,7 @@
 #define FAULT_TICK_MS 100
 #define UFFD_MSGS 64
 #define OUT_REQS0 64        /* initial room for queued requests (grows) */
-#define SWEEP_INFLIGHT 32   /* sweep requests outstanding at once */
+#define SWEEP_INFLIGHT (32 * PCH_REQ_MAX_PAGES) /* sweep pages outstanding at once */
 #define SWEEP_ID_BIT (1ull << 63)
 #define STALL_REPORTED (1ull << 63)
 
@@ -55,7 +56,7 @@ struct fstate {
 	bool sweep_active;
 	unsigned sweep_blk;
 	uint64_t sweep_page;
-	unsigned sweep_inflight;
+	uint64_t sweep_inflight; /* pages asked by the sweep, not yet answered */
 };
 
 static inline gpointer pkey(unsigned blk, uint64_t page)
@@ -191,8 +192,19 @@ static void handle_fault(struct fstate *f, const struct uffd_msg *m, uint64_t no
 	}
 	STAT_ADD(st, faults, 1);
 	if (pages_lookup(h, m->arg.pagefault.address, &blk, &page)) {
-		pch_warn("fault at 0x%llx is outside every RAM block",
-			 (unsigned long long)m->arg.pagefault.address);
+		/*
+		 * The VMM registered memory it did not announce: nobody will
+		 * send that page.  Wake the thread rather than leave it blocked
+		 * (it faults again; each fault is counted) and say so.
+		 */
+		struct uffdio_range r = {
+			.start = m->arg.pagefault.address & ~4095ull, .len = 4096 };
+
+		if (!st->faults_outside)
+			helper_error(h, "fault at 0x%llx is outside every RAM block the VMM announced",
+				     (unsigned long long)m->arg.pagefault.address);
+		STAT_ADD(st, faults_outside, 1);
+		ioctl(h->uffd, UFFDIO_WAKE, &r);
 		return;
 	}
 	if (__atomic_load_n(&h->complete, __ATOMIC_ACQUIRE)) {
@@ -348,8 +360,9 @@ static bool urgent_step(struct fstate *f)
 		break;
 	}
 	STAT_ADD(st, frames, 1);
-	if (c->hdr.arg & SWEEP_ID_BIT && f->sweep_inflight)
-		f->sweep_inflight--;
+	/* a request may be answered by a ZERO and a PAGES frame: count pages */
+	if (c->hdr.arg & SWEEP_ID_BIT)
+		f->sweep_inflight -= PCH_MIN(f->sweep_inflight, (uint64_t)c->hdr.count);
 	helper_kick(h);
 	c->part = 0;
 	c->want = sizeof(c->hdr);
@@ -381,7 +394,7 @@ static void sweep_more(struct fstate *f)
 		       !pch_bitmap_test(&b->inplace, p + n))
 			n++;
 		queue_request(f, f->sweep_blk, p, (uint32_t)n, true);
-		f->sweep_inflight++;
+		f->sweep_inflight += n;
 		f->sweep_page = p + n;
 	}
 }

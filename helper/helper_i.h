@@ -42,6 +42,7 @@ struct hstats {
 	uint64_t faults_present; /* ... page already present: woke the thread */
 	uint64_t faults_dup;     /* ... page already requested */
 	uint64_t faults_late;    /* ... read after COMPLETE: woken */
+	uint64_t faults_outside; /* ... outside every block: woken, reported */
 	uint64_t requests;       /* PCH_REQ_PAGE sent */
 	uint64_t requests_sweep; /* ... of them for pages no channel delivered */
 	uint64_t events_other;   /* uffd messages other than faults */
@@ -131,6 +132,8 @@ struct helper {
 	unsigned nblk;
 	struct pch_ring ring;
 	bool have_ring;
+	struct pch_ring_event pending[16]; /* main: posts waiting for room */
+	unsigned npending;
 	uint64_t premarked;              /* pages the VMM had in place */
 
 	/* source channels */

@@ -32,6 +32,7 @@
 #include "pch/uffd-compat.h"
 
 #define CTL_SETUP_MS 30000     /* the VMM's next setup message */
+#define CTL_SETUP_TOTAL_MS 120000 /* HELLO to START, all of it */
 #define AFTER_COMPLETE_MS 30000 /* answer STATS this long after COMPLETE */
 #define MAX_MONITORS 4
 
@@ -78,7 +79,8 @@ void helper_vmm_gone(struct helper *h)
 
 struct conn {
 	int fd;
-	int role; /* 0 until HELLO */
+	int role;   /* 0 until HELLO */
+	bool owner; /* the first connection: must be the VMM; later: monitors */
 };
 
 static int ctl_reply(struct conn *c, const struct pch_ctl_hdr *req, int status, const char *text)
@@ -151,6 +153,12 @@ static int do_hello(struct helper *h, struct conn *c, const void *msg, int *fds,
 		snprintf(whybuf, whylen, "HELLO: sent twice");
 		return -EPROTO;
 	}
+	if (c->owner != (m->role == PCH_CTL_ROLE_VMM)) {
+		snprintf(whybuf, whylen, "HELLO: role %s, but this connection %s",
+			 m->role == PCH_CTL_ROLE_VMM ? "VMM" : "monitor",
+			 c->owner ? "is the VMM's (the first)" : "can only be a monitor");
+		return -EPERM;
+	}
 	c->role = m->role;
 	r.hdr = (struct pch_ctl_hdr){ PCH_CTL_MAGIC, PCH_CTL_HELLO, 0, sizeof(r), m->hdr.seq };
 	r.version = PCH_CTL_VERSION;
@@ -197,17 +205,16 @@ static int do_block(struct helper *h, struct conn *c, const void *msg, int *fds,
 		snprintf(whybuf, whylen, "BLOCK: name not NUL-terminated");
 		return -EINVAL;
 	}
+	if (!pch_is_pow2(m->page_size) || m->host_addr & (m->page_size - 1) ||
+	    m->host_addr + m->length < m->host_addr) {
+		snprintf(whybuf, whylen, "BLOCK %s: host address 0x%llx not page aligned or wraps",
+			 name, (unsigned long long)m->host_addr);
+		return -EINVAL;
+	}
 	rc = pch_blocktab_add(&h->vtab, m->name, m->length, m->page_size, m->backing, &why);
 	if (rc) {
 		snprintf(whybuf, whylen, "BLOCK %s: %s", name, why);
 		return rc;
-	}
-	if (m->host_addr & (m->page_size - 1) || m->host_addr + m->length < m->host_addr) {
-		h->vtab.count--;
-		h->vtab.total_pages -= m->length / m->page_size;
-		snprintf(whybuf, whylen, "BLOCK %s: host address 0x%llx not page aligned or wraps",
-			 name, (unsigned long long)m->host_addr);
-		return -EINVAL;
 	}
 	b = &h->blk[h->nblk];
 	b->d = h->vtab.b[h->nblk];
@@ -346,12 +353,13 @@ static int do_sync(struct helper *h, struct conn *c, const void *msg, int *fds, 
 			 (unsigned long long)m->epoch, (unsigned long long)h->sync_asked);
 		return -EINVAL;
 	}
+	/* before the request: the rx threads check SYNC frames against it */
+	__atomic_store_n(&h->sync_asked, m->epoch, __ATOMIC_RELEASE);
 	rc = session_sync_req(h, m->epoch);
 	if (rc) {
 		snprintf(whybuf, whylen, "SYNC: cannot ask the source: %s", strerror(-rc));
 		return rc;
 	}
-	h->sync_asked = m->epoch;
 	helper_kick(h);
 	return 0;
 }
@@ -473,15 +481,48 @@ out:
 /* progress                                                            */
 /* ------------------------------------------------------------------ */
 
+/*
+ * Post the queued ring events in order, as far as the ring has room.  A
+ * VMM slow to read its ring delays an event, never loses it.
+ */
+static void flush_posts(struct helper *h)
+{
+	unsigned i = 0;
+
+	while (i < h->npending) {
+		int rc = pch_ring_post(&h->ring, &h->pending[i]);
+
+		if (rc == -ENOSPC)
+			break;
+		if (rc)
+			pch_err("ring: cannot post %s: %s",
+				pch_ring_type_name(h->pending[i].type), strerror(-rc));
+		else
+			pch_dbg(PCH_DBG_RING, "ring: posted %s %llu",
+				pch_ring_type_name(h->pending[i].type),
+				(unsigned long long)h->pending[i].epoch);
+		i++;
+	}
+	memmove(h->pending, h->pending + i, (h->npending - i) * sizeof(h->pending[0]));
+	h->npending -= i;
+}
+
 static void post(struct helper *h, uint16_t type, int32_t code, uint64_t epoch, const char *text)
 {
-	int rc = pch_ring_postf(&h->ring, type, code, epoch, "%s", text);
+	struct pch_ring_event *ev;
 
-	if (rc)
-		pch_err("ring: cannot post %s: %s", pch_ring_type_name(type), strerror(-rc));
-	else
-		pch_dbg(PCH_DBG_RING, "ring: posted %s %llu", pch_ring_type_name(type),
-			(unsigned long long)epoch);
+	if (h->npending == PCH_ARRAY_SIZE(h->pending)) {
+		pch_err("ring: %u events wait for the VMM to read its ring; %s not posted",
+			h->npending, pch_ring_type_name(type));
+		return;
+	}
+	ev = &h->pending[h->npending++];
+	memset(ev, 0, sizeof(*ev));
+	ev->type = type;
+	ev->code = code;
+	ev->epoch = epoch;
+	snprintf(ev->text, sizeof(ev->text), "%s", text);
+	flush_posts(h);
 }
 
 static void unregister_all(struct helper *h)
@@ -502,24 +543,34 @@ static void unregister_all(struct helper *h)
 static void check_progress(struct helper *h)
 {
 	uint64_t min_epoch = UINT64_MAX;
-	unsigned i, live = 0, ended = 0;
+	unsigned i, live = 0, ended = 0, dead = 0;
+	bool all_in = pages_inplace(h) >= pages_total(h);
 
 	for (i = 0; i < h->o.channels; i++) {
 		int st = __atomic_load_n(&h->pages[i].state, __ATOMIC_ACQUIRE);
 
-		if (st == CHAN_DEAD)
+		if (st == CHAN_DEAD) {
+			dead++;
 			continue;
+		}
 		live++;
 		ended += st == CHAN_ENDED;
 		min_epoch = PCH_MIN(min_epoch, __atomic_load_n(&h->pages[i].sync_epoch,
 							       __ATOMIC_ACQUIRE));
 	}
-	if (h->sync_asked > h->sync_reached && live && min_epoch >= h->sync_asked) {
+	/*
+	 * A sync point is reached when every channel delivered SYNC(epoch) after
+	 * everything before it.  A dead channel never will, and the pages it
+	 * owed come back only through the sweep: then the sync point is proven
+	 * only once every page is in place.
+	 */
+	if (h->sync_asked > h->sync_reached &&
+	    ((!dead && live && min_epoch >= h->sync_asked) || all_in)) {
 		h->sync_reached = h->sync_asked;
 		pch_info("sync point %llu reached", (unsigned long long)h->sync_reached);
 		post(h, PCH_RING_SYNC_REACHED, 0, h->sync_reached, "sync point reached");
 	}
-	if (!h->complete && pages_inplace(h) >= pages_total(h)) {
+	if (!h->complete && all_in) {
 		__atomic_store_n(&h->complete, true, __ATOMIC_RELEASE);
 		h->t_complete_ns = pch_now_ns();
 		unregister_all(h);
@@ -632,6 +683,7 @@ static int serve(struct helper *h, int lfd, struct conn *vmm)
 				pch_warn("wake eventfd: %s", strerror(errno));
 		}
 		check_progress(h);
+		flush_posts(h);
 		if (p[1].revents) {
 			rc = ctl_handle(h, vmm, 1000);
 			if (rc == CTL_SHUTDOWN) {
@@ -658,7 +710,8 @@ static int serve(struct helper *h, int lfd, struct conn *vmm)
 			if (!rc && hdr.type == PCH_CC_ERROR && hdr.len == sizeof(e) &&
 			    !pch_read_full(h->cc_fd, &e, sizeof(e), 1000)) {
 				e.text[sizeof(e.text) - 1] = '\0';
-				fail(h, e.code, e.text);
+				/* the ring carries -errno: never pass on what the wire claims */
+				fail(h, e.code < 0 && e.code > -4096 ? e.code : -EPROTO, e.text);
 				break;
 			}
 			fail(h, rc ? rc : -EPROTO, rc == -ECONNRESET ? "source closed CONTROL" :
@@ -669,7 +722,7 @@ static int serve(struct helper *h, int lfd, struct conn *vmm)
 			int fd = pch_accept(lfd, 0);
 
 			if (fd >= 0)
-				mon[nmon++] = (struct conn){ .fd = fd, .role = 0 };
+				mon[nmon++] = (struct conn){ .fd = fd, .role = 0, .owner = false };
 		}
 		for (i = 0; i < nmon; i++) {
 			if (!p[4 + i].revents)
@@ -832,7 +885,8 @@ int main(int argc, char **argv)
 {
 	struct helper *h = calloc(1, sizeof(*h));
 	struct sigaction sa = { .sa_handler = on_signal };
-	struct conn vmm = { .fd = -1 };
+	struct conn vmm = { .fd = -1, .owner = true };
+	uint64_t setup_deadline;
 	int lfd, rc, ret = 1;
 	unsigned i;
 
@@ -869,9 +923,14 @@ int main(int argc, char **argv)
 		pch_err("control socket %s: no VMM connected: %s", h->o.ctl_path, strerror(-vmm.fd));
 		goto out;
 	}
-	/* Setup: messages up to START, each within a deadline. */
+	/* Setup: messages up to START, each and all within a deadline. */
+	setup_deadline = pch_now_ns() + CTL_SETUP_TOTAL_MS * 1000000ull;
 	while (!h->t_start_ns) {
-		rc = ctl_handle(h, &vmm, CTL_SETUP_MS);
+		if (pch_now_ns() > setup_deadline) {
+			pch_err("control: VMM did not START within %d s", CTL_SETUP_TOTAL_MS / 1000);
+			goto out;
+		}
+		rc = ctl_handle(h, &vmm, PCH_MIN(CTL_SETUP_MS, pch_ms_until(setup_deadline) + 1));
 		if (rc != CTL_OK) {
 			pch_err("control: VMM %s before START",
 				rc == CTL_SHUTDOWN ? "asked for shutdown" : "went away");
@@ -882,6 +941,13 @@ int main(int argc, char **argv)
 	}
 	ret = serve(h, lfd, &vmm);
 out:
+	/* events the VMM has not made room for yet: give it a moment */
+	for (i = 0; h->have_ring && h->npending && i < 100; i++) {
+		usleep(10000);
+		flush_posts(h);
+	}
+	if (h->npending)
+		pch_err("ring: %u events never posted: the VMM did not read its ring", h->npending);
 	stop_threads(h);
 	session_close(h);
 	if (write_stats(h))

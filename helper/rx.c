@@ -92,6 +92,12 @@ static int frame_step(struct rx_thread *t, struct rx_chan *c)
 		c->seq++;
 		switch (c->hdr.type) {
 		case PCH_FRAME_SYNC:
+			/* only an epoch we asked for, and each once, in order */
+			if (c->hdr.arg <= c->sync_epoch ||
+			    c->hdr.arg > __atomic_load_n(&h->sync_asked, __ATOMIC_ACQUIRE)) {
+				chan_fail(t, c, "bad frame: ", "SYNC epoch not asked for or not increasing");
+				return 0;
+			}
 			__atomic_store_n(&c->sync_epoch, c->hdr.arg, __ATOMIC_RELEASE);
 			pch_dbg(PCH_DBG_CHAN, "PAGES channel %u: SYNC %llu", c->index,
 				(unsigned long long)c->hdr.arg);

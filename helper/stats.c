@@ -11,7 +11,7 @@
 static const size_t counter_fields[] = {
 	F(pages_bulk), F(pages_urgent), F(pages_zero), F(zero_installed), F(inplace), F(bytes),
 	F(frames), F(copy_ioctls), F(eexist), F(eagain), F(faults), F(faults_zero),
-	F(faults_present), F(faults_dup), F(faults_late), F(requests), F(requests_sweep), F(events_other),
+	F(faults_present), F(faults_dup), F(faults_late), F(faults_outside), F(requests), F(requests_sweep), F(events_other),
 	F(uffd_reads),
 };
 #undef F
@@ -77,6 +77,7 @@ char *stats_json(struct helper *h)
 	pch_json_int(b, "faults_present", s->faults_present);
 	pch_json_int(b, "faults_dup", s->faults_dup);
 	pch_json_int(b, "faults_late", s->faults_late);
+	pch_json_int(b, "faults_outside", s->faults_outside);
 	pch_json_int(b, "requests", s->requests);
 	pch_json_int(b, "requests_sweep", s->requests_sweep);
 	pch_json_int(b, "eexist", s->eexist);

@@ -35,6 +35,7 @@
 
 /* Deadline of a request whose API call takes no timeout. */
 #define CLIENT_DEFAULT_TIMEOUT_MS 5000
+#define CLIENT_START_TIMEOUT_MS 60000
 
 /* Features this client speaks (sent in HELLO). */
 #define CLIENT_FEATURES (PCH_CTL_F_RING | PCH_CTL_F_BITMAP | PCH_CTL_F_STATS)
@@ -557,7 +558,8 @@ int pch_client_setup_ring(struct pch_client *c, uint32_t nr)
 /* Let the helper connect to the source and serve pages.  0 or -errno. */
 int pch_client_start(struct pch_client *c)
 {
-	return request_simple(c, PCH_CTL_START, -1, NULL);
+	/* the helper answers START once every channel to the source is open */
+	return request_simple(c, PCH_CTL_START, CLIENT_START_TIMEOUT_MS, NULL);
 }
 
 /*

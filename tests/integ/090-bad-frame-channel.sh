@@ -18,3 +18,16 @@ expect_json "$T/helper.json" '.channels[1].state == "dead"' '.channels'
 expect_json "$T/helper.json" '([.channels[] | select(.state != "dead")] | length) == 3' '.channels'
 expect_json "$T/helper.json" '.requests_sweep > 0' '{requests_sweep,pages_urgent}'
 log "ok: $(jq -c '{requests_sweep,pages_urgent,errors}' "$T/helper.json")"
+
+# the same with a precopy phase: the sync point cannot be proven by the dead
+# channel, so SYNC_REACHED(1) comes once every page is in place, not never
+rm -f "$T/source.port" "$T"/*.json "$T/session.key"
+new_key
+start_source --channels 4 --ram 128M --test-corrupt-channel 2 --bulk-rate 200
+start_helper --channels 4
+run_vm --ram 128M --vcpus 2 --workload random --precopy-seconds 0.1 ||
+	fail "pch-vm failed with a dead channel and a sync point: $(tail -n 5 "$T/vm.log")"
+wait_pid "$HLP_PID" 30 || fail "pch-helper failed"
+expect_json "$T/helper.json" '.sync_reached == 1 and .channels[2].state == "dead"' '{sync_reached,channels}'
+expect_json "$T/vm.json" '.result == "ok" and .pages_mismatched == 0'
+log "ok with a sync point: $(jq -c '{sync_reached,requests_sweep}' "$T/helper.json")"

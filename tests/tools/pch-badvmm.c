@@ -84,6 +84,18 @@ static void hello(uint16_t version, uint16_t role)
 	}
 }
 
+/* A HELLO claiming a role this connection cannot have. */
+static void wrong_role(uint16_t role, const char *name)
+{
+	struct pch_ctl_hello h = { 0 };
+
+	hdr(&h.hdr, PCH_CTL_HELLO, sizeof(h));
+	h.version = PCH_CTL_VERSION;
+	h.role = role;
+	snprintf(h.name, sizeof(h.name), "pch-badvmm");
+	expect(name, ask(&h, sizeof(h), NULL, 0), "this connection");
+}
+
 static int block(uint32_t id, uint64_t len, uint32_t backing, size_t msglen)
 {
 	struct pch_ctl_block b = { 0 };
@@ -113,6 +125,7 @@ int main(int argc, char **argv)
 			fprintf(stderr, "pch-badvmm: connect %s: %s\n", argv[2], strerror(-fd));
 			return 1;
 		}
+		wrong_role(PCH_CTL_ROLE_VMM, "second connection as VMM");
 		hello(PCH_CTL_VERSION, PCH_CTL_ROLE_MONITOR);
 		expect("block on a monitor", block(0, 1 << 20, PCH_BACKING_ANON,
 						   sizeof(struct pch_ctl_block)), "monitor");
@@ -138,6 +151,7 @@ int main(int argc, char **argv)
 	expect("block before hello", block(0, 1 << 20, PCH_BACKING_ANON, sizeof(struct pch_ctl_block)),
 	       "before HELLO");
 	hello(9, PCH_CTL_ROLE_VMM);
+	wrong_role(PCH_CTL_ROLE_MONITOR, "first connection as monitor");
 	hello(PCH_CTL_VERSION, PCH_CTL_ROLE_VMM);
 	expect("block with id 5", block(5, 1 << 20, PCH_BACKING_ANON, sizeof(struct pch_ctl_block)),
 	       "id 5");
