@@ -470,6 +470,13 @@ static void *fault_main(void *arg)
 	int rc;
 
 	pch_thread_name("fault");
+	/*
+	 * Faults must not wait for a CPU behind bulk work or spinning vCPUs:
+	 * measured on 2 cores, 1 GiB random with 2 vCPUs, fault latency p99
+	 * 459-508 us at nice -10 against 590-852 us at nice 0 (4 runs each).
+	 */
+	if (pch_thread_nice(-10))
+		pch_info("fault thread: cannot raise its priority (needs CAP_SYS_NICE)");
 	f = calloc(1, sizeof(*f));
 	if (!f) {
 		helper_error(h, "fault thread: out of memory");

@@ -92,7 +92,7 @@ int pch_ms_until(uint64_t deadline_ns)
 	return ms > 0x7fffffff ? 0x7fffffff : (int)ms;
 }
 
-void pch_thread_nice(int inc)
+int pch_thread_nice(int inc)
 {
 	pid_t tid = (pid_t)syscall(SYS_gettid);
 	int cur;
@@ -100,9 +100,8 @@ void pch_thread_nice(int inc)
 	errno = 0;
 	cur = getpriority(PRIO_PROCESS, tid);
 	if (cur == -1 && errno)
-		return;
-	/* Best effort: a failure leaves the thread at its old priority. */
-	(void)setpriority(PRIO_PROCESS, tid, cur + inc);
+		return -errno;
+	return setpriority(PRIO_PROCESS, tid, cur + inc) < 0 ? -errno : 0;
 }
 
 void pch_thread_name(const char *name)

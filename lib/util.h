@@ -36,8 +36,12 @@ int pch_parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out);
 /* Remaining milliseconds until deadline_ns (>= 0), for poll(). */
 int pch_ms_until(uint64_t deadline_ns);
 
-/* Lower this thread's scheduling priority by nice increment (best effort). */
-void pch_thread_nice(int inc);
+/*
+ * Change this thread's niceness by inc (positive: lower priority; negative
+ * needs CAP_SYS_NICE).  0 or -errno; the thread keeps its old priority on
+ * failure.
+ */
+int pch_thread_nice(int inc);
 /* Name this thread (visible in /proc, top, perf). */
 void pch_thread_name(const char *name);
 

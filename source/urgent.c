@@ -45,6 +45,9 @@ static void *urgent_main(void *arg)
 	int ret;
 
 	pch_thread_name("pch-urgent");
+	/* answers go out ahead of the bulk senders (nice +5) and other work */
+	if (pch_thread_nice(-10))
+		pch_dbg(PCH_DBG_SRC, "urgent thread: cannot raise its priority");
 	ret = src_tx_init(&tx, s, ch, PCH_REQ_MAX_PAGES);
 	if (ret) {
 		src_fail(s, "URGENT: send buffer: %s", strerror(-ret));
