@@ -37,6 +37,20 @@
 /* io_uring user_data tags */
 enum { UD_UFFD = 1, UD_URGENT, UD_SEND, UD_SWEEP };
 
+/*
+ * URGENT receive.  Answers are small and sent whole, so each RECV takes
+ * whatever has arrived into one buffer and every complete frame in it is
+ * handled at once: one io_uring round trip per answer, not one per frame
+ * part.  A partial frame left at the end moves to the front (a few bytes).
+ */
+struct urg_rx {
+	int fd;
+	uint8_t *buf;     /* frames as they arrive: header, offsets, data */
+	size_t cap, fill;
+	bool hdr_checked; /* the frame at buf[0] has had its header checked */
+	uint64_t seq;     /* next expected frame seq */
+};
+
 struct fstate {
 	struct helper *h;
 	struct fault_thread *ft;
@@ -44,7 +58,7 @@ struct fstate {
 	bool uring_read;           /* else poll + read(2) */
 	struct uffd_msg msgs[UFFD_MSGS];
 	bool uffd_armed;
-	struct rx_chan urg;        /* URGENT receive state (same machine as rx) */
+	struct urg_rx urg;         /* URGENT receive stream */
 	bool urg_dead;
 	struct pch_req *out, *sending; /* queued / being sent */
 	unsigned nout, nsending, cap, scap;
@@ -89,13 +103,10 @@ static void arm_uffd(struct fstate *f)
 
 static void arm_urgent(struct fstate *f)
 {
-	struct rx_chan *c = &f->urg;
+	struct urg_rx *u = &f->urg;
 	struct io_uring_sqe *sqe = get_sqe(f);
-	void *p = c->part == 0 ? (void *)((uint8_t *)&c->hdr + c->got) :
-		  c->part == 1 ? (void *)((uint8_t *)c->offs + c->got) :
-				 (void *)(c->data + c->got);
 
-	io_uring_prep_recv(sqe, c->fd, p, c->want - c->got, MSG_WAITALL);
+	io_uring_prep_recv(sqe, u->fd, u->buf + u->fill, u->cap - u->fill, 0);
 	io_uring_sqe_set_data64(sqe, UD_URGENT);
 }
 
@@ -290,83 +301,99 @@ static void urgent_fail(struct fstate *f, const char *what)
 	helper_kick(f->h);
 }
 
-/* A part of an URGENT frame is complete.  false when the channel is dead. */
-static bool urgent_step(struct fstate *f)
+/* Handle one complete, checked URGENT frame.  false when the channel is dead. */
+static bool urgent_frame(struct fstate *f, const struct pch_frame_hdr *hd, const uint64_t *offs,
+			 const uint8_t *data)
 {
 	struct helper *h = f->h;
-	struct rx_chan *c = &f->urg;
 	struct hstats *st = &f->ft->st;
-	const char *why;
+	struct hblock *b = &h->blk[hd->block];
 	uint32_t i;
 	int rc;
 
-	switch (c->part) {
-	case 0:
-		rc = pch_frame_check_hdr(&c->hdr, &h->vtab, c->seq, true, &why);
-		if (!rc && !(c->hdr.flags & PCH_FRAME_F_URGENT))
-			rc = -EBADMSG, why = "frame: URGENT channel frame without URGENT flag";
-		if (!rc && c->hdr.type != PCH_FRAME_PAGES && c->hdr.type != PCH_FRAME_ZERO)
-			rc = -EBADMSG, why = "frame: type not allowed on URGENT";
-		if (rc) {
-			urgent_fail(f, why);
-			return false;
-		}
-		c->seq++;
-		c->part = 1;
-		c->want = pch_frame_offsets_len(&c->hdr);
-		c->got = 0;
-		return true;
-	case 1:
-		rc = pch_frame_check_offsets(&c->hdr, c->offs, &h->vtab, &why);
-		if (rc) {
-			urgent_fail(f, why);
-			return false;
-		}
-		if (c->hdr.type == PCH_FRAME_PAGES) {
-			c->part = 2;
-			c->want = pch_frame_data_len(&c->hdr, &h->vtab);
-			c->got = 0;
-			return true;
-		}
+	if (hd->type == PCH_FRAME_ZERO) {
 		/* Zero pages someone waits for are placed now; the rest just marked. */
-		for (i = 0; i < c->hdr.count; i++) {
-			struct hblock *b = &h->blk[c->hdr.block];
-			uint64_t page = c->offs[i] >> b->d.page_shift;
+		for (i = 0; i < hd->count; i++) {
+			uint64_t page = offs[i] >> b->d.page_shift;
 
-			if (g_hash_table_contains(f->pending, pkey(c->hdr.block, page))) {
-				pages_mark_zero(h, st, c->hdr.block, &c->offs[i], 1);
-				rc = pages_zeropage(h, st, c->hdr.block, page);
-				if (rc) {
-					urgent_fail(f, "UFFDIO_ZEROPAGE failed");
-					return false;
-				}
-				settle(f, c->hdr.block, page);
-			} else {
-				pages_mark_zero(h, st, c->hdr.block, &c->offs[i], 1);
+			pages_mark_zero(h, st, hd->block, &offs[i], 1);
+			if (!g_hash_table_contains(f->pending, pkey(hd->block, page)))
+				continue;
+			rc = pages_zeropage(h, st, hd->block, page);
+			if (rc == -ESRCH)
+				return false; /* the VMM is gone; main stops everything */
+			if (rc) {
+				urgent_fail(f, "UFFDIO_ZEROPAGE failed");
+				return false;
 			}
+			settle(f, hd->block, page);
 		}
-		break;
-	default:
-		rc = pages_install(h, st, c->hdr.block, c->offs, c->hdr.count, c->data, true);
+	} else {
+		rc = pages_install(h, st, hd->block, offs, hd->count, data, true);
 		if (rc == -ESRCH)
-			return false; /* the VMM is gone; main stops everything */
+			return false;
 		if (rc) {
 			urgent_fail(f, "install failed");
 			return false;
 		}
-		STAT_ADD(st, bytes, c->want);
-		for (i = 0; i < c->hdr.count; i++)
-			settle(f, c->hdr.block, c->offs[i] >> h->blk[c->hdr.block].d.page_shift);
-		break;
+		STAT_ADD(st, bytes, (uint64_t)hd->count << b->d.page_shift);
+		for (i = 0; i < hd->count; i++)
+			settle(f, hd->block, offs[i] >> b->d.page_shift);
 	}
 	STAT_ADD(st, frames, 1);
 	/* a request may be answered by a ZERO and a PAGES frame: count pages */
-	if (c->hdr.arg & SWEEP_ID_BIT)
-		f->sweep_inflight -= PCH_MIN(f->sweep_inflight, (uint64_t)c->hdr.count);
+	if (hd->arg & SWEEP_ID_BIT)
+		f->sweep_inflight -= PCH_MIN(f->sweep_inflight, (uint64_t)hd->count);
 	helper_kick(h);
-	c->part = 0;
-	c->want = sizeof(c->hdr);
-	c->got = 0;
+	return true;
+}
+
+/*
+ * Handle every complete frame in the URGENT buffer, checking each header as
+ * soon as it is in and its offsets before anything is installed.  false
+ * when the channel is dead.
+ */
+static bool urgent_consume(struct fstate *f)
+{
+	struct helper *h = f->h;
+	struct urg_rx *u = &f->urg;
+
+	while (u->fill >= sizeof(struct pch_frame_hdr)) {
+		const struct pch_frame_hdr *hd = (const void *)u->buf;
+		const uint64_t *offs = (const void *)(u->buf + sizeof(*hd));
+		const char *why;
+		size_t olen, need;
+		int rc;
+
+		if (!u->hdr_checked) {
+			rc = pch_frame_check_hdr(hd, &h->vtab, u->seq, true, &why);
+			if (!rc && !(hd->flags & PCH_FRAME_F_URGENT))
+				rc = -EBADMSG, why = "frame: URGENT channel frame without URGENT flag";
+			if (!rc && hd->type != PCH_FRAME_PAGES && hd->type != PCH_FRAME_ZERO)
+				rc = -EBADMSG, why = "frame: type not allowed on URGENT";
+			if (rc) {
+				urgent_fail(f, why);
+				return false;
+			}
+			u->seq++;
+			u->hdr_checked = true;
+		}
+		olen = pch_frame_offsets_len(hd);
+		need = sizeof(*hd) + olen +
+		       (hd->type == PCH_FRAME_PAGES ? pch_frame_data_len(hd, &h->vtab) : 0);
+		if (u->fill < need)
+			break; /* the checked header bounds need by the buffer's size */
+		rc = pch_frame_check_offsets(hd, offs, &h->vtab, &why);
+		if (rc) {
+			urgent_fail(f, why);
+			return false;
+		}
+		if (!urgent_frame(f, hd, offs, u->buf + sizeof(*hd) + olen))
+			return false;
+		memmove(u->buf, u->buf + need, u->fill - need);
+		u->fill -= need;
+		u->hdr_checked = false;
+	}
 	return true;
 }
 
@@ -489,10 +516,12 @@ static void *fault_main(void *arg)
 	f->out = malloc(f->cap * sizeof(*f->out));
 	f->sending = malloc(f->cap * sizeof(*f->sending));
 	f->urg.fd = h->urgent_fd;
-	f->urg.offs = malloc(PCH_FRAME_MAX_PAGES * sizeof(uint64_t));
-	f->urg.data = mmap(NULL, pages_frame_cap(h), PROT_READ | PROT_WRITE,
-			   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (!f->urg.offs || f->urg.data == MAP_FAILED || !f->out || !f->sending) {
+	/* room for the largest frame a checked header allows */
+	f->urg.cap = sizeof(struct pch_frame_hdr) + PCH_FRAME_MAX_PAGES * sizeof(uint64_t) +
+		     pages_frame_cap(h);
+	f->urg.buf = mmap(NULL, f->urg.cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+			  -1, 0);
+	if (f->urg.buf == MAP_FAILED || !f->out || !f->sending) {
 		helper_error(h, "fault thread: out of memory");
 		goto out;
 	}
@@ -513,8 +542,6 @@ static void *fault_main(void *arg)
 		arm_uffd(f);
 	}
 	pch_info("uffd events read by %s", h->io_path);
-	f->urg.part = 0;
-	f->urg.want = sizeof(f->urg.hdr);
 	arm_urgent(f);
 	arm_sweep(f);
 
@@ -572,8 +599,8 @@ static void *fault_main(void *arg)
 						f->urg_dead = true;
 					break;
 				}
-				f->urg.got += (size_t)res;
-				if (f->urg.got < f->urg.want || urgent_step(f))
+				f->urg.fill += (size_t)res;
+				if (urgent_consume(f))
 					arm_urgent(f);
 				break;
 			case UD_SEND:
@@ -622,11 +649,10 @@ out:
 	}
 	if (f->pending)
 		g_hash_table_destroy(f->pending);
-	free(f->urg.offs);
 	free(f->out);
 	free(f->sending);
-	if (f->urg.data && f->urg.data != MAP_FAILED)
-		munmap(f->urg.data, pages_frame_cap(h));
+	if (f->urg.buf && f->urg.buf != MAP_FAILED)
+		munmap(f->urg.buf, f->urg.cap);
 	free(f);
 	return NULL;
 }
