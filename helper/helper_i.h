@@ -155,6 +155,8 @@ struct helper {
 	uint64_t t_start_ns, t_complete_ns;
 	uint64_t sync_asked, sync_reached;
 	bool complete, failed;
+	bool have_owner;                 /* main: a VMM said HELLO and is connected */
+	bool owner_left;                 /* main: the VMM's connection closed */
 	bool sweep_started;              /* main asked the fault thread to sweep */
 	bool urgent_dead;                /* set by the fault thread (atomic) */
 	bool fault_exited;               /* fault thread ended on an error (atomic) */

@@ -35,6 +35,8 @@
 #define CTL_SETUP_TOTAL_MS 120000 /* HELLO to START, all of it */
 #define AFTER_COMPLETE_MS 30000 /* answer STATS this long after COMPLETE */
 #define MAX_MONITORS 4
+#define BLOCK_MAX_PAGES (1ull << 32)
+#define CTL_SEND_MS 1000 /* a peer that does not read its replies is dropped */
 
 static volatile sig_atomic_t got_signal;
 
@@ -77,10 +79,16 @@ void helper_vmm_gone(struct helper *h)
 /* control socket                                                      */
 /* ------------------------------------------------------------------ */
 
+/*
+ * A control connection.  Its HELLO decides what it is: the first one that
+ * says VMM owns the session; any other VMM is refused; monitors may only
+ * read stats, before and after START.
+ */
 struct conn {
 	int fd;
-	int role;   /* 0 until HELLO */
-	bool owner; /* the first connection: must be the VMM; later: monitors */
+	int role;          /* 0 until HELLO */
+	bool owner;        /* the VMM's */
+	uint64_t since_ns; /* accepted (role 0), or last message (owner, before START) */
 };
 
 static int ctl_reply(struct conn *c, const struct pch_ctl_hdr *req, int status, const char *text)
@@ -106,7 +114,7 @@ static int ctl_reply(struct conn *c, const struct pch_ctl_hdr *req, int status, 
 	m->r.text_len = (uint32_t)tl;
 	if (tl)
 		memcpy(m->text, text, tl);
-	rc = pch_seqpkt_send(c->fd, m, m->r.hdr.len, NULL, 0);
+	rc = pch_seqpkt_send(c->fd, m, m->r.hdr.len, NULL, 0, CTL_SEND_MS);
 	free(m);
 	return rc;
 }
@@ -153,20 +161,22 @@ static int do_hello(struct helper *h, struct conn *c, const void *msg, int *fds,
 		snprintf(whybuf, whylen, "HELLO: sent twice");
 		return -EPROTO;
 	}
-	if (c->owner != (m->role == PCH_CTL_ROLE_VMM)) {
-		snprintf(whybuf, whylen, "HELLO: role %s, but this connection %s",
-			 m->role == PCH_CTL_ROLE_VMM ? "VMM" : "monitor",
-			 c->owner ? "is the VMM's (the first)" : "can only be a monitor");
+	if (m->role == PCH_CTL_ROLE_VMM && h->have_owner) {
+		snprintf(whybuf, whylen, "HELLO: role VMM, but a VMM is already connected");
 		return -EPERM;
 	}
 	c->role = m->role;
+	if (m->role == PCH_CTL_ROLE_VMM) {
+		c->owner = h->have_owner = true;
+		pch_info("control: VMM %.32s (pid %u) connected", m->name, m->pid);
+	}
 	r.hdr = (struct pch_ctl_hdr){ PCH_CTL_MAGIC, PCH_CTL_HELLO, 0, sizeof(r), m->hdr.seq };
 	r.version = PCH_CTL_VERSION;
 	r.pid = (uint32_t)getpid();
 	r.features = PCH_CTL_F_RING | PCH_CTL_F_BITMAP | PCH_CTL_F_STATS;
 	snprintf(r.name, sizeof(r.name), "pch-helper");
 	/* HELLO is answered by HELLO, not REPLY: 1 tells the caller so. */
-	return pch_seqpkt_send(c->fd, &r, sizeof(r), NULL, 0) ?: 1;
+	return pch_seqpkt_send(c->fd, &r, sizeof(r), NULL, 0, CTL_SEND_MS) ?: 1;
 }
 
 static int do_block(struct helper *h, struct conn *c, const void *msg, int *fds, int nfds,
@@ -174,6 +184,7 @@ static int do_block(struct helper *h, struct conn *c, const void *msg, int *fds,
 {
 	const struct pch_ctl_block *m = msg;
 	char name[PCH_BLOCK_NAME_LEN + 1];
+	static struct pch_blocktab tab; /* main thread only; too big for the stack */
 	const char *why = NULL;
 	struct hblock *b;
 	int rc;
@@ -211,19 +222,33 @@ static int do_block(struct helper *h, struct conn *c, const void *msg, int *fds,
 			 name, (unsigned long long)m->host_addr);
 		return -EINVAL;
 	}
-	rc = pch_blocktab_add(&h->vtab, m->name, m->length, m->page_size, m->backing, &why);
+	/* page state costs 3 bits a page: bound it (2^32 pages: 16 TiB of 4 KiB) */
+	if (m->length / m->page_size > BLOCK_MAX_PAGES) {
+		snprintf(whybuf, whylen, "BLOCK %s: %llu pages, at most %llu", name,
+			 (unsigned long long)(m->length / m->page_size),
+			 (unsigned long long)BLOCK_MAX_PAGES);
+		return -E2BIG;
+	}
+	/* checked on a copy: the table changes only once everything succeeded */
+	tab = h->vtab;
+	rc = pch_blocktab_add(&tab, m->name, m->length, m->page_size, m->backing, &why);
 	if (rc) {
 		snprintf(whybuf, whylen, "BLOCK %s: %s", name, why);
 		return rc;
 	}
 	b = &h->blk[h->nblk];
-	b->d = h->vtab.b[h->nblk];
+	memset(b, 0, sizeof(*b));
+	b->d = tab.b[h->nblk];
 	b->host_addr = m->host_addr;
 	if (pch_bitmap_init(&b->present, b->d.npages) || pch_bitmap_init(&b->zero, b->d.npages) ||
 	    pch_bitmap_init(&b->inplace, b->d.npages)) {
+		pch_bitmap_free(&b->present);
+		pch_bitmap_free(&b->zero);
+		pch_bitmap_free(&b->inplace);
 		snprintf(whybuf, whylen, "BLOCK %s: out of memory for page state", name);
 		return -ENOMEM;
 	}
+	h->vtab = tab;
 	h->nblk++;
 	pch_info("block %u %s: %llu bytes at 0x%llx, %u-byte pages", m->id, name,
 		 (unsigned long long)m->length, (unsigned long long)m->host_addr, m->page_size);
@@ -276,6 +301,19 @@ static int do_uffd(struct helper *h, struct conn *c, const void *msg, int *fds, 
 		snprintf(whybuf, whylen, "UFFD: the fd is not a userfaultfd");
 		return -EBADF;
 	}
+	/* io_uring and poll both need it: a blocking uffd polls as an error */
+	if (!(fcntl(fds[0], F_GETFL) & O_NONBLOCK)) {
+		snprintf(whybuf, whylen, "UFFD: the uffd must be O_NONBLOCK");
+		return -EINVAL;
+	}
+	/* non-cooperative events would need handling this helper lacks */
+	if (m->features & (UFFD_FEATURE_EVENT_FORK | UFFD_FEATURE_EVENT_REMAP |
+			   UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP)) {
+		snprintf(whybuf, whylen, "UFFD: features 0x%llx include memory events "
+			 "(fork/remap/remove/unmap), not supported yet",
+			 (unsigned long long)m->features);
+		return -EOPNOTSUPP;
+	}
 	h->uffd = fds[0];
 	fds[0] = -1;
 	h->uffd_features = m->features;
@@ -285,6 +323,7 @@ static int do_uffd(struct helper *h, struct conn *c, const void *msg, int *fds, 
 static int do_ring(struct helper *h, struct conn *c, const void *msg, int *fds, int nfds,
 		   char *whybuf, size_t whylen)
 {
+	const char *why = "";
 	int rc;
 
 	if (nfds != 2) {
@@ -295,10 +334,10 @@ static int do_ring(struct helper *h, struct conn *c, const void *msg, int *fds, 
 		snprintf(whybuf, whylen, "RING: already received");
 		return -EEXIST;
 	}
-	rc = pch_ring_attach(&h->ring, fds[0], fds[1]);
+	rc = pch_ring_attach_why(&h->ring, fds[0], fds[1], &why);
 	fds[0] = fds[1] = -1; /* attach owns them, even on failure */
 	if (rc) {
-		snprintf(whybuf, whylen, "RING: bad ring: %s", strerror(-rc));
+		snprintf(whybuf, whylen, "RING: %s (%s)", why, strerror(-rc));
 		return rc;
 	}
 	h->have_ring = true;
@@ -620,58 +659,95 @@ static int write_stats(struct helper *h)
 	return rc;
 }
 
-/* Run until complete and the VMM lets go, or until failure.  Exit status. */
-static int serve(struct helper *h, int lfd, struct conn *vmm)
+#define MAX_CONNS (1 + MAX_MONITORS + 3) /* the VMM, monitors, not yet introduced */
+#define HELLO_MS 5000                   /* a new connection's HELLO */
+
+/*
+ * The whole life of the helper after it listens: accept control
+ * connections, set up with the VMM, serve, watch progress, until complete
+ * and the VMM lets go, or failure.  Every phase has a deadline.  Exit status.
+ */
+static int run(struct helper *h, int lfd)
 {
-	struct conn mon[MAX_MONITORS];
-	uint64_t deadline = h->o.timeout_s ? pch_now_ns() + h->o.timeout_s * 1000000000ull : 0;
-	uint64_t done_deadline = 0;
-	unsigned nmon = 0, i;
-	bool vmm_gone = false;
+	uint64_t accept_deadline = pch_now_ns() + (uint64_t)h->o.accept_timeout_ms * 1000000ull;
+	uint64_t setup_deadline = 0, deadline = 0, done_deadline = 0;
+	struct conn conns[MAX_CONNS];
+	unsigned nconn = 0, i;
+	bool started = false;
 
 	for (;;) {
-		struct pollfd p[4 + MAX_MONITORS];
-		int np = 0, rc, tmo = 100;
+		struct pollfd p[3 + MAX_CONNS];
+		uint64_t now = pch_now_ns();
+		int np = 0, rc;
 
 		if (got_signal) {
 			fail(h, -EINTR, "stopped by a signal");
 			break;
 		}
-		if (deadline && pch_now_ns() > deadline && !h->complete) {
-			char t[96];
-
-			snprintf(t, sizeof(t), "not complete after %d s (%llu of %llu pages)",
-				 h->o.timeout_s, (unsigned long long)pages_inplace(h),
-				 (unsigned long long)pages_total(h));
-			fail(h, -ETIMEDOUT, t);
-			break;
-		}
-		if (h->complete && !done_deadline)
-			done_deadline = pch_now_ns() + AFTER_COMPLETE_MS * 1000000ull;
-		if (done_deadline && (vmm_gone || pch_now_ns() > done_deadline))
-			break;
 		if (h->failed)
 			break;
-		if (__atomic_load_n(&h->vmm_gone, __ATOMIC_ACQUIRE) && !h->complete) {
-			fail(h, -ESRCH, "the VMM exited before COMPLETE");
+		if (!h->have_owner && now > accept_deadline) {
+			pch_err("control socket %s: no VMM said HELLO within %d s", h->o.ctl_path,
+				h->o.accept_timeout_ms / 1000);
 			break;
 		}
-		if (__atomic_load_n(&h->urgent_dead, __ATOMIC_ACQUIRE) && !h->complete) {
-			fail(h, -EPIPE, "URGENT channel lost: faults cannot be served");
-			break;
+		if (h->have_owner && !started) {
+			struct conn *o = NULL;
+
+			for (i = 0; i < nconn; i++)
+				if (conns[i].owner)
+					o = &conns[i];
+			if (o && now - o->since_ns > CTL_SETUP_MS * 1000000ull) {
+				pch_err("control: no message from the VMM within %d s before START",
+					CTL_SETUP_MS / 1000);
+				break;
+			}
+			if (now > setup_deadline) {
+				pch_err("control: VMM did not START within %d s",
+					CTL_SETUP_TOTAL_MS / 1000);
+				break;
+			}
 		}
-		if (__atomic_load_n(&h->fault_exited, __ATOMIC_ACQUIRE) && !h->complete) {
-			fail(h, -EIO, "fault thread stopped");
-			break;
+		if (!started && h->t_start_ns) {
+			started = true;
+			if (h->o.timeout_s)
+				deadline = now + h->o.timeout_s * 1000000000ull;
+		}
+		if (started) {
+			if (deadline && now > deadline && !h->complete) {
+				char t[96];
+
+				snprintf(t, sizeof(t), "not complete after %d s (%llu of %llu pages)",
+					 h->o.timeout_s, (unsigned long long)pages_inplace(h),
+					 (unsigned long long)pages_total(h));
+				fail(h, -ETIMEDOUT, t);
+				break;
+			}
+			if (h->complete && !done_deadline)
+				done_deadline = now + AFTER_COMPLETE_MS * 1000000ull;
+			if (done_deadline && now > done_deadline)
+				break;
+			if (__atomic_load_n(&h->vmm_gone, __ATOMIC_ACQUIRE) && !h->complete) {
+				fail(h, -ESRCH, "the VMM exited before COMPLETE");
+				break;
+			}
+			if (__atomic_load_n(&h->urgent_dead, __ATOMIC_ACQUIRE) && !h->complete) {
+				fail(h, -EPIPE, "URGENT channel lost: faults cannot be served");
+				break;
+			}
+			if (__atomic_load_n(&h->fault_exited, __ATOMIC_ACQUIRE) && !h->complete) {
+				fail(h, -EIO, "fault thread stopped");
+				break;
+			}
 		}
 
 		p[np++] = (struct pollfd){ .fd = h->wake_efd, .events = POLLIN };
-		p[np++] = (struct pollfd){ .fd = vmm_gone ? -1 : vmm->fd, .events = POLLIN };
-		p[np++] = (struct pollfd){ .fd = h->complete ? -1 : h->cc_fd, .events = POLLIN };
-		p[np++] = (struct pollfd){ .fd = nmon < MAX_MONITORS ? lfd : -1, .events = POLLIN };
-		for (i = 0; i < nmon; i++)
-			p[np++] = (struct pollfd){ .fd = mon[i].fd, .events = POLLIN };
-		rc = poll(p, (nfds_t)np, tmo);
+		p[np++] = (struct pollfd){ .fd = started && !h->complete ? h->cc_fd : -1,
+					   .events = POLLIN };
+		p[np++] = (struct pollfd){ .fd = nconn < MAX_CONNS ? lfd : -1, .events = POLLIN };
+		for (i = 0; i < nconn; i++)
+			p[np++] = (struct pollfd){ .fd = conns[i].fd, .events = POLLIN };
+		rc = poll(p, (nfds_t)np, 100);
 		if (rc < 0 && errno != EINTR) {
 			fail(h, -errno, "poll failed");
 			break;
@@ -682,24 +758,11 @@ static int serve(struct helper *h, int lfd, struct conn *vmm)
 			if (read(h->wake_efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 				pch_warn("wake eventfd: %s", strerror(errno));
 		}
-		check_progress(h);
-		flush_posts(h);
+		if (started)
+			check_progress(h);
+		if (h->have_ring)
+			flush_posts(h);
 		if (p[1].revents) {
-			rc = ctl_handle(h, vmm, 1000);
-			if (rc == CTL_SHUTDOWN) {
-				if (!h->complete)
-					fail(h, -ECANCELED, "VMM asked for shutdown before completion");
-				break;
-			}
-			if (rc == CTL_CLOSED) {
-				vmm_gone = true;
-				if (!h->complete) {
-					fail(h, -EPIPE, "VMM closed the control socket");
-					break;
-				}
-			}
-		}
-		if (p[2].revents) {
 			struct pch_cc_hdr hdr;
 			struct pch_cc_error e;
 			const char *why;
@@ -718,29 +781,57 @@ static int serve(struct helper *h, int lfd, struct conn *vmm)
 				 "unexpected message on CONTROL");
 			break;
 		}
-		if (p[3].revents & POLLIN) {
+		if (p[2].revents & POLLIN) {
 			int fd = pch_accept(lfd, 0);
 
 			if (fd >= 0)
-				mon[nmon++] = (struct conn){ .fd = fd, .role = 0, .owner = false };
+				conns[nconn++] = (struct conn){ .fd = fd, .since_ns = pch_now_ns() };
 		}
-		for (i = 0; i < nmon; i++) {
-			if (!p[4 + i].revents)
+		for (i = 0; i < nconn; i++) {
+			struct conn *c = &conns[i];
+			bool was_owner = c->owner;
+
+			if (!p[3 + i].revents) {
+				if (!c->role && pch_now_ns() - c->since_ns > HELLO_MS * 1000000ull) {
+					pch_warn("control: a connection sent no HELLO within %d ms",
+						 HELLO_MS);
+					close(c->fd);
+					c->fd = -1;
+				}
 				continue;
-			if (ctl_handle(h, &mon[i], 1000) != CTL_OK) {
-				close(mon[i].fd);
-				mon[i].fd = -1;
 			}
+			rc = ctl_handle(h, c, 1000);
+			if (c->owner)
+				c->since_ns = pch_now_ns();
+			if (c->owner && !was_owner)
+				setup_deadline = pch_now_ns() + CTL_SETUP_TOTAL_MS * 1000000ull;
+			if (rc == CTL_OK)
+				continue;
+			close(c->fd);
+			c->fd = -1;
+			if (!c->owner)
+				continue;
+			h->have_owner = false; /* it cannot come back */
+			if (rc == CTL_SHUTDOWN && !h->complete)
+				fail(h, -ECANCELED, started ? "VMM asked for shutdown before completion" :
+							      "VMM asked for shutdown before START");
+			else if (!started)
+				pch_err("control: VMM went away before START");
+			else if (!h->complete)
+				fail(h, -EPIPE, "VMM closed the control socket");
+			h->owner_left = true;
 		}
-		for (i = 0; i < nmon;) {
-			if (mon[i].fd < 0)
-				mon[i] = mon[--nmon];
+		for (i = 0; i < nconn;) {
+			if (conns[i].fd < 0)
+				conns[i] = conns[--nconn];
 			else
 				i++;
 		}
+		if (h->owner_left)
+			break; /* failed above, or done: either way the VMM has let go */
 	}
-	for (i = 0; i < nmon; i++)
-		close(mon[i].fd);
+	for (i = 0; i < nconn; i++)
+		close(conns[i].fd);
 	return h->complete && !h->failed ? 0 : 1;
 }
 
@@ -885,8 +976,6 @@ int main(int argc, char **argv)
 {
 	struct helper *h = calloc(1, sizeof(*h));
 	struct sigaction sa = { .sa_handler = on_signal };
-	struct conn vmm = { .fd = -1, .owner = true };
-	uint64_t setup_deadline;
 	int lfd, rc, ret = 1;
 	unsigned i;
 
@@ -918,29 +1007,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	pch_info("listening on %s for the VMM", h->o.ctl_path);
-	vmm.fd = pch_accept(lfd, h->o.accept_timeout_ms);
-	if (vmm.fd < 0) {
-		pch_err("control socket %s: no VMM connected: %s", h->o.ctl_path, strerror(-vmm.fd));
-		goto out;
-	}
-	/* Setup: messages up to START, each and all within a deadline. */
-	setup_deadline = pch_now_ns() + CTL_SETUP_TOTAL_MS * 1000000ull;
-	while (!h->t_start_ns) {
-		if (pch_now_ns() > setup_deadline) {
-			pch_err("control: VMM did not START within %d s", CTL_SETUP_TOTAL_MS / 1000);
-			goto out;
-		}
-		rc = ctl_handle(h, &vmm, PCH_MIN(CTL_SETUP_MS, pch_ms_until(setup_deadline) + 1));
-		if (rc != CTL_OK) {
-			pch_err("control: VMM %s before START",
-				rc == CTL_SHUTDOWN ? "asked for shutdown" : "went away");
-			goto out;
-		}
-		if (got_signal)
-			goto out;
-	}
-	ret = serve(h, lfd, &vmm);
-out:
+	ret = run(h, lfd);
 	/* events the VMM has not made room for yet: give it a moment */
 	for (i = 0; h->have_ring && h->npending && i < 100; i++) {
 		usleep(10000);
@@ -952,8 +1019,6 @@ out:
 	session_close(h);
 	if (write_stats(h))
 		ret = 1;
-	if (vmm.fd >= 0)
-		close(vmm.fd);
 	close(lfd);
 	unlink(h->o.ctl_path);
 	if (h->have_ring)

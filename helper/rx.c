@@ -251,12 +251,13 @@ int rx_start(struct helper *h)
 		struct rx_chan *c = &h->pages[i];
 		struct rx_thread *t = &h->rx[i % n];
 
+		/* freed by helper_free, whatever happens here */
 		c->offs = malloc(PCH_FRAME_MAX_PAGES * sizeof(uint64_t));
 		c->data = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		if (!c->offs || c->data == MAP_FAILED) {
+		if (c->data == MAP_FAILED)
 			c->data = NULL;
+		if (!c->offs || !c->data)
 			return -ENOMEM;
-		}
 		t->chan[t->nchan++] = c;
 	}
 	for (i = 0; i < n; i++) {

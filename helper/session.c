@@ -17,6 +17,7 @@
 
 #define HANDSHAKE_MS 5000
 #define CC_SEND_MS 5000
+#define BUSY_RETRY_MS 10000 /* keep trying a source whose handshake slots are full */
 
 struct chan_spec {
 	uint8_t kind;
@@ -64,6 +65,13 @@ static int open_channel(struct helper *h, const struct chan_spec *cs)
 	}
 	if (in.ref.magic == PCH_REFUSE_MAGIC) {
 		in.ref.text[sizeof(in.ref.text) - 1] = '\0';
+		if (in.ref.reason == PCH_REFUSE_BUSY) {
+			/* other handshakes fill the source's slots: the caller retries */
+			pch_warn("%s channel %u: source busy (%s), retrying",
+				 pch_chan_kind_name(cs->kind), cs->index, in.ref.text);
+			rc = -EBUSY;
+			goto err;
+		}
 		pch_err("%s channel %u: source refused it: %s: %s", pch_chan_kind_name(cs->kind),
 			cs->index, pch_refuse_name(in.ref.reason), in.ref.text);
 		rc = -EPROTO;
@@ -159,8 +167,11 @@ int session_connect(struct helper *h)
 		shuffle(cs, n, h->o.connect_order);
 
 	for (i = 0; i < n; i++) {
-		int fd = open_channel(h, &cs[i]);
+		uint64_t busy_until = pch_now_ns() + BUSY_RETRY_MS * 1000000ull;
+		int fd;
 
+		while ((fd = open_channel(h, &cs[i])) == -EBUSY && pch_now_ns() < busy_until)
+			usleep(200 * 1000);
 		if (fd < 0)
 			return fd;
 		pch_info("connected %s channel %u (%u of %u)", pch_chan_kind_name(cs[i].kind),

@@ -254,16 +254,23 @@ int pch_unix_connect(const char *path, int timeout_ms)
 	if (ret)
 		return ret;
 	for (;;) {
-		fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+		fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 		if (fd < 0)
 			return -errno;
-		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+		/*
+		 * Non-blocking: a Unix connect to a full backlog fails with EAGAIN
+		 * at once instead of sleeping past our deadline.
+		 */
+		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+			fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
 			return fd;
+		}
 		ret = -errno;
 		close(fd);
-		/* The helper may not be listening yet: retry until the deadline. */
-		if ((ret != -ENOENT && ret != -ECONNREFUSED) || pch_now_ns() >= deadline)
-			return ret;
+		/* Not listening yet, or busy: retry until the deadline. */
+		if ((ret != -ENOENT && ret != -ECONNREFUSED && ret != -EAGAIN) ||
+		    pch_now_ns() >= deadline)
+			return ret == -EAGAIN ? -ETIMEDOUT : ret;
 		usleep(10000);
 	}
 }
@@ -278,8 +285,10 @@ int pch_accept(int lfd, int timeout_ms)
 	return fd < 0 ? -errno : fd;
 }
 
-int pch_seqpkt_send(int fd, const void *buf, size_t len, const int *fds, int nfds)
+int pch_seqpkt_send(int fd, const void *buf, size_t len, const int *fds, int nfds,
+		    int timeout_ms)
 {
+	uint64_t deadline;
 	union {
 		char buf[CMSG_SPACE(4 * sizeof(int))];
 		struct cmsghdr align;
@@ -302,11 +311,21 @@ int pch_seqpkt_send(int fd, const void *buf, size_t len, const int *fds, int nfd
 		c->cmsg_len = CMSG_LEN(nfds * sizeof(int));
 		memcpy(CMSG_DATA(c), fds, nfds * sizeof(int));
 	}
-	do
-		n = sendmsg(fd, &msg, MSG_NOSIGNAL);
-	while (n < 0 && errno == EINTR);
-	if (n < 0)
-		return -errno;
+	deadline = pch_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+	for (;;) {
+		int rc;
+
+		n = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n >= 0)
+			break;
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN)
+			return -errno;
+		rc = wait_fd(fd, POLLOUT, pch_ms_until(deadline));
+		if (rc < 0)
+			return rc;
+	}
 	return (size_t)n == len ? 0 : -EIO;
 }
 

@@ -21,16 +21,22 @@ int pch_tcp_connect(const char *host, uint16_t port, int timeout_ms);
 int pch_read_full(int fd, void *buf, size_t len, int timeout_ms);
 int pch_write_full(int fd, const void *buf, size_t len, int timeout_ms);
 
-/* Unix SOCK_SEQPACKET: listen (mode 0600, unlinks a stale path) / connect. */
+/*
+ * Unix SOCK_SEQPACKET: listen (mode 0600, unlinks a stale path) / connect
+ * (retrying while the path is missing or the backlog full, until timeout_ms).
+ */
 int pch_unix_listen(const char *path);
 int pch_unix_connect(const char *path, int timeout_ms);
 /* Accept with a deadline; fd or -ETIMEDOUT/-errno. */
 int pch_accept(int lfd, int timeout_ms);
 
 /*
- * Send one packet with up to 4 fds (SCM_RIGHTS).  0 or -errno.
+ * Send one packet with up to 4 fds (SCM_RIGHTS), waiting at most timeout_ms
+ * for room in the socket (a peer that stops reading cannot block us).
+ * 0, -ETIMEDOUT, or -errno.
  */
-int pch_seqpkt_send(int fd, const void *buf, size_t len, const int *fds, int nfds);
+int pch_seqpkt_send(int fd, const void *buf, size_t len, const int *fds, int nfds,
+		    int timeout_ms);
 /*
  * Receive one packet into buf (cap bytes) and up to maxfds fds, waiting at
  * most timeout_ms (-1: forever is refused; pass a deadline).  Returns the

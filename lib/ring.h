@@ -31,6 +31,8 @@ int pch_ring_create(struct pch_ring *r, uint32_t nr);
  * 0 or -EBADMSG/-errno.
  */
 int pch_ring_attach(struct pch_ring *r, int memfd, int efd);
+/* The same, with *why naming what was wrong (static text) on failure. */
+int pch_ring_attach_why(struct pch_ring *r, int memfd, int efd, const char **why);
 /* Unmap and close. */
 void pch_ring_close(struct pch_ring *r);
 

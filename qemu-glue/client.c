@@ -247,10 +247,15 @@ static int request(struct pch_client *c, void *buf, size_t len, uint16_t type, c
 
 	pch_dbg(PCH_DBG_CTL, "client: -> %s seq %u len %zu fds %d", ctl_type_name(type), h->seq,
 		len, nfds);
-	ret = pch_seqpkt_send(c->sock, buf, len, fds, nfds);
+	ret = pch_seqpkt_send(c->sock, buf, len, fds, nfds, pch_ms_until(deadline));
 	if (ret == -EPIPE || ret == -ECONNRESET || ret == -ENOTCONN) {
 		set_err(c, "helper exited");
 		return break_conn(c, -EPIPE);
+	}
+	if (ret == -ETIMEDOUT) {
+		/* half a packet cannot be in flight, but the helper stopped reading */
+		set_err(c, "sending %s: the helper does not read its socket", ctl_type_name(type));
+		return break_conn(c, -ETIMEDOUT);
 	}
 	if (ret < 0) {
 		set_err(c, "sending %s: %s", ctl_type_name(type), strerror(-ret));
@@ -320,7 +325,7 @@ static int hello(struct pch_client *c, int timeout_ms)
 	/* the program name, as ps shows it: tells the helper's log who we are */
 	snprintf(m.name, sizeof(m.name), "%s", program_invocation_short_name);
 
-	ret = pch_seqpkt_send(c->sock, &m, sizeof(m), NULL, 0);
+	ret = pch_seqpkt_send(c->sock, &m, sizeof(m), NULL, 0, pch_ms_until(deadline));
 	if (ret < 0) {
 		set_err(c, "sending HELLO: %s", strerror(-ret));
 		return ret;

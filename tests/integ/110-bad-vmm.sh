@@ -3,8 +3,8 @@
 # out-of-order request is refused with a reply naming what was wrong (wrong
 # version, block id, size, length, backing; a uffd without an fd or that is
 # a pipe; a bad ring; START too early; unknown type; stray fds), and the
-# helper keeps answering.  A monitor connection beside a real migration may
-# only read stats.
+# helper keeps answering.  A monitor connection, even one that connects
+# before the VMM, may only read stats; a second VMM is refused.
 # timeout: 120
 . "$(dirname "$0")/../lib/common.sh"
 require_uffd
@@ -18,10 +18,13 @@ wait_pid "$HLP_PID" 20 && fail "helper exited 0 after its VMM left before START"
 grep -q "went away before START" "$T/helper.log" || fail "helper did not say why it stopped"
 kill "$SRC_PID" 2>/dev/null || true
 
-# a monitor beside a real migration
+# a monitor beside a real migration, one of them connected before the VMM
 rm -f "$T/source.port"
 start_source --channels 2 --ram 256M --bulk-rate 200
 start_helper --channels 2
+sleep 0.2
+"$TOOLS/pch-badvmm" --monitor-first "$T/helper.sock" >"$T/monitor0.out" 2>&1 || { cat "$T/monitor0.out"; fail "monitor before the VMM"; }
+cat "$T/monitor0.out"
 run_vm --ram 256M --vcpus 1 --workload seq &
 VM_PID=$!
 PIDS="$PIDS $VM_PID"

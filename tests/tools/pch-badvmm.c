@@ -12,7 +12,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/userfaultfd.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "net.h"
@@ -36,7 +39,7 @@ static int ask(const void *msg, size_t len, const int *fds, int nfds)
 	struct pch_ctl_reply *r = (struct pch_ctl_reply *)last;
 	int got[4], ngot, n;
 
-	if (pch_seqpkt_send(fd, msg, len, fds, nfds))
+	if (pch_seqpkt_send(fd, msg, len, fds, nfds, 5000))
 		return -EPIPE;
 	n = pch_seqpkt_recv(fd, last, sizeof(last) - 1, got, 4, &ngot, 5000);
 	if (n <= 0)
@@ -93,7 +96,7 @@ static void wrong_role(uint16_t role, const char *name)
 	h.version = PCH_CTL_VERSION;
 	h.role = role;
 	snprintf(h.name, sizeof(h.name), "pch-badvmm");
-	expect(name, ask(&h, sizeof(h), NULL, 0), "this connection");
+	expect(name, ask(&h, sizeof(h), NULL, 0), "already connected");
 }
 
 static int block(uint32_t id, uint64_t len, uint32_t backing, size_t msglen)
@@ -116,16 +119,20 @@ int main(int argc, char **argv)
 	struct pch_ctl_ring r = { 0 };
 	struct pch_ctl_simple s = { 0 };
 	struct pch_ctl_sync sy = { 0 };
-	int p[2], fds[2], mfd;
+	int p[2], fds[2], mfd, uf;
 
-	if (argc == 3 && !strcmp(argv[1], "--monitor")) {
+	if (argc == 3 && (!strcmp(argv[1], "--monitor") || !strcmp(argv[1], "--monitor-first"))) {
+		bool first = !strcmp(argv[1], "--monitor-first");
+
 		/* beside a running migration: a monitor may only look */
 		fd = pch_unix_connect(argv[2], 10000);
 		if (fd < 0) {
 			fprintf(stderr, "pch-badvmm: connect %s: %s\n", argv[2], strerror(-fd));
 			return 1;
 		}
-		wrong_role(PCH_CTL_ROLE_VMM, "second connection as VMM");
+		/* with a VMM connected, nobody else may claim to be one */
+		if (!first)
+			wrong_role(PCH_CTL_ROLE_VMM, "second connection as VMM");
 		hello(PCH_CTL_VERSION, PCH_CTL_ROLE_MONITOR);
 		expect("block on a monitor", block(0, 1 << 20, PCH_BACKING_ANON,
 						   sizeof(struct pch_ctl_block)), "monitor");
@@ -140,7 +147,7 @@ int main(int argc, char **argv)
 		return failures ? 1 : 0;
 	}
 	if (argc != 2) {
-		fprintf(stderr, "usage: pch-badvmm [--monitor] CONTROL_SOCKET\n");
+		fprintf(stderr, "usage: pch-badvmm [--monitor|--monitor-first] CONTROL_SOCKET\n");
 		return 2;
 	}
 	fd = pch_unix_connect(argv[1], 10000);
@@ -151,7 +158,6 @@ int main(int argc, char **argv)
 	expect("block before hello", block(0, 1 << 20, PCH_BACKING_ANON, sizeof(struct pch_ctl_block)),
 	       "before HELLO");
 	hello(9, PCH_CTL_ROLE_VMM);
-	wrong_role(PCH_CTL_ROLE_MONITOR, "first connection as monitor");
 	hello(PCH_CTL_VERSION, PCH_CTL_ROLE_VMM);
 	expect("block with id 5", block(5, 1 << 20, PCH_BACKING_ANON, sizeof(struct pch_ctl_block)),
 	       "id 5");
@@ -168,6 +174,20 @@ int main(int argc, char **argv)
 	hdr(&u.hdr, PCH_CTL_UFFD, sizeof(u));
 	expect("uffd that is a pipe", ask(&u, sizeof(u), p, 1), "not a userfaultfd");
 
+	uf = (int)syscall(SYS_userfaultfd, O_CLOEXEC);
+	if (uf >= 0) {
+		hdr(&u.hdr, PCH_CTL_UFFD, sizeof(u));
+		expect("uffd that blocks", ask(&u, sizeof(u), &uf, 1), "O_NONBLOCK");
+		fcntl(uf, F_SETFL, O_NONBLOCK);
+		u.features = UFFD_FEATURE_EVENT_FORK;
+		hdr(&u.hdr, PCH_CTL_UFFD, sizeof(u));
+		expect("uffd with fork events", ask(&u, sizeof(u), &uf, 1), "not supported yet");
+		u.features = 0;
+		close(uf);
+	}
+	expect("block of 2^40 pages", block(0, 1ull << 52, PCH_BACKING_ANON,
+					    sizeof(struct pch_ctl_block)), "at most");
+
 	hdr(&r.hdr, PCH_CTL_RING, sizeof(r));
 	expect("ring with one fd", ask(&r, sizeof(r), p, 1), "expected 2 fds");
 	mfd = memfd_create("not-a-ring", MFD_CLOEXEC);
@@ -176,7 +196,10 @@ int main(int argc, char **argv)
 	fds[0] = mfd;
 	fds[1] = p[0];
 	hdr(&r.hdr, PCH_CTL_RING, sizeof(r));
-	expect("ring of zeros", ask(&r, sizeof(r), fds, 2), "bad ring");
+	expect("ring with a pipe as eventfd", ask(&r, sizeof(r), fds, 2), "eventfd");
+	fds[1] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	hdr(&r.hdr, PCH_CTL_RING, sizeof(r));
+	expect("ring of zeros", ask(&r, sizeof(r), fds, 2), "RING:");
 
 	hdr(&s.hdr, PCH_CTL_START, sizeof(s));
 	expect("start without blocks", ask(&s, sizeof(s), NULL, 0), "missing RAM blocks");

@@ -341,6 +341,23 @@ START_TEST(test_wait_timeout)
 }
 END_TEST
 
+/* A blocking eventfd, or a pipe, could block the producer forever: refused. */
+START_TEST(test_attach_bad_eventfd)
+{
+	struct pch_ring r, a;
+	int p[2];
+
+	ck_assert_int_eq(pch_ring_create(&r, 8), 0);
+	ck_assert_int_eq(pch_ring_attach(&a, dup(r.memfd), eventfd(0, EFD_CLOEXEC)), -EBADMSG);
+	ck_assert_int_eq(pipe2(p, O_NONBLOCK), 0);
+	close(p[1]);
+	ck_assert_int_eq(pch_ring_attach(&a, dup(r.memfd), p[0]), -EBADMSG);
+	ck_assert_int_eq(pch_ring_attach(&a, dup(r.memfd), dup(r.efd)), 0);
+	pch_ring_close(&a);
+	pch_ring_close(&r);
+}
+END_TEST
+
 #define XPROC_EVENTS 5000u
 
 /*
@@ -430,6 +447,7 @@ static Suite *ring_suite(void)
 	tcase_add_test(tc, test_attach_takes_fds);
 	tcase_add_test(tc, test_wait_timeout);
 	tcase_add_test(tc, test_two_processes);
+	tcase_add_test(tc, test_attach_bad_eventfd);
 	suite_add_tcase(s, tc);
 	return s;
 }

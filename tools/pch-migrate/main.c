@@ -73,6 +73,10 @@ static pid_t spawn(GPtrArray *argv, const char *logfile)
 		fprintf(stderr, "exec %s: %s\n", (char *)argv->pdata[0], strerror(errno));
 		_exit(127);
 	}
+	if (pid < 0) {
+		pch_err("fork for %s: %s", (char *)argv->pdata[0], strerror(errno));
+		return 0; /* "not started": never signalled, never waited for */
+	}
 	return pid;
 }
 
@@ -183,11 +187,11 @@ static char *helper_stats(const char *sock)
 	hello.role = PCH_CTL_ROLE_MONITOR;
 	hello.pid = (uint32_t)getpid();
 	snprintf(hello.name, sizeof(hello.name), "pch-migrate");
-	if (pch_seqpkt_send(fd, &hello, sizeof(hello), NULL, 0) ||
+	if (pch_seqpkt_send(fd, &hello, sizeof(hello), NULL, 0, 500) ||
 	    pch_seqpkt_recv(fd, buf, sizeof(buf) - 1, fds, 1, &nfds, 500) <= 0)
 		goto out;
 	req.hdr = (struct pch_ctl_hdr){ PCH_CTL_MAGIC, PCH_CTL_STATS, 0, sizeof(req), 2 };
-	if (pch_seqpkt_send(fd, &req, sizeof(req), NULL, 0))
+	if (pch_seqpkt_send(fd, &req, sizeof(req), NULL, 0, 500))
 		goto out;
 	n = pch_seqpkt_recv(fd, buf, sizeof(buf) - 1, fds, 1, &nfds, 500);
 	if (n < (int)sizeof(*r) || r->hdr.magic != PCH_CTL_MAGIC || r->hdr.type != PCH_CTL_REPLY ||
@@ -482,6 +486,8 @@ int main(int argc, char **argv)
 	add_extra(a, o.source_args);
 	kids[P_SOURCE].pid = spawn(a, logs[P_SOURCE]);
 	g_ptr_array_free(a, TRUE);
+	if (!kids[P_SOURCE].pid)
+		goto finish;
 
 	/* wait for its port */
 	while (!g_file_get_contents(portf, &port_txt, NULL, NULL)) {
@@ -511,6 +517,8 @@ int main(int argc, char **argv)
 	add_extra(a, o.helper_args);
 	kids[P_HELPER].pid = spawn(a, logs[P_HELPER]);
 	g_ptr_array_free(a, TRUE);
+	if (!kids[P_HELPER].pid)
+		goto finish;
 
 	/* vm */
 	a = g_ptr_array_new_with_free_func(g_free);
@@ -530,6 +538,8 @@ int main(int argc, char **argv)
 	add_extra(a, o.vm_args);
 	kids[P_VM].pid = spawn(a, logs[P_VM]);
 	g_ptr_array_free(a, TRUE);
+	if (!kids[P_VM].pid)
+		goto finish;
 
 	if (!o.quiet)
 		pch_info("migrating %s over %d channels, %d vCPUs (%s), work dir %s", o.ram,
