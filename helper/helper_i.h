@@ -80,6 +80,8 @@ struct rx_chan {
 	uint64_t *offs;
 	uint8_t *data;
 	uint64_t bytes, frames, pages; /* owner-written, relaxed */
+	uint64_t last_rx_ns;    /* last byte received; read by main (atomic) */
+	bool silent_reported;   /* main only */
 	char err[128];
 };
 
@@ -117,6 +119,8 @@ struct helper_opts {
 	int accept_timeout_ms;
 	int timeout_s;          /* whole run, 0 = none besides the VMM's */
 	int stall_ms;           /* report a fault pending longer than this */
+	int silent_ms;          /* report a streaming channel silent this long */
+	int chan_timeout_s;     /* ... and give it up after this long (0: never) */
 	int rx_nice;            /* niceness added to rx threads */
 };
 

@@ -578,6 +578,44 @@ static void unregister_all(struct helper *h)
 	}
 }
 
+/*
+ * A PAGES channel that is still streaming but has received nothing for a
+ * while is reported with what it has done; past --channel-timeout-s it is
+ * given up (closed, as a dead channel), so the sweep brings what it owed.
+ */
+static void check_silence(struct helper *h)
+{
+	uint64_t now = pch_now_ns();
+	unsigned i;
+
+	for (i = 0; i < h->o.channels; i++) {
+		struct rx_chan *c = &h->pages[i];
+		uint64_t quiet;
+
+		if (__atomic_load_n(&c->state, __ATOMIC_ACQUIRE) != CHAN_STREAMING)
+			continue;
+		quiet = now - __atomic_load_n(&c->last_rx_ns, __ATOMIC_RELAXED);
+		if (quiet < (uint64_t)h->o.silent_ms * 1000000ull) {
+			c->silent_reported = false;
+			continue;
+		}
+		if (!c->silent_reported) {
+			c->silent_reported = true;
+			pch_warn("PAGES channel %u: nothing received for %.1f s (streaming, %llu frames "
+				 "so far); %llu of %llu pages in place", i, quiet / 1e9,
+				 (unsigned long long)__atomic_load_n(&c->frames, __ATOMIC_RELAXED),
+				 (unsigned long long)pages_inplace(h),
+				 (unsigned long long)pages_total(h));
+		}
+		if (h->o.chan_timeout_s && quiet > h->o.chan_timeout_s * 1000000000ull) {
+			helper_error(h, "PAGES channel %u: silent for %d s; channel closed, its pages "
+				     "will be requested", i, h->o.chan_timeout_s);
+			__atomic_store_n(&c->state, CHAN_DEAD, __ATOMIC_RELEASE);
+			shutdown(c->fd, SHUT_RDWR);
+		}
+	}
+}
+
 /* Look at the channels and the page counts; act on what changed. */
 static void check_progress(struct helper *h)
 {
@@ -758,6 +796,8 @@ static int run(struct helper *h, int lfd)
 			if (read(h->wake_efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 				pch_warn("wake eventfd: %s", strerror(errno));
 		}
+		if (started && !h->complete)
+			check_silence(h);
 		if (started)
 			check_progress(h);
 		if (h->have_ring)
@@ -886,6 +926,7 @@ static int parse_args(int argc, char **argv, struct helper_opts *o)
 	gchar *source = NULL, *debug = NULL, *ctl = NULL, *key = NULL, *stats = NULL;
 	gchar *uffd_read = NULL, *order = NULL;
 	gint channels = 4, rx = 1, timeout = 600, stall = 1000, nice_inc = 5, accept_s = 30;
+	gint silent = 5000, chan_timeout = 30;
 	gboolean verbose = FALSE, quiet = FALSE;
 	GOptionEntry entries[] = {
 		{ "control", 'c', 0, G_OPTION_ARG_FILENAME, &ctl, "control socket path (listen)", "PATH" },
@@ -904,6 +945,11 @@ static int parse_args(int argc, char **argv, struct helper_opts *o)
 		  "wait this long for the VMM to connect (default 30)", "S" },
 		{ "stall-ms", 0, 0, G_OPTION_ARG_INT, &stall,
 		  "report faults pending longer than this (default 1000, 0 = off)", "MS" },
+		{ "silent-ms", 0, 0, G_OPTION_ARG_INT, &silent,
+		  "report a streaming channel silent this long (default 5000)", "MS" },
+		{ "channel-timeout-s", 0, 0, G_OPTION_ARG_INT, &chan_timeout,
+		  "give up a channel silent this long; its pages are requested (default 30, "
+		  "0 = never)", "S" },
 		{ "rx-nice", 0, 0, G_OPTION_ARG_INT, &nice_inc,
 		  "niceness added to bulk receive threads (default 5)", "N" },
 		{ "verbose", 'v', 0, G_OPTION_ARG_NONE, &verbose, "more messages", NULL },
@@ -938,7 +984,8 @@ static int parse_args(int argc, char **argv, struct helper_opts *o)
 		goto out;
 	}
 	if (channels < 1 || channels > PCH_MAX_CHANNELS || rx < 1 || rx > HELPER_MAX_RX ||
-	    timeout < 0 || stall < 0 || accept_s < 1 || nice_inc < 0 || nice_inc > 19) {
+	    timeout < 0 || stall < 0 || accept_s < 1 || nice_inc < 0 || nice_inc > 19 ||
+	    silent < 1 || chan_timeout < 0) {
 		fprintf(stderr, "pch-helper: option out of range\n");
 		goto out;
 	}
@@ -957,6 +1004,8 @@ static int parse_args(int argc, char **argv, struct helper_opts *o)
 	o->accept_timeout_ms = accept_s * 1000;
 	o->timeout_s = timeout;
 	o->stall_ms = stall;
+	o->silent_ms = silent;
+	o->chan_timeout_s = chan_timeout;
 	o->rx_nice = nice_inc;
 	ctl = key = stats = uffd_read = order = NULL; /* kept for the whole run */
 	rc = 0;

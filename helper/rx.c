@@ -170,6 +170,7 @@ static void *rx_main(void *arg)
 	for (i = 0; i < t->nchan; i++) {
 		struct rx_chan *c = t->chan[i];
 
+		__atomic_store_n(&c->last_rx_ns, pch_now_ns(), __ATOMIC_RELAXED);
 		__atomic_store_n(&c->state, CHAN_STREAMING, __ATOMIC_RELEASE);
 		chan_expect(c, 0, sizeof(c->hdr));
 		queue_recv(&ring, c, i);
@@ -216,6 +217,7 @@ static void *rx_main(void *arg)
 				live--;
 				continue;
 			}
+			__atomic_store_n(&c->last_rx_ns, pch_now_ns(), __ATOMIC_RELAXED);
 			c->got += (size_t)res;
 			if (c->got < c->want) {
 				queue_recv(&ring, c, (unsigned)ud);
