@@ -590,11 +590,13 @@ static void check_silence(struct helper *h)
 
 	for (i = 0; i < h->o.channels; i++) {
 		struct rx_chan *c = &h->pages[i];
-		uint64_t quiet;
+		uint64_t quiet, last;
 
 		if (__atomic_load_n(&c->state, __ATOMIC_ACQUIRE) != CHAN_STREAMING)
 			continue;
-		quiet = now - __atomic_load_n(&c->last_rx_ns, __ATOMIC_RELAXED);
+		/* the rx thread may have stamped it after we read the clock */
+		last = __atomic_load_n(&c->last_rx_ns, __ATOMIC_RELAXED);
+		quiet = now > last ? now - last : 0;
 		if (quiet < (uint64_t)h->o.silent_ms * 1000000ull) {
 			c->silent_reported = false;
 			continue;

@@ -203,8 +203,12 @@ static void *rx_main(void *arg)
 					live--;
 					continue;
 				}
-				if (res == 0 && st == CHAN_ENDED && c->part == 0 && c->got == 0) {
-					/* orderly close after END */
+				if ((res == 0 && st == CHAN_ENDED && c->part == 0 && c->got == 0) ||
+				    __atomic_load_n(&h->complete, __ATOMIC_ACQUIRE)) {
+					/*
+					 * Orderly close after END, or after COMPLETE, when
+					 * the source stops streaming what is no longer needed.
+					 */
 					live--;
 					continue;
 				}

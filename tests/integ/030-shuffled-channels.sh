@@ -12,7 +12,7 @@ for seed in 3 11; do
 	"$BIN/pch-migrate" --no-progress --keep --json "$T/r$seed.json" --ram 64M --channels 8 \
 		--vcpus 2 --workload random --connect-order "shuffle:$seed" >"$T/m$seed.out" 2>&1 ||
 		{ cat "$T/m$seed.out"; fail "migration with shuffle:$seed failed"; }
-	expect_json "$T/r$seed.json" '.result == "ok" and .pages_mismatched == 0'
+	expect_json "$T/r$seed.json" '.result == "ok" and .pages_mismatched == 0 and (.errors | length) == 0' '.errors'
 	dir=$(sed -n 's/.*work dir \(\/tmp\/pch-migrate\.[A-Za-z0-9]*\).*/\1/p' "$T/m$seed.out" | head -n 1)
 	[ -n "$dir" ] && [ -f "$dir/pch-helper.log" ] || fail "no helper log for shuffle:$seed"
 	order=$(sed -n 's/.*connected \([A-Z]*\) channel \([0-9]*\) (.*/\1\2/p' "$dir/pch-helper.log" | tr '\n' ' ')

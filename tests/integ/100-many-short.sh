@@ -18,7 +18,7 @@ for i in $(seq 12); do
 		cat "$T/m$i.out"
 		fail "run $i (vcpus $vcpus channels $chans zero $zf $path $order) failed or hung"
 	fi
-	expect_json "$T/r$i.json" '.result == "ok" and .pages_mismatched == 0'
+	expect_json "$T/r$i.json" '.result == "ok" and .pages_mismatched == 0 and (.errors | length) == 0' '.errors'
 	late=$((late + $(jq '.helper.faults_late' "$T/r$i.json")))
 	runs=$((runs + 1))
 done

@@ -64,6 +64,8 @@ migrate() {
 		fail "pch-migrate $* failed"
 	}
 	cat "$T/migrate.out"
+	# a clean run reports no error from any of the three programs
+	expect_json "$T/report.json" '(.errors | length) == 0' '.errors'
 }
 
 new_key() { "$TOOLS/pch-hello" --new-key "$T/session.key"; }
