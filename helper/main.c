@@ -125,19 +125,6 @@ static void close_fds(int *fds, int n)
 		close(fds[--n]);
 }
 
-static int check_uffd_fd(int fd)
-{
-	char path[64], target[64];
-	ssize_t n;
-
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-	n = readlink(path, target, sizeof(target) - 1);
-	if (n < 0)
-		return -errno;
-	target[n] = '\0';
-	return strcmp(target, "anon_inode:[userfaultfd]") ? -EBADF : 0;
-}
-
 /* Each handler returns 0 or -errno with *why set (static or in whybuf). */
 typedef int (*ctl_fn)(struct helper *h, struct conn *c, const void *msg, int *fds, int nfds,
 		      char *whybuf, size_t whylen);
@@ -297,7 +284,7 @@ static int do_uffd(struct helper *h, struct conn *c, const void *msg, int *fds, 
 		snprintf(whybuf, whylen, "UFFD: already received");
 		return -EEXIST;
 	}
-	if (check_uffd_fd(fds[0])) {
+	if (!pch_fd_is_anon(fds[0], "userfaultfd")) {
 		snprintf(whybuf, whylen, "UFFD: the fd is not a userfaultfd");
 		return -EBADF;
 	}

@@ -124,19 +124,6 @@ static int hdr_check(const struct pch_ring_hdr *h, const char **why)
  * shrinking and large enough, and the header's magic, version, entry size,
  * nr and indices.  0, -EBADMSG for a bad ring, or -errno.
  */
-static bool is_eventfd(int fd)
-{
-	char path[64], target[64];
-	ssize_t n;
-
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-	n = readlink(path, target, sizeof(target) - 1);
-	if (n < 0)
-		return false;
-	target[n] = '\0';
-	return !strcmp(target, "anon_inode:[eventfd]");
-}
-
 int pch_ring_attach(struct pch_ring *r, int memfd, int efd)
 {
 	return pch_ring_attach_why(r, memfd, efd, NULL);
@@ -165,7 +152,7 @@ int pch_ring_attach_why(struct pch_ring *r, int memfd, int efd, const char **why
 	 * The producer writes the eventfd after every post: a blocking fd, or
 	 * something that is not an eventfd at all, could block it forever.
 	 */
-	if (!is_eventfd(efd) || !(fcntl(efd, F_GETFL) & O_NONBLOCK)) {
+	if (!pch_fd_is_anon(efd, "eventfd") || !(fcntl(efd, F_GETFL) & O_NONBLOCK)) {
 		why = "the second fd is not a non-blocking eventfd";
 		ret = -EBADMSG;
 		goto err;

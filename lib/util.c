@@ -112,6 +112,20 @@ void pch_thread_name(const char *name)
 	pthread_setname_np(pthread_self(), buf);
 }
 
+bool pch_fd_is_anon(int fd, const char *kind)
+{
+	char path[64], target[64], want[64];
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	n = readlink(path, target, sizeof(target) - 1);
+	if (n < 0)
+		return false;
+	target[n] = '\0';
+	snprintf(want, sizeof(want), "anon_inode:[%s]", kind);
+	return !strcmp(target, want);
+}
+
 int pch_random_bytes(void *buf, size_t len)
 {
 	size_t done = 0;

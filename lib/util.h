@@ -45,6 +45,12 @@ int pch_thread_nice(int inc);
 /* Name this thread (visible in /proc, top, perf). */
 void pch_thread_name(const char *name);
 
+/*
+ * True when fd is the anonymous-inode file of the given kind ("eventfd",
+ * "userfaultfd", ...), as /proc/self/fd shows it: "anon_inode:[kind]".
+ */
+bool pch_fd_is_anon(int fd, const char *kind);
+
 /* Fill buf with len bytes from getrandom(); 0 or -errno. */
 int pch_random_bytes(void *buf, size_t len);
 
