@@ -311,6 +311,9 @@ static bool urgent_frame(struct fstate *f, const struct pch_frame_hdr *hd, const
 	uint32_t i;
 	int rc;
 
+	/* every page is in place and the ranges are unregistered: nothing to do */
+	if (__atomic_load_n(&h->complete, __ATOMIC_ACQUIRE))
+		return true;
 	if (hd->type == PCH_FRAME_ZERO) {
 		/* Zero pages someone waits for are placed now; the rest just marked. */
 		for (i = 0; i < hd->count; i++) {

@@ -128,6 +128,9 @@ static int frame_step(struct rx_thread *t, struct rx_chan *c)
 		chan_expect(c, 2, pch_frame_data_len(&c->hdr, &h->vtab));
 		return 1;
 	default:
+		/* after COMPLETE the ranges are unregistered: the data is not needed */
+		if (__atomic_load_n(&h->complete, __ATOMIC_ACQUIRE))
+			goto frame_done;
 		rc = pages_install(h, &t->st, c->hdr.block, c->offs, c->hdr.count, c->data, false);
 		if (rc == -ESRCH)
 			return 0; /* the VMM is gone; main stops everything */
