@@ -161,6 +161,7 @@ struct helper {
 	bool complete, failed;
 	bool have_owner;                 /* main: a VMM said HELLO and is connected */
 	bool owner_left;                 /* main: the VMM's connection closed */
+	unsigned nmonitors;              /* main: monitor connections open */
 	bool sweep_started;              /* main asked the fault thread to sweep */
 	bool urgent_dead;                /* set by the fault thread (atomic) */
 	bool fault_exited;               /* fault thread ended on an error (atomic) */

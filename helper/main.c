@@ -152,7 +152,13 @@ static int do_hello(struct helper *h, struct conn *c, const void *msg, int *fds,
 		snprintf(whybuf, whylen, "HELLO: role VMM, but a VMM is already connected");
 		return -EPERM;
 	}
+	if (m->role == PCH_CTL_ROLE_MONITOR && h->nmonitors >= MAX_MONITORS) {
+		snprintf(whybuf, whylen, "HELLO: %d monitors already connected", MAX_MONITORS);
+		return -EBUSY;
+	}
 	c->role = m->role;
+	if (m->role == PCH_CTL_ROLE_MONITOR)
+		h->nmonitors++;
 	if (m->role == PCH_CTL_ROLE_VMM) {
 		c->owner = h->have_owner = true;
 		pch_info("control: VMM %.32s (pid %u) connected", m->name, m->pid);
@@ -477,7 +483,8 @@ static int ctl_handle(struct helper *h, struct conn *c, int timeout_ms)
 		char *js = stats_json(h);
 
 		pch_dbg(PCH_DBG_CTL, "control: STATS");
-		ctl_reply(c, &m->hdr, 0, js);
+		if (ctl_reply(c, &m->hdr, 0, js))
+			ret = CTL_CLOSED; /* a peer that does not take its answer is dropped */
 		g_free(js);
 		goto out_fds;
 	} else if (m->hdr.type == PCH_CTL_SHUTDOWN) {
@@ -838,6 +845,8 @@ static int run(struct helper *h, int lfd)
 				continue;
 			close(c->fd);
 			c->fd = -1;
+			if (c->role == PCH_CTL_ROLE_MONITOR)
+				h->nmonitors--;
 			if (!c->owner)
 				continue;
 			h->have_owner = false; /* it cannot come back */
