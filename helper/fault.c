@@ -57,7 +57,6 @@ struct fstate {
 	struct io_uring ring;
 	bool uring_read;           /* else poll + read(2) */
 	struct uffd_msg msgs[UFFD_MSGS];
-	bool uffd_armed;
 	struct urg_rx urg;         /* URGENT receive stream */
 	bool urg_dead;
 	struct pch_req *out, *sending; /* queued / being sent */
@@ -98,7 +97,6 @@ static void arm_uffd(struct fstate *f)
 	else
 		io_uring_prep_poll_add(sqe, f->h->uffd, POLLIN);
 	io_uring_sqe_set_data64(sqe, UD_UFFD);
-	f->uffd_armed = true;
 }
 
 static void arm_urgent(struct fstate *f)
@@ -487,7 +485,6 @@ static bool probe_uring_read(struct fstate *f)
 		return true;
 	}
 	io_uring_cqe_seen(&f->ring, cqe);
-	f->uffd_armed = false;
 	return false;
 }
 
@@ -565,7 +562,6 @@ static void *fault_main(void *arg)
 			seen++;
 			switch (io_uring_cqe_get_data64(cqe)) {
 			case UD_UFFD:
-				f->uffd_armed = false;
 				if (f->uring_read) {
 					if (res > 0 && res % (int)sizeof(struct uffd_msg) == 0)
 						handle_msgs(f, f->msgs,

@@ -152,7 +152,6 @@ struct helper {
 	int wake_efd;                    /* any thread -> main: look again */
 	int stop_efd;                    /* main -> all: stop */
 	bool stop;                       /* atomic */
-	bool use_uring_read;             /* io path for uffd events */
 	const char *io_path;
 
 	/* progress */
@@ -160,7 +159,6 @@ struct helper {
 	uint64_t sync_asked, sync_reached;
 	bool complete, failed;
 	bool have_owner;                 /* main: a VMM said HELLO and is connected */
-	bool owner_left;                 /* main: the VMM's connection closed */
 	unsigned nmonitors;              /* main: monitor connections open */
 	bool sweep_started;              /* main asked the fault thread to sweep */
 	bool urgent_dead;                /* set by the fault thread (atomic) */

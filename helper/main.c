@@ -707,7 +707,7 @@ static int run(struct helper *h, int lfd)
 	uint64_t setup_deadline = 0, deadline = 0, done_deadline = 0;
 	struct conn conns[MAX_CONNS];
 	unsigned nconn = 0, i;
-	bool started = false;
+	bool started = false, owner_left = false;
 
 	for (;;) {
 		struct pollfd p[3 + MAX_CONNS];
@@ -857,7 +857,7 @@ static int run(struct helper *h, int lfd)
 				pch_err("control: VMM went away before START");
 			else if (!h->complete)
 				fail(h, -EPIPE, "VMM closed the control socket");
-			h->owner_left = true;
+			owner_left = true;
 		}
 		for (i = 0; i < nconn;) {
 			if (conns[i].fd < 0)
@@ -865,7 +865,7 @@ static int run(struct helper *h, int lfd)
 			else
 				i++;
 		}
-		if (h->owner_left)
+		if (owner_left)
 			break; /* failed above, or done: either way the VMM has let go */
 	}
 	for (i = 0; i < nconn; i++)

@@ -52,7 +52,6 @@ struct pch_client {
 	uint32_t seq;         /* seq of the last request sent */
 	int broken;           /* 0, or the -errno that broke the connection */
 	uint64_t helper_features; /* PCH_CTL_F_* from the helper's HELLO */
-	uint32_t helper_pid;
 
 	struct client_block blocks[PCH_MAX_BLOCKS];
 	uint32_t nr_blocks;
@@ -356,7 +355,6 @@ static int hello(struct pch_client *c, int timeout_ms)
 		return break_conn(c, -EPROTONOSUPPORT);
 	}
 	c->helper_features = r->features;
-	c->helper_pid = r->pid;
 	copy_text(name, sizeof(name), r->name, sizeof(r->name));
 	pch_dbg(PCH_DBG_CTL, "client: helper \"%s\" pid %u, features 0x%llx", name, r->pid,
 		(unsigned long long)r->features);

@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: MIT
 /*
  * urgent.c - the urgent thread: answers the helper's page requests on the
- * URGENT channel, ahead of bulk.  It runs at normal priority while the bulk
- * senders are niced, so a faulting vCPU never waits for a CPU behind bulk
- * work, and it never waits behind bulk data: URGENT is its own connection.
+ * URGENT channel, ahead of bulk.  It raises itself to nice -10 while the
+ * bulk senders run at nice +5, so a faulting vCPU never waits for a CPU
+ * behind bulk work, and it never waits behind bulk data: URGENT is its own
+ * connection.
  */
 #include <errno.h>
 #include <poll.h>

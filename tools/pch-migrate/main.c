@@ -31,7 +31,7 @@ struct opts {
 	gchar *ram, *workload, *json, *bindir, *connect_order, *uffd_read, *image_file;
 	gint channels, vcpus, seed, timeout_s, bulk_rate, rx_threads;
 	gdouble zero_frac, repeat_frac, precopy_s;
-	gboolean zero_first, keep, quiet, verbose, no_progress;
+	gboolean zero_first, keep, quiet, no_progress;
 	gchar **helper_args, **source_args, **vm_args;
 };
 
