@@ -123,16 +123,20 @@ static void flush_requests(struct fstate *f)
 
 	if (f->send_inflight || !f->nout || f->urg_dead)
 		return;
-	/* the kernel reads sending[] until the send completes: resize it only now */
-	if (f->nout > f->scap) {
-		struct pch_req *n = realloc(f->sending, f->nout * sizeof(*n));
+	/*
+	 * No send in flight, so sending[] is free: swap the buffers.  The
+	 * kernel reads the new sending[] until the send completes; only out[]
+	 * is ever grown.
+	 */
+	{
+		struct pch_req *t = f->sending;
+		unsigned tc = f->scap;
 
-		if (!n)
-			return; /* try again next round */
-		f->sending = n;
-		f->scap = f->nout;
+		f->sending = f->out;
+		f->scap = f->cap;
+		f->out = t;
+		f->cap = tc;
 	}
-	memcpy(f->sending, f->out, f->nout * sizeof(*f->out));
 	f->nsending = f->nout;
 	f->nout = 0;
 	f->sent = 0;
@@ -180,10 +184,8 @@ static void settle(struct fstate *f, unsigned blk, uint64_t page)
 {
 	gpointer v;
 
-	if (g_hash_table_lookup_extended(f->pending, pkey(blk, page), NULL, &v)) {
+	if (g_hash_table_steal_extended(f->pending, pkey(blk, page), NULL, &v))
 		record_service(f, GPOINTER_TO_SIZE(v) & ~STALL_REPORTED);
-		g_hash_table_remove(f->pending, pkey(blk, page));
-	}
 }
 
 static void handle_fault(struct fstate *f, const struct uffd_msg *m, uint64_t now)
@@ -345,7 +347,7 @@ static bool urgent_frame(struct fstate *f, const struct pch_frame_hdr *hd, const
 	/* a request may be answered by a ZERO and a PAGES frame: count pages */
 	if (hd->arg & SWEEP_ID_BIT)
 		f->sweep_inflight -= PCH_MIN(f->sweep_inflight, (uint64_t)hd->count);
-	helper_kick(h);
+	pages_kick_if_all_in(h);
 	return true;
 }
 
@@ -358,10 +360,12 @@ static bool urgent_consume(struct fstate *f)
 {
 	struct helper *h = f->h;
 	struct urg_rx *u = &f->urg;
+	size_t pos = 0; /* frames before pos are handled */
+	bool ok = true;
 
-	while (u->fill >= sizeof(struct pch_frame_hdr)) {
-		const struct pch_frame_hdr *hd = (const void *)u->buf;
-		const uint64_t *offs = (const void *)(u->buf + sizeof(*hd));
+	while (u->fill - pos >= sizeof(struct pch_frame_hdr)) {
+		const struct pch_frame_hdr *hd = (const void *)(u->buf + pos);
+		const uint64_t *offs = (const void *)(u->buf + pos + sizeof(*hd));
 		const char *why;
 		size_t olen, need;
 		int rc;
@@ -382,20 +386,26 @@ static bool urgent_consume(struct fstate *f)
 		olen = pch_frame_offsets_len(hd);
 		need = sizeof(*hd) + olen +
 		       (hd->type == PCH_FRAME_PAGES ? pch_frame_data_len(hd, &h->vtab) : 0);
-		if (u->fill < need)
+		if (u->fill - pos < need)
 			break; /* the checked header bounds need by the buffer's size */
 		rc = pch_frame_check_offsets(hd, offs, &h->vtab, &why);
 		if (rc) {
 			urgent_fail(f, why);
 			return false;
 		}
-		if (!urgent_frame(f, hd, offs, u->buf + sizeof(*hd) + olen))
-			return false;
-		memmove(u->buf, u->buf + need, u->fill - need);
-		u->fill -= need;
+		if (!urgent_frame(f, hd, offs, u->buf + pos + sizeof(*hd) + olen)) {
+			ok = false;
+			break;
+		}
+		pos += need;
 		u->hdr_checked = false;
 	}
-	return true;
+	/* keep the partial frame at the front, moved once per receive */
+	if (pos) {
+		memmove(u->buf, u->buf + pos, u->fill - pos);
+		u->fill -= pos;
+	}
+	return ok;
 }
 
 /* Request runs of pages nobody delivered, a few requests at a time. */

@@ -201,6 +201,11 @@ int pages_wake(struct helper *h, unsigned blk, uint64_t page);
 /* Pages in place (merged over threads, plus premarked). */
 uint64_t pages_inplace(struct helper *h);
 uint64_t pages_total(struct helper *h);
+/*
+ * Wake main only when every page may be in place: the rest of its checks
+ * run on its 100 ms tick, not once per frame.
+ */
+void pages_kick_if_all_in(struct helper *h);
 /* Largest page data a frame may carry for this session's blocks. */
 size_t pages_frame_cap(struct helper *h);
 

@@ -40,12 +40,11 @@ int pages_lookup(struct helper *h, uint64_t addr, unsigned *blk, uint64_t *page)
 static void mark_present(struct helper *h, struct hstats *st, struct hblock *b, uint64_t first,
 			 uint64_t n)
 {
-	uint64_t p, newly = 0;
+	uint64_t newly;
 
-	for (p = first; p < first + n; p++) {
-		pch_bitmap_set(&b->present, p);
-		newly += pch_bitmap_set(&b->inplace, p);
-	}
+	/* one atomic OR per 64 pages; the count of newly set bits stays exact */
+	pch_bitmap_set_range(&b->present, first, n);
+	newly = pch_bitmap_set_range(&b->inplace, first, n);
 	if (newly)
 		STAT_ADD(st, inplace, newly);
 }
@@ -229,6 +228,12 @@ uint64_t pages_inplace(struct helper *h)
 	for (i = 0; i < h->nrx; i++)
 		n += STAT_GET(&h->rx[i].st, inplace);
 	return n;
+}
+
+void pages_kick_if_all_in(struct helper *h)
+{
+	if (pages_inplace(h) >= pages_total(h))
+		helper_kick(h);
 }
 
 size_t pages_frame_cap(struct helper *h)

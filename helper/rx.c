@@ -146,7 +146,7 @@ static int frame_step(struct rx_thread *t, struct rx_chan *c)
 frame_done:
 	STAT_ADD(&t->st, frames, 1);
 	__atomic_store_n(&c->frames, c->frames + 1, __ATOMIC_RELAXED);
-	helper_kick(h);
+	pages_kick_if_all_in(h);
 	chan_expect(c, 0, sizeof(c->hdr));
 	return 1;
 }
