@@ -242,11 +242,7 @@ static void handle_fault(struct fstate *f, const struct uffd_msg *m, uint64_t no
 		 */
 		STAT_ADD(st, faults_zero, 1);
 		rc = pages_zeropage(h, st, blk, page);
-		if (rc == -ENOENT && __atomic_load_n(&h->complete, __ATOMIC_ACQUIRE)) {
-			/* unregistered under us at COMPLETE: the wake is all it needs */
-			STAT_ADD(st, faults_late, 1);
-			pages_wake(h, blk, page);
-		} else if (rc)
+		if (rc)
 			helper_error(h, "block %s page %llu: UFFDIO_ZEROPAGE: %s",
 				     h->blk[blk].d.name, (unsigned long long)page, strerror(-rc));
 		else

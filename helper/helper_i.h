@@ -164,6 +164,7 @@ struct helper {
 	bool urgent_dead;                /* set by the fault thread (atomic) */
 	bool fault_exited;               /* fault thread ended on an error (atomic) */
 	bool vmm_gone;                   /* an install saw ESRCH: the VMM exited (atomic) */
+	bool wake_failed;                /* a UFFDIO_WAKE failed: reported once (atomic) */
 	char errors[8][160];
 	unsigned nerrors;
 	pthread_mutex_t err_lock;

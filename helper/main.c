@@ -440,7 +440,8 @@ static int ctl_handle(struct helper *h, struct conn *c, int timeout_ms)
 		return CTL_CLOSED;
 	n = pch_seqpkt_recv(c->fd, m, sizeof(*m), fds, 4, &nfds, timeout_ms);
 	if (n == -ETIMEDOUT) {
-		pch_err("control: no message from the VMM within %d ms", timeout_ms);
+		pch_err("control: connection %d (%s): message announced but not received within %d ms",
+			c->fd, c->owner ? "VMM" : c->role ? "monitor" : "no HELLO yet", timeout_ms);
 		ret = CTL_CLOSED;
 		goto out;
 	}
@@ -650,7 +651,8 @@ static void check_progress(struct helper *h)
 		pch_info("complete: every page in place after %.3f s",
 			 (h->t_complete_ns - h->t_start_ns) / 1e9);
 		post(h, PCH_RING_COMPLETE, 0, 0, "every page in place");
-		session_done(h);
+		if (session_done(h))
+			helper_error(h, "could not tell the source DONE: it will time out and fail");
 		return;
 	}
 	/*

@@ -57,9 +57,16 @@ int pages_wake(struct helper *h, unsigned blk, uint64_t page)
 		.len = b->d.page_size,
 	};
 
-	if (ioctl(h->uffd, UFFDIO_WAKE, &r) < 0)
-		return -errno;
-	return 0;
+	if (ioctl(h->uffd, UFFDIO_WAKE, &r) == 0)
+		return 0;
+	/* a wake that fails leaves a thread blocked: never silently */
+	if (errno == ESRCH) {
+		helper_vmm_gone(h);
+	} else if (!__atomic_exchange_n(&h->wake_failed, true, __ATOMIC_ACQ_REL)) {
+		helper_error(h, "block %s page %llu: UFFDIO_WAKE: %s", b->d.name,
+			     (unsigned long long)page, strerror(errno));
+	}
+	return -errno;
 }
 
 /*
@@ -121,7 +128,7 @@ int pages_install(struct helper *h, struct hstats *st, unsigned blk, const uint6
 		bool exists;
 		int64_t got;
 
-		/* Already installed by another path: nothing to do but count. */
+		/* Already installed by another path: nothing to do. */
 		if (pch_bitmap_test(&b->present, first)) {
 			i++;
 			continue;
@@ -134,6 +141,8 @@ int pages_install(struct helper *h, struct hstats *st, unsigned blk, const uint6
 			helper_vmm_gone(h);
 			return -ESRCH;
 		}
+		if (got == -ENOENT && __atomic_load_n(&h->complete, __ATOMIC_ACQUIRE))
+			return 0; /* unregistered at COMPLETE: nothing is waiting for it */
 		if (got < 0) {
 			pch_err("block %s: UFFDIO_COPY of %u pages at page %llu: %s", b->d.name, n,
 				(unsigned long long)first, strerror((int)-got));
@@ -202,6 +211,16 @@ int pages_zeropage(struct helper *h, struct hstats *st, unsigned blk, uint64_t p
 		}
 		if (errno == ESRCH)
 			helper_vmm_gone(h);
+		if (errno == ENOENT && __atomic_load_n(&h->complete, __ATOMIC_ACQUIRE)) {
+			/*
+			 * Unregistered under us at COMPLETE: a thread that faulted
+			 * here may have missed UNREGISTER's wake-up; this one is all
+			 * it needs (its retry is served by the kernel).
+			 */
+			STAT_ADD(st, faults_late, 1);
+			pages_wake(h, blk, page);
+			return 0;
+		}
 		return -errno;
 	}
 	STAT_ADD(st, zero_installed, 1);
