@@ -708,7 +708,7 @@ static int run(struct helper *h, int lfd)
 	uint64_t accept_deadline = pch_now_ns() + (uint64_t)h->o.accept_timeout_ms * 1000000ull;
 	uint64_t setup_deadline = 0, deadline = 0, done_deadline = 0;
 	struct conn conns[MAX_CONNS];
-	unsigned nconn = 0, i;
+	unsigned nconn = 0, npolled, i;
 	bool started = false, owner_left = false;
 
 	for (;;) {
@@ -819,13 +819,15 @@ static int run(struct helper *h, int lfd)
 				 "unexpected message on CONTROL");
 			break;
 		}
+		/* the connections this poll covered; one accepted now waits a round */
+		npolled = nconn;
 		if (p[2].revents & POLLIN) {
 			int fd = pch_accept(lfd, 0);
 
 			if (fd >= 0)
 				conns[nconn++] = (struct conn){ .fd = fd, .since_ns = pch_now_ns() };
 		}
-		for (i = 0; i < nconn; i++) {
+		for (i = 0; i < npolled; i++) {
 			struct conn *c = &conns[i];
 			bool was_owner = c->owner;
 
