@@ -354,9 +354,13 @@ static int start_serving(struct helper *h, char *whybuf, size_t whylen)
 		h->failed = true;
 		return rc;
 	}
-	rc = fault_start(h);
+	/*
+	 * rx first: it sets the thread count every thread reads when it sums
+	 * the pages in place, so it must be final before the fault thread runs.
+	 */
+	rc = rx_start(h);
 	if (!rc)
-		rc = rx_start(h);
+		rc = fault_start(h);
 	if (!rc)
 		rc = session_start(h);
 	if (rc) {
