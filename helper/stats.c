@@ -48,8 +48,6 @@ char *stats_json(struct helper *h)
 	static const char *const chan_state[] = { "idle", "streaming", "ended", "dead" };
 	struct hstats *s = g_malloc0(sizeof(*s));
 	JsonBuilder *b = json_builder_new();
-	JsonGenerator *g;
-	JsonNode *root;
 	uint64_t end, total = pages_total(h), inplace = pages_inplace(h);
 	double secs;
 	unsigned i;
@@ -114,13 +112,7 @@ char *stats_json(struct helper *h)
 	json_builder_end_array(b);
 	json_builder_end_object(b);
 
-	root = json_builder_get_root(b);
-	g = json_generator_new();
-	json_generator_set_pretty(g, TRUE);
-	json_generator_set_root(g, root);
-	out = json_generator_to_data(g, NULL);
-	json_node_unref(root);
-	g_object_unref(g);
+	out = pch_json_text(b);
 	g_object_unref(b);
 	g_free(s);
 	return out;

@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: MIT
 /* json.c - shared JsonBuilder helpers for the programs' reports. */
+#include <errno.h>
+
 #include "json.h"
+#include "log.h"
 #include "util.h"
 
 void pch_json_int(JsonBuilder *b, const char *name, uint64_t v)
@@ -37,4 +40,33 @@ void pch_json_latency(JsonBuilder *b, const char *name, const struct pch_hist *h
 	pch_json_double(b, "mean", pch_hist_mean(h) / 1e3);
 	pch_json_double(b, "max", h->count ? h->max / 1e3 : 0.0);
 	json_builder_end_object(b);
+}
+
+char *pch_json_text(JsonBuilder *b)
+{
+	JsonGenerator *g = json_generator_new();
+	JsonNode *root = json_builder_get_root(b);
+	char *text;
+
+	json_generator_set_pretty(g, TRUE);
+	json_generator_set_root(g, root);
+	text = json_generator_to_data(g, NULL);
+	json_node_unref(root);
+	g_object_unref(g);
+	return text;
+}
+
+int pch_json_write(JsonBuilder *b, const char *path)
+{
+	char *text = pch_json_text(b);
+	GError *err = NULL;
+	int rc = 0;
+
+	if (!g_file_set_contents(path, text, -1, &err)) {
+		pch_err("%s: %s", path, err->message);
+		g_error_free(err);
+		rc = -EIO;
+	}
+	g_free(text);
+	return rc;
 }

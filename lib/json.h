@@ -20,4 +20,12 @@ void pch_json_str(JsonBuilder *b, const char *name, const char *v);
  */
 void pch_json_latency(JsonBuilder *b, const char *name, const struct pch_hist *h);
 
+/* The builder's document as pretty-printed text (g_free it). */
+char *pch_json_text(JsonBuilder *b);
+/*
+ * Write the builder's document to path atomically (a reader never sees
+ * half a file).  0, or -EIO with the reason logged.
+ */
+int pch_json_write(JsonBuilder *b, const char *path);
+
 #endif

@@ -34,10 +34,6 @@ int src_stats_write(struct src *s, const char *path, const struct src_stats *tot
 		    bool ok, double duration_s, double bulk_s)
 {
 	g_autoptr(JsonBuilder) b = json_builder_new();
-	g_autoptr(JsonGenerator) gen = json_generator_new();
-	g_autoptr(JsonNode) root = NULL;
-	g_autoptr(GError) gerr = NULL;
-	g_autofree char *text = NULL;
 	unsigned i;
 
 	json_builder_begin_object(b);
@@ -97,13 +93,5 @@ int src_stats_write(struct src *s, const char *path, const struct src_stats *tot
 	json_builder_end_array(b);
 	json_builder_end_object(b);
 
-	root = json_builder_get_root(b);
-	json_generator_set_root(gen, root);
-	json_generator_set_pretty(gen, TRUE);
-	text = json_generator_to_data(gen, NULL);
-	if (!g_file_set_contents(path, text, -1, &gerr)) {
-		pch_err("stats %s: %s", path, gerr->message);
-		return -EIO;
-	}
-	return 0;
+	return pch_json_write(b, path);
 }

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "json.h"
 #include "log.h"
 #include "net.h"
 #include "util.h"
@@ -637,24 +638,14 @@ finish:
 	json_builder_end_object(b);
 
 	{
-		JsonGenerator *g = json_generator_new();
 		JsonNode *root = json_builder_get_root(b);
 		JsonObject *r = json_node_get_object(root);
 		JsonObject *fl = json_object_has_member(r, "fault_latency_us") &&
 					 JSON_NODE_HOLDS_OBJECT(json_object_get_member(r, "fault_latency_us")) ?
 				 json_object_get_object_member(r, "fault_latency_us") : NULL;
 
-		json_generator_set_pretty(g, TRUE);
-		json_generator_set_root(g, root);
-		if (o.json) {
-			GError *err = NULL;
-
-			if (!json_generator_to_file(g, o.json, &err)) {
-				pch_err("%s: %s", o.json, err->message);
-				g_error_free(err);
-				ok = false;
-			}
-		}
+		if (o.json && pch_json_write(b, o.json))
+			ok = false;
 		printf("%s: %s, %lld/%lld pages verified, %lld mismatched, %lld faults, "
 		       "%.3f s, bulk %.2f GB/s, fault latency p50 %.1f us p99 %.1f us\n",
 		       ok ? "ok" : "FAIL", o.ram, (long long)jint(r, "pages_verified"),
@@ -662,7 +653,6 @@ finish:
 		       (long long)jint(r, "faults"), jdbl(r, "duration_s"), jdbl(r, "bulk_gbps"),
 		       jdbl(fl, "p50"), jdbl(fl, "p99"));
 		json_node_unref(root);
-		g_object_unref(g);
 	}
 	g_object_unref(b);
 

@@ -28,9 +28,6 @@ static void add_span(JsonBuilder *b, const char *name, uint64_t from_ns, uint64_
 int vm_report_write(struct vm *vm)
 {
 	g_autoptr(JsonBuilder) b = json_builder_new();
-	g_autoptr(JsonGenerator) gen = NULL;
-	g_autoptr(JsonNode) root = NULL;
-	g_autoptr(GError) gerr = NULL;
 	struct pch_hist *all;
 	uint64_t accesses = 0, faults = 0;
 	unsigned i;
@@ -116,14 +113,8 @@ int vm_report_write(struct vm *vm)
 	json_builder_end_object(b);
 	g_free(all);
 
-	root = json_builder_get_root(b);
-	gen = json_generator_new();
-	json_generator_set_pretty(gen, TRUE);
-	json_generator_set_root(gen, root);
-	if (!json_generator_to_file(gen, vm->cfg.report, &gerr)) {
-		pch_err("report %s: %s", vm->cfg.report, gerr->message);
+	if (pch_json_write(b, vm->cfg.report))
 		return -EIO;
-	}
 	pch_info("report written to %s", vm->cfg.report);
 	return 0;
 }
