@@ -160,6 +160,29 @@ int pch_blocktab_decode(struct pch_blocktab *t, const void *buf, size_t len, con
 	return 0;
 }
 
+static const char *const backing_names[PCH_BACKING_MAX] = {
+	[PCH_BACKING_ANON] = "anon",
+	[PCH_BACKING_MEMFD] = "memfd",
+	[PCH_BACKING_HUGETLB] = "hugetlb",
+	[PCH_BACKING_HUGETLB_PRIVATE] = "hugetlb-private",
+	[PCH_BACKING_THP] = "thp",
+};
+
+const char *pch_backing_name(uint32_t backing)
+{
+	return backing < PCH_BACKING_MAX && backing_names[backing] ? backing_names[backing] : "?";
+}
+
+uint32_t pch_backing_parse(const char *name)
+{
+	uint32_t i;
+
+	for (i = 1; i < PCH_BACKING_MAX; i++)
+		if (!strcmp(name, backing_names[i]))
+			return i;
+	return 0;
+}
+
 /*
  * Compare the source's table with the VMM's: same count, and per block the
  * same name, size and page size in the same order.  0 or -EPROTO with *why.

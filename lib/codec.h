@@ -47,6 +47,11 @@ int pch_blocktab_encode(const struct pch_blocktab *t, void *buf, size_t cap);
 /* Decode a PCH_CC_BLOCKS payload (len bytes). */
 int pch_blocktab_decode(struct pch_blocktab *t, const void *buf, size_t len,
 			const char **why);
+/* "anon", "memfd", "hugetlb", "hugetlb-private", "thp"; "?" when unknown. */
+const char *pch_backing_name(uint32_t backing);
+/* The enum pch_backing of a name above, or 0 when unknown. */
+uint32_t pch_backing_parse(const char *name);
+
 /*
  * Compare what the source announced with what the VMM registered: same
  * count, names, sizes and page sizes, in the same order (backing may differ).

@@ -717,6 +717,22 @@ static size_t have_build(uint64_t *buf, uint32_t block, uint64_t first, uint64_t
 	return sizeof(hv) + nwords * 8;
 }
 
+START_TEST(test_backing_names)
+{
+	uint32_t k;
+
+	/* every kind has a name that parses back to it; nothing else parses */
+	for (k = PCH_BACKING_ANON; k < PCH_BACKING_MAX; k++)
+		ck_assert_uint_eq(pch_backing_parse(pch_backing_name(k)), k);
+	ck_assert_str_eq(pch_backing_name(PCH_BACKING_HUGETLB_PRIVATE), "hugetlb-private");
+	ck_assert_str_eq(pch_backing_name(0), "?");
+	ck_assert_str_eq(pch_backing_name(PCH_BACKING_MAX), "?");
+	ck_assert_uint_eq(pch_backing_parse("?"), 0);
+	ck_assert_uint_eq(pch_backing_parse(""), 0);
+	ck_assert_uint_eq(pch_backing_parse("hugetlb-privat"), 0);
+}
+END_TEST
+
 START_TEST(test_cc_have)
 {
 	static uint64_t buf[3 + 16384 / 64 + 2];
@@ -800,6 +816,7 @@ static Suite *codec_suite(void)
 	tcase_add_test(tc, test_req);
 	tcase_add_test(tc, test_cc_hdr);
 	tcase_add_test(tc, test_cc_have);
+	tcase_add_test(tc, test_backing_names);
 	suite_add_tcase(s, tc);
 	return s;
 }
