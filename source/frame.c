@@ -2,10 +2,12 @@
 /*
  * frame.c - build batches of page frames and write them with a deadline.
  *
- * A batch is laid out as iovecs (header, offsets, page data, next header...)
+ * A batch is written as iovecs (header, offsets, page data, next header...)
  * so that a whole chunk leaves in one sendmsg: per-page syscalls would cap
  * the stream far below the loopback limit on a 2-vCPU machine, where a
- * syscall costs about a microsecond.
+ * syscall costs about a microsecond.  Page data is read (or generated) only
+ * when the batch is sent, a round at a time, so a request for 64 pages of
+ * 1 GiB does not need 64 GiB of scratch.
  */
 #include <errno.h>
 #include <limits.h>
@@ -36,22 +38,26 @@ static uint32_t max_data_pages(uint32_t page_size)
 int src_tx_init(struct src_tx *tx, struct src *s, struct src_chan *ch, uint32_t max_pages)
 {
 	uint32_t ps = s->be.page_size;
+	uint32_t fmax = max_data_pages(ps);
 
 	memset(tx, 0, sizeof(*tx));
 	tx->src = s;
 	tx->ch = ch;
 	tx->max_pages = max_pages;
 	tx->cap_hdr = PCH_DIV_ROUND_UP(max_pages, PCH_FRAME_MAX_PAGES) +
-		      PCH_DIV_ROUND_UP(max_pages, max_data_pages(ps)) + SRC_TX_EMPTY_SLOTS;
+		      PCH_DIV_ROUND_UP(max_pages, fmax) + SRC_TX_EMPTY_SLOTS;
 	/* each frame: header + offsets; data: at most one iovec per page */
 	tx->cap_iov = 2 * tx->cap_hdr + max_pages;
+	/* a round holds one whole frame at least */
+	tx->scratch_pages = PCH_MIN(max_pages, PCH_MAX(fmax, SRC_TX_ROUND_BYTES / ps));
 	tx->hdr = calloc(tx->cap_hdr, sizeof(*tx->hdr));
+	tx->offs = calloc(tx->cap_hdr, sizeof(*tx->offs));
 	tx->zoff = calloc(max_pages, sizeof(uint64_t));
 	tx->doff = calloc(max_pages, sizeof(uint64_t));
 	tx->iov = calloc(tx->cap_iov, sizeof(*tx->iov));
 	/* generated pages only; a mapped backend never writes here */
-	tx->scratch = aligned_alloc(4096, (size_t)max_pages * ps);
-	if (!tx->hdr || !tx->zoff || !tx->doff || !tx->iov || !tx->scratch) {
+	tx->scratch = aligned_alloc(4096, (size_t)tx->scratch_pages * ps);
+	if (!tx->hdr || !tx->offs || !tx->zoff || !tx->doff || !tx->iov || !tx->scratch) {
 		src_tx_free(tx);
 		return -ENOMEM;
 	}
@@ -62,6 +68,7 @@ int src_tx_init(struct src_tx *tx, struct src *s, struct src_chan *ch, uint32_t 
 void src_tx_free(struct src_tx *tx)
 {
 	free(tx->hdr);
+	free(tx->offs);
 	free(tx->zoff);
 	free(tx->doff);
 	free(tx->iov);
@@ -93,18 +100,17 @@ static void tx_iov(struct src_tx *tx, const void *base, size_t len)
 		tx->iov[tx->niov].iov_len = len;
 		tx->niov++;
 	}
-	tx->bytes += len;
 }
 
-static struct pch_frame_hdr *tx_hdr(struct src_tx *tx, uint16_t type, uint16_t flags,
-				    uint32_t count, uint64_t arg)
+static void tx_hdr(struct src_tx *tx, uint16_t type, uint16_t flags, uint32_t count,
+		   uint64_t arg, const uint64_t *offs)
 {
-	struct pch_frame_hdr *h = &tx->hdr[tx->nhdr++];
+	struct pch_frame_hdr *h = &tx->hdr[tx->nhdr];
 
 	pch_frame_build(h, type, flags, 0, count, tx->ch->seq++, arg);
-	tx_iov(tx, h, sizeof(*h));
+	tx->offs[tx->nhdr++] = offs;
+	tx->bytes += sizeof(*h) + (offs ? (size_t)count * sizeof(uint64_t) : 0);
 	tx->frames++;
-	return h;
 }
 
 /* Add a frame without pages (SYNC with arg = epoch, or END). */
@@ -112,7 +118,7 @@ void src_tx_add_empty(struct src_tx *tx, uint16_t type, uint64_t arg)
 {
 	if (tx->nhdr >= tx->cap_hdr)
 		abort(); /* callers add at most SRC_TX_EMPTY_SLOTS - 1 per batch */
-	tx_hdr(tx, type, 0, 0, arg);
+	tx_hdr(tx, type, 0, 0, arg, NULL);
 }
 
 /*
@@ -146,18 +152,14 @@ void src_tx_add_pages(struct src_tx *tx, uint64_t first, uint64_t n, unsigned wh
 
 	for (j = 0; j < nz; j += k) {
 		k = PCH_MIN(nz - j, (uint64_t)PCH_FRAME_MAX_PAGES);
-		tx_hdr(tx, PCH_FRAME_ZERO, flags, k, arg);
-		tx_iov(tx, &tx->zoff[j], k * sizeof(uint64_t));
+		tx_hdr(tx, PCH_FRAME_ZERO, flags, k, arg, &tx->zoff[j]);
 	}
-
 	for (j = 0; j < nd; j += k) {
 		k = PCH_MIN(nd - j, (uint64_t)fmax);
-		tx_hdr(tx, PCH_FRAME_PAGES, flags, k, arg);
-		tx_iov(tx, &tx->doff[j], k * sizeof(uint64_t));
-		for (i = j; i < j + k; i++)
-			tx_iov(tx, be->ops->page(be, tx->doff[i] / ps, tx->scratch + i * ps), ps);
+		tx_hdr(tx, PCH_FRAME_PAGES, flags, k, arg, &tx->doff[j]);
 	}
 
+	tx->bytes += nd * ps;
 	tx->pages_zero += nz;
 	tx->pages_data += nd;
 }
@@ -209,16 +211,60 @@ static int src_sendv(struct src *s, struct src_chan *ch, struct iovec *iov, unsi
 	return 0;
 }
 
-/*
- * Send the batch on its channel; the caller reads its counters, then resets
- * it.  Returns 0 or -errno as src_sendv (not logged: the caller names what
- * failed).
- */
-int src_tx_send(struct src_tx *tx)
+/* Write the round gathered in tx->iov and empty it. */
+static int tx_flush(struct src_tx *tx)
 {
 	int ret = 0;
 
 	if (tx->niov)
 		ret = src_sendv(tx->src, tx->ch, tx->iov, tx->niov);
+	tx->niov = 0;
 	return ret;
+}
+
+/* Append frame f (header, offsets, data read into scratch from page slot) to the round. */
+static void tx_gather(struct src_tx *tx, unsigned f, uint32_t slot)
+{
+	const struct src_backend *be = &tx->src->be;
+	const struct pch_frame_hdr *h = &tx->hdr[f];
+	uint32_t ps = be->page_size, i;
+
+	tx_iov(tx, h, sizeof(*h));
+	if (!tx->offs[f])
+		return;
+	tx_iov(tx, tx->offs[f], (size_t)h->count * sizeof(uint64_t));
+	if (h->type != PCH_FRAME_PAGES)
+		return;
+	for (i = 0; i < h->count; i++)
+		tx_iov(tx, be->ops->page(be, tx->offs[f][i] / ps,
+					 tx->scratch + (size_t)(slot + i) * ps), ps);
+}
+
+/*
+ * Send the batch on its channel, reading or generating its pages a round
+ * at a time; the caller reads its counters, then resets it.  Returns 0 or
+ * -errno as src_sendv (not logged: the caller names what failed).
+ */
+int src_tx_send(struct src_tx *tx)
+{
+	uint32_t used = 0; /* scratch pages the round holds */
+	unsigned f;
+	int ret;
+
+	tx->niov = 0;
+	for (f = 0; f < tx->nhdr; f++) {
+		const struct pch_frame_hdr *h = &tx->hdr[f];
+		uint32_t k = h->type == PCH_FRAME_PAGES ? h->count : 0;
+
+		/* scratch pages are reused next round: send what points there first */
+		if (used + k > tx->scratch_pages) {
+			ret = tx_flush(tx);
+			if (ret)
+				return ret;
+			used = 0;
+		}
+		tx_gather(tx, f, used);
+		used += k;
+	}
+	return tx_flush(tx);
 }

@@ -197,7 +197,7 @@ static void *sender_main(void *arg)
 								     s->be.npages - first),
 						 s->pass[pass].what, &s->skip, 0, 0);
 			}
-		} else if (!tx.niov) {
+		} else if (!tx.nhdr) {
 			wait_sync(s, next_sync);
 			continue;
 		}

@@ -38,6 +38,11 @@
 #define SRC_MAX_HANDSHAKES 16
 /* Largest bulk chunk, bytes: bounds each sender's send buffer. */
 #define SRC_MAX_CHUNK_BYTES (256u << 20)
+/*
+ * Page data one send round generates at most (or one frame's, if larger):
+ * bounds each thread's scratch buffer whatever the chunk or request size.
+ */
+#define SRC_TX_ROUND_BYTES (8u << 20)
 
 /* Command line, after parsing and range checks. */
 struct src_opts {
@@ -116,10 +121,11 @@ struct src_chan {
 struct src;
 
 /*
- * A batch of frames for one channel, sent with one sendmsg (or a few, past
- * IOV_MAX).  Buffers are sized once for the largest page range a caller
- * adds, so nothing is allocated on the hot path and iovecs may point into
- * them until the batch is sent.
+ * A batch of frames for one channel.  Adding frames only records headers and
+ * offsets; src_tx_send reads the pages and writes the batch in rounds of at
+ * most SRC_TX_ROUND_BYTES of page data (one frame at least), each round one
+ * sendmsg (or a few, past IOV_MAX).  Buffers are sized once for the largest
+ * page range a caller adds, so nothing is allocated on the hot path.
  */
 struct src_tx {
 	struct src *src;
@@ -127,11 +133,13 @@ struct src_tx {
 	uint32_t max_pages; /* largest range src_tx_add_pages accepts */
 
 	struct pch_frame_hdr *hdr;
+	const uint64_t **offs; /* each frame's offsets; NULL for SYNC, END */
 	unsigned nhdr, cap_hdr;
 	uint64_t *zoff, *doff; /* offsets of zero / data pages of the range */
-	struct iovec *iov;
+	struct iovec *iov;     /* one round */
 	unsigned niov, cap_iov;
-	uint8_t *scratch; /* generated page data, max_pages pages */
+	uint8_t *scratch;      /* generated page data of one round */
+	uint32_t scratch_pages;
 	bool have_range;  /* a page range was added to this batch */
 	size_t bytes;     /* bytes in the batch */
 
