@@ -2,13 +2,16 @@
 /*
  * backend.c - where pch-source's pages come from: the deterministic synthetic
  * image (lib/image.c), or a file mapped read-only (an image on disk, a
- * /dev/shm file, a VMM's memfd through /proc/PID/fd/N).
+ * /dev/shm file, a VMM's memfd or hugetlb memfd through /proc/PID/fd/N, a
+ * hugetlbfs file).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <linux/magic.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -55,12 +58,41 @@ static const struct src_backend_ops file_ops = {
 };
 
 /*
+ * The backing kind of an open file and the page size it imposes (0: none),
+ * from its file system: shmem (a /dev/shm file, a memfd) is MEMFD,
+ * hugetlbfs (a hugetlbfs file, an MFD_HUGETLB memfd) is HUGETLB with pages
+ * of st_blksize, anything else (a disk image) is labelled ANON.
+ */
+static int file_backing(int fd, const struct stat *st, uint32_t *backing, uint32_t *page_size)
+{
+	struct statfs sfs;
+
+	*page_size = 0;
+	if (fstatfs(fd, &sfs) < 0)
+		return -errno;
+	switch ((unsigned long)sfs.f_type) {
+	case TMPFS_MAGIC:
+		*backing = PCH_BACKING_MEMFD;
+		break;
+	case HUGETLBFS_MAGIC:
+		*backing = PCH_BACKING_HUGETLB;
+		*page_size = (uint32_t)st->st_blksize;
+		break;
+	default:
+		*backing = PCH_BACKING_ANON;
+		break;
+	}
+	return 0;
+}
+
+/*
  * Map o->file read-only.  MAP_SHARED so that a live VMM's memfd is served
  * as it is now, not as it was at open.  The file must not shrink while we
  * serve it (that would be SIGBUS), as with any VMM's RAM file.
  */
 static int file_open(struct src_backend *be, const struct src_opts *o)
 {
+	uint32_t hps;
 	struct stat st;
 	void *map;
 	int fd, ret;
@@ -76,18 +108,48 @@ static int file_open(struct src_backend *be, const struct src_opts *o)
 		pch_err("file %s: fstat: %s", o->file, strerror(-ret));
 		goto err_close;
 	}
-	be->size = (uint64_t)st.st_size / o->page_size * o->page_size;
+	ret = file_backing(fd, &st, &be->backing, &hps);
+	if (ret) {
+		pch_err("file %s: fstatfs: %s", o->file, strerror(-ret));
+		goto err_close;
+	}
+	/* a huge page is the smallest unit the kernel maps or the VMM installs */
+	if (hps && o->page_size_set && hps != o->page_size) {
+		pch_err("file %s: hugetlbfs page size is %u bytes, but --page-size is %u",
+			o->file, hps, o->page_size);
+		ret = -EINVAL;
+		goto err_close;
+	}
+	if (hps)
+		be->page_size = hps;
+	if (o->backing && o->backing != be->backing) {
+		pch_err("file %s: backing is %s (from its file system), but --backing is %s",
+			o->file, pch_backing_name(be->backing), pch_backing_name(o->backing));
+		ret = -EINVAL;
+		goto err_close;
+	}
+	be->size = (uint64_t)st.st_size / be->page_size * be->page_size;
 	if (be->size == 0) {
 		pch_err("file %s: size %lld is less than one %u-byte page", o->file,
-			(long long)st.st_size, o->page_size);
+			(long long)st.st_size, be->page_size);
+		ret = -EINVAL;
+		goto err_close;
+	}
+	/* --ram names the guest's RAM size: a file of another size is the wrong one */
+	if (o->ram_set && o->ram != be->size) {
+		pch_err("file %s: %llu bytes of %u-byte pages, but --ram is %llu", o->file,
+			(unsigned long long)be->size, be->page_size, (unsigned long long)o->ram);
 		ret = -EINVAL;
 		goto err_close;
 	}
 	map = mmap(NULL, be->size, PROT_READ, MAP_SHARED, fd, 0);
 	if (map == MAP_FAILED) {
 		ret = -errno;
-		pch_err("file %s: mmap %llu bytes: %s", o->file,
-			(unsigned long long)be->size, strerror(-ret));
+		/* a shared hugetlb mapping reserves a huge page for every hole */
+		pch_err("file %s: mmap %llu bytes: %s%s", o->file,
+			(unsigned long long)be->size, strerror(-ret),
+			ret == -ENOMEM && be->backing == PCH_BACKING_HUGETLB ?
+			" (too few free huge pages for its holes: /proc/sys/vm/nr_hugepages)" : "");
 		goto err_close;
 	}
 	be->map = map;
@@ -105,8 +167,9 @@ err_close:
 }
 
 /*
- * Open the backend the options name.  Returns 0 or -errno (logged, naming
- * the file).
+ * Open the backend the options name.  be->page_size is o->page_size, or a
+ * hugetlbfs file's page size.  Returns 0 or -errno (logged, naming the
+ * file).
  */
 int src_backend_open(struct src_backend *be, const struct src_opts *o)
 {
@@ -120,11 +183,13 @@ int src_backend_open(struct src_backend *be, const struct src_opts *o)
 		if (ret)
 			return ret;
 	} else {
+		/* a label only: the image is the same whatever the VMM maps it with */
+		be->backing = o->backing ? o->backing : PCH_BACKING_ANON;
 		be->size = o->ram;
 		be->image.seed = o->seed;
 		be->image.zero_frac = o->zero_frac;
 		be->image.repeat_frac = o->repeat_frac;
-		be->image.page_size = o->page_size;
+		be->image.page_size = be->page_size;
 		be->ops = &synth_ops;
 	}
 	be->npages = be->size / be->page_size;

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "log.h"
 #include "util.h"
@@ -44,6 +45,7 @@ int src_tx_init(struct src_tx *tx, struct src *s, struct src_chan *ch, uint32_t 
 	tx->src = s;
 	tx->ch = ch;
 	tx->max_pages = max_pages;
+	tx->bulk = ch - s->chans >= SRC_SLOT_PAGES0;
 	tx->cap_hdr = PCH_DIV_ROUND_UP(max_pages, PCH_FRAME_MAX_PAGES) +
 		      PCH_DIV_ROUND_UP(max_pages, fmax) + SRC_TX_EMPTY_SLOTS;
 	/* each frame: header + offsets; data: at most one iovec per page */
@@ -240,6 +242,94 @@ static void tx_gather(struct src_tx *tx, unsigned f, uint32_t slot)
 					 tx->scratch + (size_t)(slot + i) * ps), ps);
 }
 
+/* Take one of the --test-slow-frames frames, if any are left. */
+static bool take_slow(struct src *s)
+{
+	uint64_t n = __atomic_load_n(&s->slow_left, __ATOMIC_RELAXED);
+
+	while (n)
+		if (__atomic_compare_exchange_n(&s->slow_left, &n, n - 1, false,
+						__ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+			return true;
+	return false;
+}
+
+/* Sleep ms, a tick at a time; -ECANCELED when shutdown began. */
+static int slow_sleep(struct src *s, unsigned ms)
+{
+	uint64_t until = pch_now_ns() + (uint64_t)ms * 1000000ull;
+	uint64_t now;
+
+	while ((now = pch_now_ns()) < until) {
+		uint64_t ns = PCH_MIN(until - now, SRC_TICK_MS * 1000000ull);
+		struct timespec ts = { .tv_sec = ns / 1000000000ull,
+				       .tv_nsec = ns % 1000000000ull };
+
+		if (src_stopping(s))
+			return -ECANCELED;
+		nanosleep(&ts, NULL);
+	}
+	return 0;
+}
+
+/*
+ * Tests (--test-slow-frames): write frame f with its header and offsets at
+ * once, then its data as one stream cut in SRC_SLOW_PIECE pieces (across
+ * page boundaries), each after a slow_ms sleep, so that the helper sees a
+ * page half received on a bulk channel for a while.
+ */
+static int tx_send_slow(struct src_tx *tx, unsigned f)
+{
+	struct src *s = tx->src;
+	const struct src_backend *be = &s->be;
+	const struct pch_frame_hdr *h = &tx->hdr[f];
+	uint32_t ps = be->page_size;
+	unsigned i, n;
+	size_t off;
+	int ret;
+
+	pch_info("%s: frame %llu (%u page%s at 0x%llx): data in %u KiB pieces, each after %u ms "
+		 "(--test-slow-frames)", tx->ch->name, (unsigned long long)h->seq, h->count,
+		 h->count == 1 ? "" : "s", (unsigned long long)tx->offs[f][0],
+		 SRC_SLOW_PIECE >> 10, s->opt.slow_ms);
+	tx_iov(tx, h, sizeof(*h));
+	tx_iov(tx, tx->offs[f], (size_t)h->count * sizeof(uint64_t));
+	ret = tx_flush(tx);
+	if (ret)
+		return ret;
+
+	/* the frame fits in scratch (tx_init), as in any round */
+	for (i = 0; i < h->count; i++)
+		tx_iov(tx, be->ops->page(be, tx->offs[f][i] / ps, tx->scratch + (size_t)i * ps), ps);
+	n = tx->niov;
+	tx->niov = 0;
+	for (i = 0, off = 0; i < n;) {
+		/* iovecs are whole pages of >= 4 KiB: a piece spans at most 17 */
+		struct iovec piece[SRC_SLOW_PIECE / 4096 + 1];
+		size_t want = SRC_SLOW_PIECE;
+		unsigned np = 0;
+
+		while (i < n && want) {
+			size_t take = PCH_MIN(want, tx->iov[i].iov_len - off);
+
+			piece[np].iov_base = (uint8_t *)tx->iov[i].iov_base + off;
+			piece[np++].iov_len = take;
+			want -= take;
+			off += take;
+			if (off == tx->iov[i].iov_len) {
+				i++;
+				off = 0;
+			}
+		}
+		ret = slow_sleep(s, s->opt.slow_ms);
+		if (!ret)
+			ret = src_sendv(s, tx->ch, piece, np);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
 /*
  * Send the batch on its channel, reading or generating its pages a round
  * at a time; the caller reads its counters, then resets it.  Returns 0 or
@@ -255,13 +345,20 @@ int src_tx_send(struct src_tx *tx)
 	for (f = 0; f < tx->nhdr; f++) {
 		const struct pch_frame_hdr *h = &tx->hdr[f];
 		uint32_t k = h->type == PCH_FRAME_PAGES ? h->count : 0;
+		bool slow = k && tx->bulk && take_slow(tx->src);
 
 		/* scratch pages are reused next round: send what points there first */
-		if (used + k > tx->scratch_pages) {
+		if (slow || used + k > tx->scratch_pages) {
 			ret = tx_flush(tx);
 			if (ret)
 				return ret;
 			used = 0;
+		}
+		if (slow) {
+			ret = tx_send_slow(tx, f);
+			if (ret)
+				return ret;
+			continue;
 		}
 		tx_gather(tx, f, used);
 		used += k;

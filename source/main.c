@@ -125,6 +125,35 @@ static gboolean opt_verbose(const gchar *name, const gchar *value, gpointer data
 }
 
 /*
+ * Pick the default chunk for o->page_size, or check the one given: a chunk
+ * of at most SRC_MAX_CHUNK_BYTES, or of one page when a page is larger.
+ * NULL, or what is wrong.
+ */
+static const char *chunk_check(struct src_opts *o)
+{
+	if (!o->chunk_pages_set)
+		o->chunk_pages = PCH_MAX(1u, PCH_MIN(SRC_DEFAULT_CHUNK_PAGES,
+						     SRC_DEFAULT_CHUNK_BYTES / o->page_size));
+	if (o->chunk_pages > 1 && (uint64_t)o->chunk_pages * o->page_size > SRC_MAX_CHUNK_BYTES)
+		return "--chunk-pages times the page size exceeds 256 MiB";
+	return NULL;
+}
+
+/* Parse --test-slow-frames N:MS into o.  0 or -EINVAL. */
+static int parse_slow(const char *arg, struct src_opts *o)
+{
+	g_auto(GStrv) f = g_strsplit(arg, ":", 3);
+	uint64_t n, ms;
+
+	if (g_strv_length(f) != 2 || pch_parse_u64(f[0], 1, UINT32_MAX, &n) ||
+	    pch_parse_u64(f[1], 0, 600000, &ms))
+		return -EINVAL;
+	o->slow_frames = n;
+	o->slow_ms = ms;
+	return 0;
+}
+
+/*
  * Parse and check the command line into o.  Returns 0, or -EINVAL after
  * printing what is wrong.
  */
@@ -132,7 +161,8 @@ static int parse_opts(int argc, char **argv, struct src_opts *o, uint32_t *dbg_m
 {
 	g_autofree char *channels = NULL, *ram = NULL, *seed = NULL, *zero = NULL,
 			*repeat = NULL, *page_size = NULL, *chunk = NULL, *rate = NULL,
-			*hs_timeout = NULL, *timeout = NULL, *dbg = NULL;
+			*hs_timeout = NULL, *timeout = NULL, *dbg = NULL, *backing = NULL,
+			*slow = NULL;
 	gboolean zero_first = FALSE;
 	gint corrupt = -1;
 	GOptionEntry entries[] = {
@@ -145,20 +175,24 @@ static int parse_opts(int argc, char **argv, struct src_opts *o, uint32_t *dbg_m
 		{ "channels", 0, 0, G_OPTION_ARG_STRING, &channels,
 		  "PAGES channels (default 4)", "N" },
 		{ "ram", 0, 0, G_OPTION_ARG_STRING, &ram,
-		  "Synthetic RAM size (default 1G)", "SIZE" },
+		  "Synthetic RAM size (default 1G); with --file, the size it must serve", "SIZE" },
 		{ "file", 0, 0, G_OPTION_ARG_FILENAME, &o->file,
-		  "Serve this file (mapped read-only) instead of synthetic RAM", "PATH" },
+		  "Serve this file, shm file or memfd (/proc/PID/fd/N), mapped read-only, "
+		  "instead of synthetic RAM", "PATH" },
 		{ "seed", 0, 0, G_OPTION_ARG_STRING, &seed, "Synthetic image seed (default 1)", "S" },
 		{ "zero-fraction", 0, 0, G_OPTION_ARG_STRING, &zero,
 		  "Synthetic: fraction of zero pages (0.1)", "F" },
 		{ "repeat-fraction", 0, 0, G_OPTION_ARG_STRING, &repeat,
 		  "Synthetic: fraction of one-byte pages (0.05)", "F" },
 		{ "page-size", 0, 0, G_OPTION_ARG_STRING, &page_size,
-		  "Page size in bytes (4096)", "BYTES" },
+		  "Page size, e.g. 4096 or 2M (4096; a hugetlbfs file's own)", "SIZE" },
+		{ "backing", 0, 0, G_OPTION_ARG_STRING, &backing,
+		  "Synthetic: backing to announce, anon|memfd|hugetlb|hugetlb-private|thp "
+		  "(anon); a --file's is detected", "KIND" },
 		{ "block-name", 0, 0, G_OPTION_ARG_STRING, &o->block_name,
 		  "RAM block name (pc.ram)", "NAME" },
 		{ "chunk-pages", 0, 0, G_OPTION_ARG_STRING, &chunk,
-		  "Pages per bulk chunk (64)", "N" },
+		  "Pages per bulk chunk (64, or 4 MiB of pages over 64 KiB)", "N" },
 		{ "zero-first", 0, 0, G_OPTION_ARG_NONE, &zero_first,
 		  "Send every zero page before any data page", NULL },
 		{ "bulk-rate", 0, 0, G_OPTION_ARG_STRING, &rate,
@@ -169,6 +203,9 @@ static int parse_opts(int argc, char **argv, struct src_opts *o, uint32_t *dbg_m
 		  "Give up on the whole session after S seconds (600)", "S" },
 		{ "test-corrupt-channel", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_INT, &corrupt,
 		  "Tests only: send a frame with a bad block on PAGES channel N", "N" },
+		{ "test-slow-frames", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_STRING, &slow,
+		  "Tests only: the first N bulk PAGES frames (all channels) send their data "
+		  "in 64 KiB pieces, each after an MS ms sleep", "N:MS" },
 		{ "stats", 0, 0, G_OPTION_ARG_FILENAME, &o->stats,
 		  "Write statistics JSON to FILE at exit", "FILE" },
 		{ "verbose", 'v', G_OPTION_FLAG_NO_ARG, G_OPTION_ARG_CALLBACK, opt_verbose,
@@ -198,7 +235,6 @@ static int parse_opts(int argc, char **argv, struct src_opts *o, uint32_t *dbg_m
 	o->zero_frac = 0.1;
 	o->repeat_frac = 0.05;
 	o->page_size = 4096;
-	o->chunk_pages = 64;
 	o->handshake_timeout_ms = 5000;
 	o->timeout_s = 600;
 	o->zero_first = zero_first;
@@ -214,10 +250,9 @@ static int parse_opts(int argc, char **argv, struct src_opts *o, uint32_t *dbg_m
 		bad = "--channels: expected 1..64";
 	else if (channels)
 		o->channels = v;
-	if (!bad && o->file && ram)
-		bad = "--ram and --file exclude each other";
 	if (!bad && ram && (pch_parse_size(ram, &o->ram) || !o->ram))
 		bad = "--ram: expected a size such as 512M or 4G";
+	o->ram_set = ram != NULL;
 	if (!bad && seed && pch_parse_u64(seed, 0, UINT64_MAX, &o->seed))
 		bad = "--seed: expected an unsigned integer";
 	if (!bad && zero && pch_parse_double(zero, 0, 1, &o->zero_frac))
@@ -231,12 +266,18 @@ static int parse_opts(int argc, char **argv, struct src_opts *o, uint32_t *dbg_m
 		bad = "--page-size: expected a power of two from 4096 to 1G";
 	else if (!bad && page_size)
 		o->page_size = v;
+	o->page_size_set = page_size != NULL;
+	if (!bad && backing && !(o->backing = pch_backing_parse(backing)))
+		bad = "--backing: expected anon, memfd, hugetlb, hugetlb-private or thp";
 	if (!bad && chunk && pch_parse_u64(chunk, 1, 1u << 20, &v))
 		bad = "--chunk-pages: expected 1..1048576";
 	else if (!bad && chunk)
 		o->chunk_pages = v;
-	if (!bad && (uint64_t)o->chunk_pages * o->page_size > SRC_MAX_CHUNK_BYTES)
-		bad = "--chunk-pages times --page-size exceeds 256 MiB";
+	o->chunk_pages_set = chunk != NULL;
+	if (!bad)
+		bad = chunk_check(o);
+	if (!bad && slow && parse_slow(slow, o))
+		bad = "--test-slow-frames: expected N:MS, N >= 1 frames, MS 0..600000";
 	if (!bad && rate && pch_parse_double(rate, 0, 1e9, &o->bulk_rate_mbps))
 		bad = "--bulk-rate: expected MB/s >= 0";
 	if (!bad && hs_timeout && pch_parse_u64(hs_timeout, 1, 600000, &v))
@@ -340,8 +381,17 @@ static int setup(struct src *s)
 	ret = src_backend_open(&s->be, &s->opt);
 	if (ret)
 		return ret;
+	if (s->be.page_size != s->opt.page_size) {
+		/* a hugetlbfs file chose it: the chunk follows */
+		s->opt.page_size = s->be.page_size;
+		why = chunk_check(&s->opt);
+		if (why) {
+			pch_err("file %s: %u-byte pages: %s", s->opt.file, s->be.page_size, why);
+			return -EINVAL;
+		}
+	}
 	ret = pch_blocktab_add(&s->tab, s->opt.block_name, s->be.size, s->be.page_size,
-			       PCH_BACKING_ANON, &why);
+			       s->be.backing, &why);
 	if (ret) {
 		pch_err("RAM block %s of %llu bytes, %u-byte pages: %s", s->opt.block_name,
 			(unsigned long long)s->be.size, s->be.page_size, why);
@@ -377,9 +427,15 @@ static int setup(struct src *s)
 	ret = setup_signals(s);
 	if (ret)
 		return ret;
-	pch_info("serving %s block %s: %llu pages of %u bytes%s", s->be.ops->name,
-		 s->opt.block_name, (unsigned long long)s->be.npages, s->be.page_size,
-		 s->opt.file ? "" : " (synthetic)");
+	pch_info("serving %s block %s: %llu pages of %u bytes, backing %s, %u-page chunks",
+		 s->be.ops->name, s->opt.block_name, (unsigned long long)s->be.npages,
+		 s->be.page_size, pch_backing_name(s->be.backing), s->opt.chunk_pages);
+	if (s->opt.slow_frames) {
+		s->slow_left = s->opt.slow_frames;
+		pch_warn("the first %llu bulk PAGES frames send their data in %u KiB pieces, "
+			 "each after %u ms (--test-slow-frames)", (unsigned long long)s->opt.slow_frames,
+			 SRC_SLOW_PIECE >> 10, s->opt.slow_ms);
+	}
 	ret = setup_listener(s);
 	if (ret)
 		return ret;

@@ -36,13 +36,21 @@
 #define SRC_TICK_MS 100
 /* At most this many handshakes run at once; more are refused as busy. */
 #define SRC_MAX_HANDSHAKES 16
-/* Largest bulk chunk, bytes: bounds each sender's send buffer. */
+/* Largest bulk chunk, bytes, unless one page is larger (1 GiB pages). */
 #define SRC_MAX_CHUNK_BYTES (256u << 20)
+/*
+ * Default chunk: 64 pages, but at most this many bytes when pages are big,
+ * so a 2 MiB-page image is still cut into chunks the urgent hint can steer.
+ */
+#define SRC_DEFAULT_CHUNK_PAGES 64u
+#define SRC_DEFAULT_CHUNK_BYTES (4u << 20)
 /*
  * Page data one send round generates at most (or one frame's, if larger):
  * bounds each thread's scratch buffer whatever the chunk or request size.
  */
 #define SRC_TX_ROUND_BYTES (8u << 20)
+/* --test-slow-frames sends page data in pieces of this many bytes. */
+#define SRC_SLOW_PIECE (64u << 10)
 
 /* Command line, after parsing and range checks. */
 struct src_opts {
@@ -51,15 +59,21 @@ struct src_opts {
 	char *key_file;
 	unsigned channels;
 	uint64_t ram;
+	bool ram_set;          /* --ram given: with --file, the size it must have */
 	char *file;
 	uint64_t seed;
 	double zero_frac;
 	double repeat_frac;
 	uint32_t page_size;
+	bool page_size_set;    /* --page-size given: a hugetlbfs file must agree */
+	uint32_t backing;      /* --backing, enum pch_backing; 0: not given */
 	char *block_name;
 	uint32_t chunk_pages;
+	bool chunk_pages_set;  /* --chunk-pages given; else a default by page size */
 	bool zero_first;
 	int corrupt_channel;   /* tests: PAGES channel whose 3rd batch is corrupt, -1 */
+	uint64_t slow_frames;  /* tests: bulk PAGES frames sent slowly, over all channels */
+	unsigned slow_ms;      /* tests: sleep before each SRC_SLOW_PIECE piece of their data */
 	double bulk_rate_mbps; /* MB/s (10^6 bytes), whole session; 0: unlimited */
 	int handshake_timeout_ms;
 	unsigned timeout_s;
@@ -92,6 +106,7 @@ struct src_backend {
 	const struct src_backend_ops *ops;
 	uint64_t size;      /* bytes, multiple of page_size */
 	uint32_t page_size;
+	uint32_t backing;   /* enum pch_backing, for the block table */
 	uint64_t npages;
 	struct pch_image image; /* synthetic */
 	const uint8_t *map;     /* file: read-only mapping of size bytes */
@@ -131,6 +146,7 @@ struct src_tx {
 	struct src *src;
 	struct src_chan *ch;
 	uint32_t max_pages; /* largest range src_tx_add_pages accepts */
+	bool bulk;          /* a PAGES channel: --test-slow-frames applies */
 
 	struct pch_frame_hdr *hdr;
 	const uint64_t **offs; /* each frame's offsets; NULL for SYNC, END */
@@ -228,6 +244,7 @@ struct src {
 	struct src_pass pass[2];
 	unsigned npasses;
 	uint64_t hint;          /* atomic: chunk an urgent request asks for next */
+	uint64_t slow_left;     /* atomic: --test-slow-frames frames still to slow */
 	struct src_sender *senders;
 	unsigned senders_done;  /* atomic: senders that sent END */
 	unsigned senders_dead;  /* atomic: PAGES channels that failed */

@@ -40,6 +40,7 @@ int src_stats_write(struct src *s, const char *path, const struct src_stats *tot
 	pch_json_str(b, "result", ok ? "ok" : "fail");
 	pch_json_int(b, "channels", s->opt.channels);
 	pch_json_str(b, "backend", s->be.ops ? s->be.ops->name : "none");
+	pch_json_str(b, "backing", s->be.ops ? pch_backing_name(s->be.backing) : "none");
 	pch_json_str(b, "block", s->opt.block_name);
 	pch_json_int(b, "page_size", s->be.page_size);
 	pch_json_int(b, "pages_total", s->be.npages);
