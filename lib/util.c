@@ -142,3 +142,22 @@ int pch_random_bytes(void *buf, size_t len)
 	}
 	return 0;
 }
+
+long long pch_meminfo(const char *key)
+{
+	size_t klen = strlen(key);
+	long long v = -1;
+	char line[128];
+	FILE *f;
+
+	f = fopen("/proc/meminfo", "re");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, key, klen) && line[klen] == ':') {
+			v = strtoll(line + klen + 1, NULL, 10);
+			break;
+		}
+	fclose(f);
+	return v;
+}

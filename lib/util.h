@@ -53,5 +53,7 @@ bool pch_fd_is_anon(int fd, const char *kind);
 
 /* Fill buf with len bytes from getrandom(); 0 or -errno. */
 int pch_random_bytes(void *buf, size_t len);
+/* The value of "key:" in /proc/meminfo (kB for sizes), or -1. */
+long long pch_meminfo(const char *key);
 
 #endif

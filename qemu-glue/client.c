@@ -439,6 +439,12 @@ int pch_client_add_block(struct pch_client *c, const struct pch_client_block *b)
 		set_err(c, "block %s: unknown backing %u", b->name, b->backing);
 		return -EINVAL;
 	}
+	/* the helper fills shared blocks through its own mapping of the memfd */
+	if ((b->backing == PCH_BACKING_MEMFD || b->backing == PCH_BACKING_HUGETLB) != (b->fd >= 0)) {
+		set_err(c, "block %s: backing %u %s", b->name, b->backing,
+			b->fd >= 0 ? "is private: it takes no fd" : "is shared: its memfd must ride along");
+		return -EINVAL;
+	}
 
 	memset(&m, 0, sizeof(m));
 	m.id = c->nr_blocks;

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "codec.h"
 #include "json.h"
 #include "log.h"
 #include "net.h"
@@ -29,7 +30,8 @@ enum { P_SOURCE, P_HELPER, P_VM, P_N };
 static const char *const pname[P_N] = { "pch-source", "pch-helper", "pch-vm" };
 
 struct opts {
-	gchar *ram, *workload, *json, *bindir, *connect_order, *uffd_read, *image_file;
+	gchar *ram, *workload, *json, *bindir, *connect_order, *uffd_read, *image_file, *backing;
+	uint32_t page_size; /* of the backing: the source serves pages of this size */
 	gint channels, vcpus, seed, timeout_s, bulk_rate, rx_threads;
 	gdouble zero_frac, repeat_frac, precopy_s;
 	gboolean zero_first, keep, quiet, no_progress;
@@ -48,6 +50,43 @@ static volatile sig_atomic_t got_signal;
 static void on_signal(int sig)
 {
 	got_signal = sig;
+}
+
+#define HUGE_2M (2u << 20)
+
+/*
+ * A hugetlb backing needs ram bytes of free huge pages: say so before
+ * starting anything, rather than have pch-vm fail after the source and the
+ * helper are up.  Free pages already reserved by someone else do not count.
+ * 0, or -1 with the reason on stderr.
+ */
+static int check_hugepages(uint64_t ram)
+{
+	long long nfree = pch_meminfo("HugePages_Free"), rsvd = pch_meminfo("HugePages_Rsvd");
+	long long total = pch_meminfo("HugePages_Total"), size_kb = pch_meminfo("Hugepagesize");
+	unsigned long long need = ram / HUGE_2M, avail;
+
+	if (nfree < 0 || rsvd < 0 || total < 0 || size_kb <= 0) {
+		fprintf(stderr, "pch-migrate: no huge page counts in /proc/meminfo: "
+				"is hugetlbfs in this kernel?\n");
+		return -1;
+	}
+	if (size_kb != HUGE_2M / 1024) {
+		/* the counts are of another size's pool: let pch-vm find out */
+		fprintf(stderr, "pch-migrate: default huge pages are %lld kB, not 2 MiB: pch-vm needs "
+				"%llu 2 MiB pages (/sys/kernel/mm/hugepages/hugepages-2048kB/"
+				"nr_hugepages)\n", size_kb, need);
+		return 0;
+	}
+	avail = (unsigned long long)(nfree > rsvd ? nfree - rsvd : 0);
+	if (avail * (unsigned long long)size_kb * 1024 >= ram)
+		return 0;
+	fprintf(stderr, "pch-migrate: %llu MiB of hugetlb RAM needs %llu free 2 MiB huge pages, "
+			"%llu are free (HugePages_Free %lld, HugePages_Rsvd %lld); as root: "
+			"echo %llu > /proc/sys/vm/nr_hugepages\n",
+		(unsigned long long)(ram >> 20), need, avail, nfree, rsvd,
+		(unsigned long long)total - avail + need);
+	return -1;
 }
 
 static char *bin_path(const struct opts *o, const char *name)
@@ -233,7 +272,8 @@ static void progress(const char *sock, uint64_t t0)
 		o = json_node_get_object(json_parser_get_root(p));
 		total = jint(o, "pages_total");
 		in = jint(o, "pages_inplace");
-		fill = total ? (int)(width * in / total) : 0;
+		/* the counts are another program's: keep the bar inside its buffer */
+		fill = total > 0 ? (int)PCH_MAX(0, PCH_MIN(width, width * in / total)) : 0;
 		memset(bar, '#', (size_t)fill);
 		memset(bar + fill, '.', (size_t)(width - fill));
 		bar[width] = '\0';
@@ -322,6 +362,9 @@ static int parse(int argc, char **argv, struct opts *o)
 		{ "seed", 0, 0, G_OPTION_ARG_INT, &o->seed, "image and workload seed (default 1)", "S" },
 		{ "precopy-seconds", 0, 0, G_OPTION_ARG_DOUBLE, &o->precopy_s,
 		  "stream this long before the vCPUs start (default 0: pure postcopy)", "S" },
+		{ "backing", 0, 0, G_OPTION_ARG_STRING, &o->backing,
+		  "guest RAM backing: anon|memfd|hugetlb|hugetlb-private|thp (default anon); "
+		  "hugetlb kinds migrate 2 MiB pages", "KIND" },
 		{ "image-file", 0, 0, G_OPTION_ARG_FILENAME, &o->image_file,
 		  "migrate this file's bytes as guest RAM (instead of a synthetic image)", "PATH" },
 		{ "json", 'j', 0, G_OPTION_ARG_FILENAME, &o->json, "write the report here", "FILE" },
@@ -352,6 +395,7 @@ static int parse(int argc, char **argv, struct opts *o)
 	GOptionContext *ctx = g_option_context_new("- run a postcopy migration through pch");
 	GError *err = NULL;
 	uint64_t sz;
+	uint32_t kind;
 	bool ok;
 
 	o->channels = 4;
@@ -369,16 +413,28 @@ static int parse(int argc, char **argv, struct opts *o)
 		g_error_free(err);
 		return -1;
 	}
+	if (!o->backing)
+		o->backing = g_strdup("anon");
+	kind = pch_backing_parse(o->backing);
+	if (!kind) {
+		fprintf(stderr, "pch-migrate: bad --backing '%s' "
+				"(anon|memfd|hugetlb|hugetlb-private|thp)\n", o->backing);
+		return -1;
+	}
+	/* hugetlb kinds have 2 MiB pages, the others base pages */
+	o->page_size = kind == PCH_BACKING_HUGETLB || kind == PCH_BACKING_HUGETLB_PRIVATE ?
+		       HUGE_2M : (uint32_t)sysconf(_SC_PAGESIZE);
 	if (o->image_file) {
 		struct stat st;
 
-		if (o->ram || stat(o->image_file, &st) < 0 || st.st_size < 4096) {
-			fprintf(stderr, "pch-migrate: --image-file must be a file of at least one page, "
-					"without --ram\n");
+		if (o->ram || stat(o->image_file, &st) < 0 || st.st_size < o->page_size) {
+			fprintf(stderr, "pch-migrate: --image-file must be a file of at least one page "
+					"(%u bytes), without --ram\n", o->page_size);
 			return -1;
 		}
 		/* the source serves whole pages: a trailing partial page is dropped */
-		o->ram = g_strdup_printf("%llu", (unsigned long long)(st.st_size & ~4095ll));
+		o->ram = g_strdup_printf("%llu", (unsigned long long)st.st_size /
+					 o->page_size * o->page_size);
 	}
 	if (!o->ram)
 		o->ram = g_strdup("1G");
@@ -388,6 +444,13 @@ static int parse(int argc, char **argv, struct opts *o)
 		fprintf(stderr, "pch-migrate: bad --ram '%s'\n", o->ram);
 		return -1;
 	}
+	if (sz % o->page_size) {
+		fprintf(stderr, "pch-migrate: --ram %s is not a multiple of the %s page size %u\n",
+			o->ram, o->backing, o->page_size);
+		return -1;
+	}
+	if (o->page_size == HUGE_2M && check_hugepages(sz))
+		return -1;
 	if (o->channels < 1 || o->channels > PCH_MAX_CHANNELS || o->vcpus < 0 || o->vcpus > 256 ||
 	    o->timeout_s < 1 || o->zero_frac < 0 || o->zero_frac > 1 || o->repeat_frac < 0 ||
 	    o->zero_frac + o->repeat_frac > 1 || o->precopy_s < 0 || o->bulk_rate < 0) {
@@ -417,6 +480,7 @@ static void free_opts(struct opts *o)
 	g_free(o->connect_order);
 	g_free(o->uffd_read);
 	g_free(o->image_file);
+	g_free(o->backing);
 	g_strfreev(o->helper_args);
 	g_strfreev(o->source_args);
 	g_strfreev(o->vm_args);
@@ -470,6 +534,9 @@ int main(int argc, char **argv)
 	add(a, "--port-file=%s", portf);
 	add(a, "--key-file=%s", key);
 	add(a, "--channels=%d", o.channels);
+	/* hugetlb RAM faults and installs whole huge pages: the source's unit */
+	if (o.page_size != (uint32_t)sysconf(_SC_PAGESIZE))
+		add(a, "--page-size=%u", o.page_size);
 	if (o.image_file) {
 		add(a, "--file=%s", o.image_file);
 	} else {
@@ -526,6 +593,7 @@ int main(int argc, char **argv)
 	g_ptr_array_add(a, bin_path(&o, "pch-vm"));
 	add(a, "--helper=%s", sock);
 	add(a, "--ram=%s", o.ram);
+	add(a, "--backing=%s", o.backing);
 	add(a, "--vcpus=%d", o.vcpus);
 	add(a, "--workload=%s", o.workload);
 	add(a, "--seed=%d", o.seed);
@@ -543,8 +611,8 @@ int main(int argc, char **argv)
 		goto finish;
 
 	if (!o.quiet)
-		pch_info("migrating %s over %d channels, %d vCPUs (%s), work dir %s", o.ram,
-			 o.channels, o.vcpus, o.workload, dir);
+		pch_info("migrating %s of %s RAM over %d channels, %d vCPUs (%s), work dir %s",
+			 o.ram, o.backing, o.channels, o.vcpus, o.workload, dir);
 
 	/* The vm decides: it exits once verified (or failed). */
 	while (!kids[P_VM].done) {
@@ -594,6 +662,8 @@ finish:
 	json_builder_add_string_value(b, ok ? "ok" : "fail");
 	copy_member(b, "ram_bytes", vm, "ram_bytes");
 	copy_member(b, "page_size", vm, "page_size");
+	json_builder_set_member_name(b, "backing");
+	json_builder_add_string_value(b, o.backing);
 	json_builder_set_member_name(b, "channels");
 	json_builder_add_int_value(b, o.channels);
 	json_builder_set_member_name(b, "vcpus");

@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -78,7 +77,9 @@ static int parse_args(struct vm *vm, int argc, char **argv)
 	g_autofree char *helper = NULL, *ram = NULL, *vcpus = NULL, *workload = NULL;
 	g_autofree char *seed = NULL, *zero = NULL, *repeat = NULL, *page_size = NULL;
 	g_autofree char *block = NULL, *image_file = NULL, *precopy = NULL, *prefill = NULL;
-	g_autofree char *timeout = NULL, *report = NULL, *dbg = NULL;
+	g_autofree char *timeout = NULL, *report = NULL, *dbg = NULL, *backing = NULL;
+	g_autofree char *delay = NULL;
+	gboolean verify_access = FALSE;
 	GOptionEntry entries[] = {
 		{ "helper", 0, 0, G_OPTION_ARG_FILENAME, &helper,
 		  "pch-helper control socket (required)", "SOCKET_PATH" },
@@ -92,7 +93,11 @@ static int parse_args(struct vm *vm, int argc, char **argv)
 		  "fraction of zero pages in the image (0.1)", "F" },
 		{ "repeat-fraction", 0, 0, G_OPTION_ARG_STRING, &repeat,
 		  "fraction of one-byte pages in the image (0.05)", "F" },
-		{ "page-size", 0, 0, G_OPTION_ARG_STRING, &page_size, "page size (4096)", "BYTES" },
+		{ "backing", 0, 0, G_OPTION_ARG_STRING, &backing,
+		  "what backs the RAM: anon|memfd|hugetlb|hugetlb-private|thp (anon)", "KIND" },
+		{ "page-size", 0, 0, G_OPTION_ARG_STRING, &page_size,
+		  "page size; must be the backing's, which is the default (4096; 2M for hugetlb)",
+		  "BYTES" },
 		{ "block-name", 0, 0, G_OPTION_ARG_STRING, &block, "RAM block name (pc.ram)",
 		  "NAME" },
 		{ "image-file", 0, 0, G_OPTION_ARG_FILENAME, &image_file,
@@ -101,6 +106,10 @@ static int parse_args(struct vm *vm, int argc, char **argv)
 		  "precopy phase before the vCPUs start (0)", "S" },
 		{ "prefill", 0, 0, G_OPTION_ARG_STRING, &prefill,
 		  "fraction of RAM already in place at START, as after precopy (0)", "F" },
+		{ "vcpu-delay-ms", 0, 0, G_OPTION_ARG_STRING, &delay,
+		  "start the vCPUs this long after START, after precopy (0, at most 600000)", "MS" },
+		{ "verify-access", 0, 0, G_OPTION_ARG_NONE, &verify_access,
+		  "check the whole page after every vCPU access (synthetic image only)", NULL },
 		{ "timeout-s", 0, 0, G_OPTION_ARG_STRING, &timeout,
 		  "give up connecting, and waiting for COMPLETE, after this (300)", "S" },
 		{ "report", 0, 0, G_OPTION_ARG_FILENAME, &report, "write a JSON report here",
@@ -122,6 +131,22 @@ static int parse_args(struct vm *vm, int argc, char **argv)
 		"Map guest RAM under a userfaultfd, hand it to pch-helper, run vCPU\n"
 		"threads over it during postcopy and verify every page at the end.\n"
 		"The image options must match the source's.");
+	g_option_context_set_description(ctx,
+		"Backings (--backing), as QEMU's memory backends give them:\n"
+		"  anon             private anonymous memory, 4 KiB pages, no THP (default)\n"
+		"  thp              private anonymous, 2 MiB aligned, MADV_HUGEPAGE; 4 KiB\n"
+		"                   pages to the uffd; the report tells AnonHugePages at the end\n"
+		"  memfd            shared memfd, 4 KiB pages; the memfd goes to the helper,\n"
+		"                   registered MISSING|MINOR (needs UFFDIO_CONTINUE)\n"
+		"  hugetlb          shared hugetlbfs memfd, 2 MiB pages, MISSING|MINOR\n"
+		"  hugetlb-private  private MAP_HUGETLB, 2 MiB pages, MISSING\n"
+		"hugetlb kinds need free 2 MiB pages: /proc/sys/vm/nr_hugepages.\n"
+		"\n"
+		"--verify-access: after each vCPU load returns, the whole page is compared with\n"
+		"the image.  A page that differs was mapped before its last byte arrived: it\n"
+		"counts as an early read (\"early_reads\" in the report) and fails the run,\n"
+		"naming the first such page and byte.  It slows the vCPUs down; fault\n"
+		"latencies are timed before the check.");
 	if (!g_option_context_parse(ctx, &argc, &argv, &gerr)) {
 		fprintf(stderr, "pch-vm: %s (try --help)\n", gerr->message);
 		return -EINVAL;
@@ -174,19 +199,21 @@ static int parse_args(struct vm *vm, int argc, char **argv)
 	if (cfg->image.zero_frac + cfg->image.repeat_frac > 1)
 		BAD("--zero-fraction + --repeat-fraction exceed 1");
 
-	cfg->image.page_size = 4096;
+	cfg->backing = vm_backing_find(backing ? backing : "anon");
+	if (!cfg->backing)
+		BAD("bad --backing '%s' (%s)", backing, vm_backing_names());
+	/* the unit of a fault and of an install is the backing's page */
+	cfg->image.page_size = vm_backing_page_size(cfg->backing);
 	if (page_size) {
 		if (pch_parse_size(page_size, &v) || v > (1u << 30) || !pch_is_pow2(v))
 			BAD("bad --page-size '%s'", page_size);
-		cfg->image.page_size = (uint32_t)v;
+		if (v != cfg->image.page_size)
+			BAD("--page-size %s: %s RAM has %u-byte pages", page_size,
+			    cfg->backing->name, cfg->image.page_size);
 	}
-	/* pch-vm's RAM is anonymous private memory: its pages are base pages */
-	if (cfg->image.page_size != (uint32_t)sysconf(_SC_PAGESIZE))
-		BAD("--page-size %u: anonymous RAM has %ld-byte pages", cfg->image.page_size,
-		    sysconf(_SC_PAGESIZE));
 	if (cfg->ram_bytes % cfg->image.page_size)
-		BAD("--ram %llu is not a multiple of the page size %u",
-		    (unsigned long long)cfg->ram_bytes, cfg->image.page_size);
+		BAD("--ram %llu is not a multiple of the %s page size %u",
+		    (unsigned long long)cfg->ram_bytes, cfg->backing->name, cfg->image.page_size);
 
 	cfg->block_name = block ? g_steal_pointer(&block) : g_strdup("pc.ram");
 	if (!cfg->block_name[0] || strlen(cfg->block_name) >= PCH_BLOCK_NAME_LEN)
@@ -199,6 +226,14 @@ static int parse_args(struct vm *vm, int argc, char **argv)
 		BAD("bad --prefill '%s'", prefill);
 	if (cfg->prefill > 0 && cfg->image_file)
 		BAD("--prefill works with the synthetic image only");
+	if (delay) {
+		if (pch_parse_u64(delay, 0, 600000, &v))
+			BAD("bad --vcpu-delay-ms '%s' (0..600000)", delay);
+		cfg->vcpu_delay_ms = (uint32_t)v;
+	}
+	cfg->verify_access = verify_access;
+	if (cfg->verify_access && cfg->image_file)
+		BAD("--verify-access works with the synthetic image only");
 	cfg->timeout_s = 300;
 	if (timeout) {
 		if (pch_parse_u64(timeout, 1, 24 * 3600, &v))
@@ -243,7 +278,9 @@ static struct pch_client *connect_helper(struct vm *vm, uint64_t deadline_ns)
  * --prefill: put a fraction of RAM in place before the uffd is registered,
  * the way QEMU's RAM holds what precopy already sent, in runs of 64 pages
  * picked by a hash of the seed.  The helper is told with a bitmap, so
- * neither it nor the source moves those pages again.  0 or -errno.
+ * neither it nor the source moves those pages again.  Writing through the
+ * mapping is fine for shared memory too: nothing is registered yet.
+ * 0 or -errno.
  */
 static int prefill(struct vm *vm)
 {
@@ -280,8 +317,9 @@ static int setup_helper(struct vm *vm, struct pch_client *c)
 		.host_addr = vm->ram,
 		.length = vm->cfg.ram_bytes,
 		.page_size = vm->cfg.image.page_size,
-		.backing = PCH_BACKING_ANON,
-		.fd = -1,
+		.backing = vm->cfg.backing->kind,
+		/* shared RAM: the helper fills it through its own mapping of this */
+		.fd = vm->ram_fd,
 	};
 	int ret;
 
@@ -310,21 +348,20 @@ static void wait_failed(struct vm *vm, struct pch_client *c, int ret)
 }
 
 /*
- * Precopy phase: no vCPU runs; watch the ring for ERROR (or an early
- * COMPLETE) for precopy_s, then ask for sync point 1 and wait for it: the
- * switch to postcopy.  0 or -errno (failure recorded).
+ * With no vCPU running, watch the ring for ERROR or COMPLETE until until_ns
+ * or deadline_ns, whichever is first: during precopy, and while the vCPUs
+ * wait for --vcpu-delay-ms.  1 when COMPLETE came, 0 when the time is up,
+ * -errno (failure recorded).
  */
-static int precopy(struct vm *vm, struct pch_client *c, uint64_t deadline_ns)
+static int watch_ring(struct vm *vm, struct pch_client *c, uint64_t until_ns,
+		      uint64_t deadline_ns, const char *phase)
 {
-	uint64_t end_ns = pch_now_ns() + (uint64_t)(vm->cfg.precopy_s * 1e9);
+	uint64_t end_ns = PCH_MIN(until_ns, deadline_ns);
 	struct pch_ring_event ev;
-	bool complete = false;
 	int ret;
 
-	pch_info("precopy for %.1f s", vm->cfg.precopy_s);
-	while (!complete && pch_ms_until(end_ns) > 0) {
-		ret = pch_client_wait_event(c, &ev, PCH_MIN(pch_ms_until(end_ns),
-							    pch_ms_until(deadline_ns)));
+	while (pch_now_ns() < end_ns) {
+		ret = pch_client_wait_event(c, &ev, pch_ms_until(end_ns));
 		if (ret == -ETIMEDOUT)
 			continue;
 		if (ret) {
@@ -332,18 +369,33 @@ static int precopy(struct vm *vm, struct pch_client *c, uint64_t deadline_ns)
 			return ret;
 		}
 		if (ev.type == PCH_RING_ERROR) {
-			vm_fail(vm, "helper error during precopy: %s (%d)", ev.text, ev.code);
+			vm_fail(vm, "helper error during %s: %s (%d)", phase, ev.text, ev.code);
 			return ev.code < 0 ? ev.code : -EIO;
 		}
 		if (ev.type == PCH_RING_COMPLETE) {
-			/* all RAM arrived during precopy: no switch to make */
-			pch_info("COMPLETE during precopy");
+			/* all RAM arrived before the vCPUs ran */
+			pch_info("COMPLETE during %s", phase);
 			vm->t_complete_ns = pch_now_ns();
-			complete = true;
+			return 1;
 		}
 	}
-	if (complete)
-		return 0;
+	return 0;
+}
+
+/*
+ * Precopy phase: no vCPU runs; watch the ring for ERROR (or an early
+ * COMPLETE) for precopy_s, then ask for sync point 1 and wait for it: the
+ * switch to postcopy.  0 or -errno (failure recorded).
+ */
+static int precopy(struct vm *vm, struct pch_client *c, uint64_t deadline_ns)
+{
+	uint64_t end_ns = pch_now_ns() + (uint64_t)(vm->cfg.precopy_s * 1e9);
+	int ret;
+
+	pch_info("precopy for %.1f s", vm->cfg.precopy_s);
+	ret = watch_ring(vm, c, end_ns, deadline_ns, "precopy");
+	if (ret)
+		return ret < 0 ? ret : 0; /* COMPLETE: no switch to make */
 
 	ret = pch_client_request_sync(c, 1);
 	if (!ret)
@@ -356,22 +408,33 @@ static int precopy(struct vm *vm, struct pch_client *c, uint64_t deadline_ns)
 	return 0;
 }
 
+/*
+ * --vcpu-delay-ms: the VM resumes later than postcopy starts.  Wait that
+ * long (never past the COMPLETE deadline) on the ring, so an ERROR or the
+ * helper's death is noticed and an early COMPLETE ends the wait.  0 or
+ * -errno (failure recorded).
+ */
+static int vcpu_delay(struct vm *vm, struct pch_client *c, uint64_t deadline_ns)
+{
+	int ret;
+
+	if (!vm->cfg.vcpu_delay_ms || vm->t_complete_ns)
+		return 0;
+	pch_info("vCPUs start in %u ms", vm->cfg.vcpu_delay_ms);
+	ret = watch_ring(vm, c, pch_now_ns() + (uint64_t)vm->cfg.vcpu_delay_ms * 1000000ull,
+			 deadline_ns, "the vCPU delay");
+	return ret < 0 ? ret : 0;
+}
+
 /* ---- main ------------------------------------------------------------- */
 
-/* mmap the guest RAM: anonymous, private, no reservation, no THP. */
+/* Map the guest RAM and place the hotset.  0 or -errno (recorded). */
 static int map_ram(struct vm *vm)
 {
-	vm->ram = mmap(NULL, vm->cfg.ram_bytes, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (vm->ram == MAP_FAILED) {
-		vm->ram = NULL;
-		vm_fail(vm, "mmap of %llu bytes of RAM: %s", (unsigned long long)vm->cfg.ram_bytes,
-			strerror(errno));
-		return -ENOMEM;
-	}
-	/* faults must come in base pages, as the helper installs them */
-	if (madvise(vm->ram, vm->cfg.ram_bytes, MADV_NOHUGEPAGE) < 0)
-		pch_warn("madvise(MADV_NOHUGEPAGE): %s", strerror(errno));
+	int ret = vm_ram_map(vm);
+
+	if (ret)
+		return ret;
 	vm->npages = vm->cfg.ram_bytes / vm->cfg.image.page_size;
 
 	/* hotset: a contiguous 10% of RAM, placed by the seed */
@@ -386,8 +449,8 @@ static void vm_free(struct vm *vm)
 {
 	if (vm->uffd >= 0)
 		close(vm->uffd);
-	if (vm->ram)
-		munmap(vm->ram, vm->cfg.ram_bytes);
+	vm_ram_unmap(vm);
+	vm_vcpus_free(vm);
 	g_free(vm->vcpu);
 	free(vm->resident);
 	g_ptr_array_free(vm->errors, TRUE);
@@ -411,11 +474,15 @@ static int finish(struct vm *vm, struct pch_client *c)
 
 	vm_vcpus_stop(vm);
 	/* what the helper installed, before anything else can map a page */
-	if (vm->ram && vm->t_start_ns)
+	if (vm->ram && vm->t_start_ns) {
 		vm_verify_snapshot(vm);
+		vm_ram_thp_sample(vm);
+	}
 	if (vm->errors->len)
 		vm_uffd_unregister(vm);
-	if (vm_vcpus_join(vm, VM_JOIN_TIMEOUT_MS)) {
+	ret = vm_vcpus_join(vm, VM_JOIN_TIMEOUT_MS);
+	vm_vcpus_check_early(vm);
+	if (ret) {
 		vm_fail(vm, "vCPUs still blocked after the migration ended");
 		if (vm->cfg.report)
 			vm_report_write(vm);
@@ -463,7 +530,8 @@ static int finish(struct vm *vm, struct pch_client *c)
 
 int main(int argc, char **argv)
 {
-	struct vm vm_s = { .uffd = -1 }, *vm = &vm_s;
+	struct vm vm_s = { .uffd = -1, .ram_fd = -1, .pagemap_fd = -1, .thp_anon_huge_kb = -1 };
+	struct vm *vm = &vm_s;
 	struct pch_client *c = NULL;
 	uint64_t deadline;
 	bool unavailable;
@@ -493,6 +561,7 @@ int main(int argc, char **argv)
 		vm_fail(vm, "userfaultfd setup: %s", strerror(-ret));
 		return finish(vm, NULL);
 	}
+	vm_ram_ready(vm);
 
 	/* the helper may still be starting: wait for it, up to --timeout-s */
 	deadline = pch_now_ns() + (uint64_t)vm->cfg.timeout_s * 1000000000ull;
@@ -506,12 +575,15 @@ int main(int argc, char **argv)
 		vm_fail(vm, "START: %s", pch_client_error(c));
 		return finish(vm, c);
 	}
-	pch_info("started: %llu MiB, %u vCPUs, workload %s", (unsigned long long)(vm->cfg.ram_bytes >> 20),
-		 vm->cfg.vcpus, vm_workload_name(vm->cfg.workload));
+	pch_info("started: %llu MiB of %s RAM, %u-byte pages, %u vCPUs, workload %s",
+		 (unsigned long long)(vm->cfg.ram_bytes >> 20), vm->cfg.backing->name,
+		 vm->cfg.image.page_size, vm->cfg.vcpus, vm_workload_name(vm->cfg.workload));
 
 	/* COMPLETE must arrive within --timeout-s of START */
 	deadline = vm->t_start_ns + (uint64_t)vm->cfg.timeout_s * 1000000000ull;
 	if (vm->cfg.precopy_s > 0 && precopy(vm, c, deadline))
+		return finish(vm, c);
+	if (vcpu_delay(vm, c, deadline))
 		return finish(vm, c);
 
 	vm->t_vcpu_ns = pch_now_ns();

@@ -23,6 +23,21 @@ enum vm_workload {
 	VM_WL_HOTSET, /* 90% in a hot 10%, 10% uniform, until complete */
 };
 
+/*
+ * What backs the guest RAM (--backing), and what that means for the uffd.
+ * One entry per enum pch_backing, in ram.c.
+ */
+struct vm_backing {
+	const char *name;       /* as --backing and the report spell it */
+	uint32_t kind;          /* enum pch_backing, as BLOCK sends it */
+	uint32_t page_size;     /* bytes; 0: the base page size */
+	bool shared;            /* a memfd the helper maps too: the fd rides with BLOCK */
+	bool thp;               /* anonymous, THP allowed; report AnonHugePages */
+	uint64_t reg_mode;      /* UFFDIO_REGISTER_MODE_* for the RAM */
+	uint64_t reg_features;  /* UFFD_FEATURE_* that registration needs */
+	unsigned install_ioctl; /* _UFFDIO_COPY or _UFFDIO_CONTINUE: must be offered */
+};
+
 struct vm_config {
 	const char *helper_path;
 	uint64_t ram_bytes;
@@ -30,9 +45,12 @@ struct vm_config {
 	enum vm_workload workload;
 	struct pch_image image; /* seed, fractions, page size: as the source's */
 	const char *block_name;
+	const struct vm_backing *backing; /* --backing */
 	const char *image_file; /* verify against this instead of the image */
 	double precopy_s;
 	double prefill;         /* fraction of RAM in place before START */
+	uint32_t vcpu_delay_ms; /* vCPUs start this long after START (after precopy) */
+	bool verify_access;     /* check the whole page after every access */
 	uint32_t timeout_s;
 	const char *report;
 };
@@ -51,13 +69,25 @@ struct vm_vcpu {
 	uint64_t faults;
 	uint64_t blocked_ns; /* sum of the stalls */
 	uint64_t sink;       /* keeps the loads alive */
+	uint64_t early_reads; /* --verify-access: pages seen before their last byte */
+	uint8_t *expect;     /* --verify-access: one page of the image */
 	struct pch_hist hist; /* stall per fault, ns */
+};
+
+/* The first early read of the run, published by the vCPU that saw it. */
+struct vm_early_read {
+	unsigned vcpu;
+	uint64_t page;
+	int64_t offset; /* first differing byte in the page, -1 if none at a second look */
+	uint8_t got, want;
 };
 
 struct vm {
 	struct vm_config cfg;
 
 	uint8_t *ram;
+	int ram_fd;                   /* memfd of a shared backing, or -1 */
+	int pagemap_fd;               /* /proc/self/pagemap, or -1: residency by mincore */
 	uint64_t *prefilled;          /* bitmap of pages in place at START */
 	uint64_t pages_prefilled;
 	uint64_t npages;
@@ -70,23 +100,58 @@ struct vm {
 
 	struct vm_vcpu *vcpu;
 	int stop; /* atomic: vCPUs stop when set */
+	int early_claimed;            /* atomic: a vCPU is filling early */
+	int early_published;          /* atomic (release): early is complete */
+	struct vm_early_read early;
 
 	/* results; times are CLOCK_MONOTONIC ns, 0 when not reached */
 	uint64_t t_start_ns, t_vcpu_ns, t_complete_ns;
 	double verify_s;
 	bool verified; /* verification ran */
 	uint64_t pages_verified, pages_mismatched, pages_missing;
-	unsigned char *resident; /* mincore() of the RAM when the migration ended */
+	unsigned char *resident; /* residency of each page when the migration ended */
+	char thp_enabled[16];    /* thp: /sys/kernel/mm/transparent_hugepage/enabled */
+	int64_t thp_anon_huge_kb; /* thp: AnonHugePages of the RAM then, or -1 */
 	GPtrArray *errors; /* of char *; non-empty means the run failed */
 };
 
 /* Record a failure: logged once here, and listed in the report. */
 void vm_fail(struct vm *vm, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* ram.c */
+/* The backing called name, or NULL. */
+const struct vm_backing *vm_backing_find(const char *name);
+/* The page size of a backing, in bytes. */
+uint32_t vm_backing_page_size(const struct vm_backing *bk);
+/* "anon|memfd|...", for messages. */
+const char *vm_backing_names(void);
+/*
+ * Map cfg.ram_bytes of guest RAM as cfg.backing says, and open what the
+ * residency checks need.  0 or -errno (failure recorded).
+ */
+int vm_ram_map(struct vm *vm);
+/* After registration: settings the prefill and khugepaged must not see (thp). */
+void vm_ram_ready(struct vm *vm);
+/* Unmap the RAM and close its fds. */
+void vm_ram_unmap(struct vm *vm);
+/*
+ * Is page mapped in this process (not merely in the page cache)?  Errors
+ * read as "resident": the caller then just reads, untimed.
+ */
+bool vm_ram_resident(const struct vm *vm, uint64_t page);
+/*
+ * Residency of every page into out (npages bytes, bit 0 set when mapped).
+ * 0 or -errno.
+ */
+int vm_ram_residency(const struct vm *vm, unsigned char *out);
+/* thp: record the THP mode and the RAM's AnonHugePages now. */
+void vm_ram_thp_sample(struct vm *vm);
+
 /* uffd.c */
 /*
  * Open a userfaultfd (syscall, then /dev/userfaultfd), enable the features
- * pch-vm wants from those probed, and register the RAM for MISSING faults.
+ * pch-vm wants from those probed, and register the RAM: MISSING faults, and
+ * MINOR ones too for a shared backing.
  * 0 or -errno (logged); *unavailable is set when no userfaultfd could be
  * opened at all (the caller skips rather than fails).
  */
@@ -101,6 +166,13 @@ int vm_vcpus_start(struct vm *vm);
 void vm_vcpus_stop(struct vm *vm);
 /* Join every started vCPU within timeout_ms in total; 0 or -ETIMEDOUT. */
 int vm_vcpus_join(struct vm *vm, int timeout_ms);
+/*
+ * --verify-access: record the first early read a vCPU published as the
+ * run's failure.  Call after the join (or its timeout).
+ */
+void vm_vcpus_check_early(struct vm *vm);
+/* Free what the vCPUs allocated. */
+void vm_vcpus_free(struct vm *vm);
 
 /* verify.c */
 /* Snapshot page residency into vm->resident; call before unregistering. */

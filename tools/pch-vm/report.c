@@ -29,7 +29,7 @@ int vm_report_write(struct vm *vm)
 {
 	g_autoptr(JsonBuilder) b = json_builder_new();
 	struct pch_hist *all;
-	uint64_t accesses = 0, faults = 0;
+	uint64_t accesses = 0, faults = 0, early = 0;
 	unsigned i;
 
 	all = g_new(struct pch_hist, 1);
@@ -40,6 +40,7 @@ int vm_report_write(struct vm *vm)
 		pch_hist_merge(all, &v->hist);
 		accesses += __atomic_load_n(&v->accesses, __ATOMIC_RELAXED);
 		faults += __atomic_load_n(&v->faults, __ATOMIC_RELAXED);
+		early += __atomic_load_n(&v->early_reads, __ATOMIC_RELAXED);
 	}
 
 	json_builder_begin_object(b);
@@ -47,6 +48,7 @@ int vm_report_write(struct vm *vm)
 	json_builder_add_string_value(b, vm->errors->len ? "fail" : "ok");
 	pch_json_int(b, "ram_bytes", vm->cfg.ram_bytes);
 	pch_json_int(b, "page_size", vm->cfg.image.page_size);
+	pch_json_str(b, "backing", vm->cfg.backing->name);
 	pch_json_int(b, "vcpus", vm->cfg.vcpus);
 	json_builder_set_member_name(b, "workload");
 	json_builder_add_string_value(b, vm_workload_name(vm->cfg.workload));
@@ -59,6 +61,9 @@ int vm_report_write(struct vm *vm)
 	else
 		json_builder_add_null_value(b);
 	pch_json_double(b, "precopy_seconds", vm->cfg.precopy_s);
+	pch_json_int(b, "vcpu_delay_ms", vm->cfg.vcpu_delay_ms);
+	json_builder_set_member_name(b, "verify_access");
+	json_builder_add_boolean_value(b, vm->cfg.verify_access);
 
 	pch_json_int(b, "pages_total", vm->npages);
 	json_builder_set_member_name(b, "verified");
@@ -70,6 +75,8 @@ int vm_report_write(struct vm *vm)
 
 	pch_json_int(b, "accesses", accesses);
 	pch_json_int(b, "vcpu_faults", faults);
+	/* --verify-access: pages a vCPU saw mapped before their last byte */
+	pch_json_int(b, "early_reads", early);
 	pch_json_latency(b, "fault_latency_us", all);
 	json_builder_set_member_name(b, "vcpu_blocked_us");
 	json_builder_begin_array(b);
@@ -89,6 +96,29 @@ int vm_report_write(struct vm *vm)
 		json_builder_add_int_value(
 			b, (gint64)__atomic_load_n(&vm->vcpu[i].faults, __ATOMIC_RELAXED));
 	json_builder_end_array(b);
+	json_builder_set_member_name(b, "vcpu_early_reads");
+	json_builder_begin_array(b);
+	for (i = 0; i < vm->cfg.vcpus; i++)
+		json_builder_add_int_value(
+			b, (gint64)__atomic_load_n(&vm->vcpu[i].early_reads, __ATOMIC_RELAXED));
+	json_builder_end_array(b);
+
+	/* thp: did the kernel give the RAM huge pages by the end? */
+	if (vm->cfg.backing->thp) {
+		json_builder_set_member_name(b, "thp");
+		json_builder_begin_object(b);
+		json_builder_set_member_name(b, "enabled");
+		if (vm->thp_enabled[0])
+			json_builder_add_string_value(b, vm->thp_enabled);
+		else
+			json_builder_add_null_value(b);
+		json_builder_set_member_name(b, "anon_huge_kb");
+		if (vm->thp_anon_huge_kb >= 0)
+			json_builder_add_int_value(b, vm->thp_anon_huge_kb);
+		else
+			json_builder_add_null_value(b);
+		json_builder_end_object(b);
+	}
 
 	add_span(b, "t_start_to_complete_s", vm->t_start_ns, vm->t_complete_ns);
 	/* COMPLETE during precopy: no postcopy phase at all */

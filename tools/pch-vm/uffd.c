@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
  * uffd.c - pch-vm's userfaultfd: open it the way the kernel allows, probe
- * the features, register the guest RAM for MISSING faults.
+ * the features, register the guest RAM for MISSING faults, and for MINOR
+ * faults too when it is shared memory the helper fills through its own
+ * mapping (then maps into pch-vm with UFFDIO_CONTINUE).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -14,10 +16,46 @@
 #include "pch/uffd-compat.h"
 
 #include "log.h"
+#include "util.h"
 #include "pch-vm.h"
 
-/* What pch-vm would like to enable when the kernel offers it. */
-#define VM_UFFD_WANTED UFFD_FEATURE_THREAD_ID
+/*
+ * What pch-vm would like to enable when the kernel offers it: the thread id
+ * in fault messages, and registration of shmem and hugetlbfs memory for
+ * MISSING and MINOR faults (the helper learns what is on from UFFD).
+ */
+#define VM_UFFD_WANTED \
+	(UFFD_FEATURE_THREAD_ID | UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_MISSING_HUGETLBFS | \
+	 UFFD_FEATURE_MINOR_SHMEM | UFFD_FEATURE_MINOR_HUGETLBFS)
+
+static const struct {
+	uint64_t bit;
+	const char *name;
+} feature_names[] = {
+	{ UFFD_FEATURE_MISSING_SHMEM, "MISSING_SHMEM" },
+	{ UFFD_FEATURE_MISSING_HUGETLBFS, "MISSING_HUGETLBFS" },
+	{ UFFD_FEATURE_MINOR_SHMEM, "MINOR_SHMEM" },
+	{ UFFD_FEATURE_MINOR_HUGETLBFS, "MINOR_HUGETLBFS" },
+};
+
+/* Names of the features in mask, " "-separated, into buf. */
+static const char *features_str(uint64_t mask, char *buf, size_t len)
+{
+	size_t i, off = 0;
+
+	buf[0] = '\0';
+	for (i = 0; i < PCH_ARRAY_SIZE(feature_names); i++)
+		if ((mask & feature_names[i].bit) && off < len)
+			off += (size_t)snprintf(buf + off, len - off, "%s%s", off ? " " : "",
+						feature_names[i].name);
+	return buf;
+}
+
+/* "MISSING" or "MISSING|MINOR" */
+static const char *mode_str(uint64_t mode)
+{
+	return (mode & UFFDIO_REGISTER_MODE_MINOR) ? "MISSING|MINOR" : "MISSING";
+}
 
 /*
  * Open a userfaultfd with flags: the userfaultfd(2) syscall first, then
@@ -67,11 +105,13 @@ static int uffd_api(int fd, uint64_t features, struct uffdio_api *api)
  */
 int vm_uffd_setup(struct vm *vm, bool *unavailable)
 {
+	const struct vm_backing *bk = vm->cfg.backing;
 	const int flags = O_CLOEXEC | O_NONBLOCK;
 	struct uffdio_register reg;
 	struct uffdio_api api;
 	char why[256];
 	int probe, fd, ret;
+	uint64_t lacking;
 
 	/*
 	 * UFFDIO_API may be issued once per uffd, and with features the
@@ -92,6 +132,13 @@ int vm_uffd_setup(struct vm *vm, bool *unavailable)
 		return ret;
 	}
 	vm->uffd_features_avail = api.features;
+	/* one message naming all that this backing lacks */
+	lacking = bk->reg_features & ~vm->uffd_features_avail;
+	if (lacking) {
+		pch_err("%s RAM needs userfaultfd features this kernel does not offer: %s",
+			bk->name, features_str(lacking, why, sizeof(why)));
+		return -EOPNOTSUPP;
+	}
 
 	fd = uffd_open(flags, why, sizeof(why));
 	if (fd < 0) {
@@ -112,22 +159,28 @@ int vm_uffd_setup(struct vm *vm, bool *unavailable)
 	memset(&reg, 0, sizeof(reg));
 	reg.range.start = (uint64_t)(uintptr_t)vm->ram;
 	reg.range.len = vm->cfg.ram_bytes;
-	reg.mode = UFFDIO_REGISTER_MODE_MISSING;
+	reg.mode = bk->reg_mode;
 	if (ioctl(fd, UFFDIO_REGISTER, &reg) < 0) {
 		ret = -errno;
-		pch_err("UFFDIO_REGISTER MISSING of %llu bytes at %p: %s",
-			(unsigned long long)vm->cfg.ram_bytes, vm->ram, strerror(-ret));
+		pch_err("UFFDIO_REGISTER %s of %llu bytes of %s RAM at %p: %s", mode_str(bk->reg_mode),
+			(unsigned long long)vm->cfg.ram_bytes, bk->name, vm->ram, strerror(-ret));
 		goto err_close;
 	}
-	if (!(reg.ioctls & (1ull << _UFFDIO_COPY))) {
-		pch_err("UFFDIO_REGISTER: UFFDIO_COPY not offered on the RAM (ioctls 0x%llx)",
-			(unsigned long long)reg.ioctls);
+	/* shared RAM is filled through the helper's mapping, then mapped here */
+	if (!(reg.ioctls & (1ull << bk->install_ioctl))) {
+		pch_err("UFFDIO_REGISTER %s: %s not offered on the %s RAM (ioctls 0x%llx)%s",
+			mode_str(bk->reg_mode),
+			bk->install_ioctl == _UFFDIO_CONTINUE ? "UFFDIO_CONTINUE" : "UFFDIO_COPY",
+			bk->name, (unsigned long long)reg.ioctls,
+			bk->install_ioctl == _UFFDIO_CONTINUE ?
+				": this kernel cannot resolve MINOR faults with CONTINUE" : "");
 		ret = -EOPNOTSUPP;
 		goto err_close;
 	}
 	vm->uffd_ioctls = reg.ioctls;
 	vm->uffd = fd;
-	pch_info("uffd %d: features 0x%llx enabled (0x%llx offered), ioctls 0x%llx", fd,
+	pch_info("uffd %d: %s RAM registered %s, features 0x%llx enabled (0x%llx offered), "
+		 "ioctls 0x%llx", fd, bk->name, mode_str(bk->reg_mode),
 		 (unsigned long long)vm->uffd_features,
 		 (unsigned long long)vm->uffd_features_avail, (unsigned long long)reg.ioctls);
 	return 0;

@@ -6,8 +6,8 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <time.h>
 
 #include "log.h"
@@ -48,9 +48,44 @@ static bool stopping(const struct vm *vm)
 }
 
 /*
- * Read one u64 of page (at word).  mincore() first tells whether the page is
- * resident; if not, the load will fault (or find the page just installed:
- * the race is part of what the guest sees), so it is timed and recorded.
+ * --verify-access: the access to page returned, so the page is mapped and
+ * must hold every byte the source sent.  A difference means it became
+ * visible before its last byte arrived.  Once the vCPUs are told to stop,
+ * pch-vm may have unregistered the RAM (after a failure) and a page that
+ * never came reads as zeros: no longer the helper's doing, not counted.
+ */
+static void check_access(struct vm_vcpu *v, uint64_t page, const uint8_t *p)
+{
+	struct vm *vm = v->vm;
+	uint32_t ps = vm->cfg.image.page_size, i;
+	int expected = 0;
+
+	pch_image_fill(&vm->cfg.image, 0, page, v->expect);
+	if (!memcmp(v->expect, p, ps) || stopping(vm))
+		return;
+	__atomic_store_n(&v->early_reads, v->early_reads + 1, __ATOMIC_RELAXED);
+	/* only the first is reported: claim the slot, fill it, publish it */
+	if (!__atomic_compare_exchange_n(&vm->early_claimed, &expected, 1, false,
+					 __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		return;
+	for (i = 0; i < ps && v->expect[i] == p[i]; i++)
+		;
+	/* the rest of the page may have landed since the memcmp: offset -1 */
+	vm->early = (struct vm_early_read){
+		.vcpu = v->idx,
+		.page = page,
+		.offset = i < ps ? (int64_t)i : -1,
+		.got = i < ps ? p[i] : 0,
+		.want = i < ps ? v->expect[i] : 0,
+	};
+	__atomic_store_n(&vm->early_published, 1, __ATOMIC_RELEASE);
+}
+
+/*
+ * Read one u64 of page (at word).  The page's residency (mapped in this
+ * process) tells first whether the load will fault (or find the page just
+ * installed: the race is part of what the guest sees), so it is timed and
+ * recorded.
  */
 static void touch(struct vm_vcpu *v, uint64_t page, uint32_t word)
 {
@@ -58,14 +93,10 @@ static void touch(struct vm_vcpu *v, uint64_t page, uint32_t word)
 	uint32_t ps = vm->cfg.image.page_size;
 	uint8_t *p = vm->ram + page * ps;
 	volatile uint64_t *q = (volatile uint64_t *)(p + (size_t)word * 8);
-	unsigned char res = 1;
 	struct timespec t0, t1;
 	uint64_t ns;
 
-	/* mincore only fails on unmapped memory: then just read */
-	if (mincore(p, ps, &res) < 0)
-		res = 1;
-	if (res & 1) {
+	if (vm_ram_resident(vm, page)) {
 		v->sink += *q;
 	} else {
 		clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -77,6 +108,8 @@ static void touch(struct vm_vcpu *v, uint64_t page, uint32_t word)
 		__atomic_store_n(&v->faults, v->faults + 1, __ATOMIC_RELAXED);
 		__atomic_store_n(&v->blocked_ns, v->blocked_ns + ns, __ATOMIC_RELAXED);
 	}
+	if (vm->cfg.verify_access)
+		check_access(v, page, p);
 	__atomic_store_n(&v->accesses, v->accesses + 1, __ATOMIC_RELAXED);
 }
 
@@ -147,6 +180,13 @@ int vm_vcpus_start(struct vm *vm)
 		/* state from (seed, i); xorshift must not start at 0 */
 		mix = vm->cfg.image.seed ^ ((uint64_t)(i + 1) << 32);
 		v->rng = splitmix64(&mix) | 1;
+		if (vm->cfg.verify_access && !v->expect) {
+			v->expect = malloc(vm->cfg.image.page_size);
+			if (!v->expect) {
+				pch_err("vcpu/%u: no memory for --verify-access", i);
+				return -ENOMEM;
+			}
+		}
 		ret = pthread_create(&v->thread, NULL, vcpu_main, v);
 		if (ret) {
 			pch_err("vcpu/%u: pthread_create: %s", i, strerror(ret));
@@ -196,4 +236,41 @@ int vm_vcpus_join(struct vm *vm, int timeout_ms)
 		ret = -ETIMEDOUT;
 	}
 	return ret;
+}
+
+/*
+ * Turn the first early read into the run's failure (once).  The vCPU that
+ * saw it published it with a release store; the others only counted.
+ */
+void vm_vcpus_check_early(struct vm *vm)
+{
+	const struct vm_early_read *e = &vm->early;
+	uint64_t total = 0;
+	unsigned i;
+
+	if (!__atomic_load_n(&vm->early_published, __ATOMIC_ACQUIRE))
+		return;
+	for (i = 0; i < vm->cfg.vcpus; i++)
+		total += __atomic_load_n(&vm->vcpu[i].early_reads, __ATOMIC_RELAXED);
+	if (e->offset >= 0)
+		vm_fail(vm, "vcpu/%u: page %llu was mapped before its last byte arrived: "
+			"byte %lld is 0x%02x, expected 0x%02x (%llu early reads in all)", e->vcpu,
+			(unsigned long long)e->page, (long long)e->offset, e->got, e->want,
+			(unsigned long long)total);
+	else
+		vm_fail(vm, "vcpu/%u: page %llu was mapped before its last byte arrived "
+			"(complete by the second look; %llu early reads in all)", e->vcpu,
+			(unsigned long long)e->page, (unsigned long long)total);
+	__atomic_store_n(&vm->early_published, 0, __ATOMIC_RELAXED);
+}
+
+/* Free the vCPUs' buffers. */
+void vm_vcpus_free(struct vm *vm)
+{
+	unsigned i;
+
+	for (i = 0; vm->vcpu && i < vm->cfg.vcpus; i++) {
+		free(vm->vcpu[i].expect);
+		vm->vcpu[i].expect = NULL;
+	}
 }

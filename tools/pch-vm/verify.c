@@ -8,7 +8,6 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -107,7 +106,7 @@ static void log_mismatch(struct vm *vm, struct expect *e, uint64_t page, const u
 }
 
 /*
- * Record which pages are resident, before the RAM is unregistered: after
+ * Record which pages are mapped, before the RAM is unregistered: after
  * that, vCPUs woken from a fault that was never served map zero pages, and
  * verification's own reads do too.  0 or -errno (logged).
  */
@@ -119,14 +118,13 @@ int vm_verify_snapshot(struct vm *vm)
 	vm->resident = malloc(vm->npages);
 	if (!vm->resident)
 		return -ENOMEM;
-	if (mincore(vm->ram, vm->cfg.ram_bytes, vm->resident) < 0) {
-		ret = -errno;
-		pch_err("verify: mincore of the RAM: %s", strerror(-ret));
+	ret = vm_ram_residency(vm, vm->resident);
+	if (ret) {
+		pch_err("verify: no residency snapshot: %s", strerror(-ret));
 		free(vm->resident);
 		vm->resident = NULL;
-		return ret;
 	}
-	return 0;
+	return ret;
 }
 
 /*
