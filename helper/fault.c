@@ -30,12 +30,16 @@
 #define FAULT_TICK_MS 100
 #define UFFD_MSGS 64
 #define OUT_REQS0 64        /* initial room for queued requests (grows) */
-#define SWEEP_INFLIGHT (32 * PCH_REQ_MAX_PAGES) /* sweep pages outstanding at once */
+#define SWEEP_INFLIGHT (8ull << 20) /* sweep bytes outstanding at once */
+#define SWEEP_REQ_BYTES (256u << 10) /* ... per request (at least one page) */
 #define SWEEP_ID_BIT (1ull << 63)
 #define STALL_REPORTED (1ull << 63)
 
 /* io_uring user_data tags */
-enum { UD_UFFD = 1, UD_URGENT, UD_SEND, UD_SWEEP };
+enum { UD_UFFD = 1, UD_URGENT, UD_SEND, UD_SWEEP, UD_KICK };
+
+/* stash value of a zero page waiting for its writer to give it up */
+static uint8_t stash_zero;
 
 /*
  * URGENT receive.  Answers are small and sent whole, so each RECV takes
@@ -69,7 +73,14 @@ struct fstate {
 	bool sweep_active;
 	unsigned sweep_blk;
 	uint64_t sweep_page;
-	uint64_t sweep_inflight; /* pages asked by the sweep, not yet answered */
+	uint64_t sweep_inflight; /* bytes asked by the sweep, not yet answered */
+	uint64_t kick_buf;
+	/*
+	 * Shared blocks: answers for pages an rx thread was still receiving
+	 * into, key as pending -> a copy of the page (or &stash_zero), put in
+	 * place once it gives the page up or finishes it.
+	 */
+	GHashTable *stash;
 };
 
 static inline gpointer pkey(unsigned blk, uint64_t page)
@@ -106,6 +117,14 @@ static void arm_urgent(struct fstate *f)
 
 	io_uring_prep_recv(sqe, u->fd, u->buf + u->fill, u->cap - u->fill, 0);
 	io_uring_sqe_set_data64(sqe, UD_URGENT);
+}
+
+static void arm_kick(struct fstate *f)
+{
+	struct io_uring_sqe *sqe = get_sqe(f);
+
+	io_uring_prep_read(sqe, f->ft->kick_efd, &f->kick_buf, sizeof(f->kick_buf), 0);
+	io_uring_sqe_set_data64(sqe, UD_KICK);
 }
 
 static void arm_sweep(struct fstate *f)
@@ -188,6 +207,56 @@ static void settle(struct fstate *f, unsigned blk, uint64_t page)
 		record_service(f, GPOINTER_TO_SIZE(v) & ~STALL_REPORTED);
 }
 
+/*
+ * Shared block: put page in place from src (NULL: zeros), or hold a copy of
+ * it until the rx thread writing the page gives it up.  0 when in place or
+ * held, -errno on failure.
+ */
+static int put_or_stash(struct fstate *f, unsigned blk, uint64_t page, const uint8_t *src)
+{
+	struct hblock *b = &f->h->blk[blk];
+	int rc = pages_put(f->h, &f->ft->st, blk, page, src);
+
+	if (rc != 1)
+		return rc;
+	if (!g_hash_table_contains(f->stash, pkey(blk, page))) {
+		g_hash_table_insert(f->stash, pkey(blk, page),
+				    src ? g_memdup2(src, b->d.page_size) : &stash_zero);
+		STAT_ADD(&f->ft->st, stashed, 1);
+	}
+	return 0;
+}
+
+static void stash_free(gpointer v)
+{
+	if (v != &stash_zero)
+		g_free(v);
+}
+
+/* Put held pages in place whose writer has finished or given them up. */
+static void stash_retry(struct fstate *f)
+{
+	GHashTableIter it;
+	gpointer k, v;
+
+	g_hash_table_iter_init(&it, f->stash);
+	while (g_hash_table_iter_next(&it, &k, &v)) {
+		uint64_t key = GPOINTER_TO_SIZE(k);
+		unsigned blk = (unsigned)(key >> 56);
+		uint64_t page = key & ((1ull << 56) - 1);
+		int rc = pages_put(f->h, &f->ft->st, blk, page, v == &stash_zero ? NULL : v);
+
+		if (rc == 1)
+			continue;
+		if (rc < 0 && rc != -ESRCH)
+			helper_error(f->h, "block %s page %llu: putting a held page in place: %s",
+				     f->h->blk[blk].d.name, (unsigned long long)page, strerror(-rc));
+		g_hash_table_iter_remove(&it);
+		if (!rc)
+			settle(f, blk, page);
+	}
+}
+
 static void handle_fault(struct fstate *f, const struct uffd_msg *m, uint64_t now)
 {
 	struct helper *h = f->h;
@@ -202,6 +271,8 @@ static void handle_fault(struct fstate *f, const struct uffd_msg *m, uint64_t no
 		return;
 	}
 	STAT_ADD(st, faults, 1);
+	if (m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_MINOR)
+		STAT_ADD(st, faults_minor, 1);
 	if (pages_lookup(h, m->arg.pagefault.address, &blk, &page)) {
 		/*
 		 * The VMM registered memory it did not announce: nobody will
@@ -241,17 +312,42 @@ static void handle_fault(struct fstate *f, const struct uffd_msg *m, uint64_t no
 		 * unserved, is the hang QEMU's postcopy tests had.
 		 */
 		STAT_ADD(st, faults_zero, 1);
+		if (g_hash_table_contains(f->pending, pkey(blk, page))) {
+			STAT_ADD(st, faults_dup, 1);
+			return;
+		}
 		rc = pages_zeropage(h, st, blk, page);
-		if (rc)
-			helper_error(h, "block %s page %llu: UFFDIO_ZEROPAGE: %s",
-				     h->blk[blk].d.name, (unsigned long long)page, strerror(-rc));
-		else
+		if (rc == 1) {
+			/* being written by bulk (a source that sent it as data too) */
+			g_hash_table_insert(f->pending, pkey(blk, page), GSIZE_TO_POINTER(now));
+			put_or_stash(f, blk, page, NULL);
+		} else if (rc) {
+			helper_error(h, "block %s page %llu: zero page: %s", h->blk[blk].d.name,
+				     (unsigned long long)page, strerror(-rc));
+		} else {
 			record_service(f, now);
+		}
 		return;
 	}
 	if (g_hash_table_contains(f->pending, pkey(blk, page))) {
 		STAT_ADD(st, faults_dup, 1);
 		return;
+	}
+	if (hblock_shared(&h->blk[blk])) {
+		struct hblock *b = &h->blk[blk];
+
+		if ((pages_own(b, page) & OWN_MASK) == OWN_FULL) {
+			/* every byte is in (bulk is about to map it): map it now */
+			rc = pages_continue(h, st, blk, page, 1, PUT_URGENT);
+			if (rc && rc != -ESRCH)
+				helper_error(h, "block %s page %llu: UFFDIO_CONTINUE: %s", b->d.name,
+					     (unsigned long long)page, strerror(-rc));
+			else if (!rc)
+				record_service(f, now);
+			return;
+		}
+		/* bulk must leave this page to the URGENT answer, or give it up */
+		__atomic_fetch_or(&b->own[page], OWN_STEAL, __ATOMIC_ACQ_REL);
 	}
 	g_hash_table_insert(f->pending, pkey(blk, page), GSIZE_TO_POINTER(now));
 	queue_request(f, blk, page, 1, false);
@@ -319,14 +415,33 @@ static bool urgent_frame(struct fstate *f, const struct pch_frame_hdr *hd, const
 			if (!g_hash_table_contains(f->pending, pkey(hd->block, page)))
 				continue;
 			rc = pages_zeropage(h, st, hd->block, page);
+			if (rc == 1)
+				rc = put_or_stash(f, hd->block, page, NULL);
+			else if (!rc)
+				settle(f, hd->block, page);
 			if (rc == -ESRCH)
 				return false; /* the VMM is gone; main stops everything */
 			if (rc) {
-				urgent_fail(f, "UFFDIO_ZEROPAGE failed");
+				urgent_fail(f, "installing a zero page failed");
 				return false;
 			}
-			settle(f, hd->block, page);
 		}
+	} else if (hblock_shared(b)) {
+		/* written through our mapping of the memfd, then CONTINUEd */
+		for (i = 0; i < hd->count; i++) {
+			uint64_t page = offs[i] >> b->d.page_shift;
+
+			rc = put_or_stash(f, hd->block, page, data + ((size_t)i << b->d.page_shift));
+			if (rc == -ESRCH)
+				return false;
+			if (rc) {
+				urgent_fail(f, "install failed");
+				return false;
+			}
+			if (!g_hash_table_contains(f->stash, pkey(hd->block, page)))
+				settle(f, hd->block, page);
+		}
+		STAT_ADD(st, bytes, (uint64_t)hd->count << b->d.page_shift);
 	} else {
 		rc = pages_install(h, st, hd->block, offs, hd->count, data, true);
 		if (rc == -ESRCH)
@@ -342,7 +457,8 @@ static bool urgent_frame(struct fstate *f, const struct pch_frame_hdr *hd, const
 	STAT_ADD(st, frames, 1);
 	/* a request may be answered by a ZERO and a PAGES frame: count pages */
 	if (hd->arg & SWEEP_ID_BIT)
-		f->sweep_inflight -= PCH_MIN(f->sweep_inflight, (uint64_t)hd->count);
+		f->sweep_inflight -= PCH_MIN(f->sweep_inflight,
+					     (uint64_t)hd->count << b->d.page_shift);
 	pages_kick_if_all_in(h);
 	return true;
 }
@@ -411,7 +527,7 @@ static void sweep_more(struct fstate *f)
 
 	while (f->sweep_active && f->sweep_inflight < SWEEP_INFLIGHT) {
 		struct hblock *b;
-		uint64_t p, n = 0;
+		uint64_t p, n = 0, max;
 
 		if (f->sweep_blk >= h->nblk) {
 			f->sweep_active = false;
@@ -424,11 +540,11 @@ static void sweep_more(struct fstate *f)
 			f->sweep_page = 0;
 			continue;
 		}
-		while (p + n < b->d.npages && n < PCH_REQ_MAX_PAGES &&
-		       !pch_bitmap_test(&b->inplace, p + n))
+		max = PCH_MIN(PCH_MAX(SWEEP_REQ_BYTES >> b->d.page_shift, 1u), PCH_REQ_MAX_PAGES);
+		while (p + n < b->d.npages && n < max && !pch_bitmap_test(&b->inplace, p + n))
 			n++;
 		queue_request(f, f->sweep_blk, p, (uint32_t)n, true);
-		f->sweep_inflight += n;
+		f->sweep_inflight += n << b->d.page_shift;
 		f->sweep_page = p + n;
 	}
 }
@@ -518,6 +634,7 @@ static void *fault_main(void *arg)
 	f->h = h;
 	f->ft = ft;
 	f->pending = g_hash_table_new(g_direct_hash, g_direct_equal);
+	f->stash = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, stash_free);
 	f->cap = f->scap = OUT_REQS0;
 	f->out = malloc(f->cap * sizeof(*f->out));
 	f->sending = malloc(f->cap * sizeof(*f->sending));
@@ -550,6 +667,7 @@ static void *fault_main(void *arg)
 	pch_info("uffd events read by %s", h->io_path);
 	arm_urgent(f);
 	arm_sweep(f);
+	arm_kick(f);
 
 	while (!helper_stopping(h)) {
 		struct __kernel_timespec ts = { .tv_sec = 0, .tv_nsec = FAULT_TICK_MS * 1000000ll };
@@ -628,6 +746,10 @@ static void *fault_main(void *arg)
 					f->send_inflight = true;
 				}
 				break;
+			case UD_KICK:
+				stash_retry(f);
+				arm_kick(f);
+				break;
 			case UD_SWEEP:
 				if (res > 0 && !f->sweep_active) {
 					f->sweep_active = true;
@@ -642,6 +764,7 @@ static void *fault_main(void *arg)
 		sweep_more(f);
 		if (pch_now_ns() - last_tick > FAULT_TICK_MS * 1000000ull) {
 			last_tick = pch_now_ns();
+			stash_retry(f);
 			check_stalls(f);
 		}
 	}
@@ -654,6 +777,8 @@ out:
 	}
 	if (f->pending)
 		g_hash_table_destroy(f->pending);
+	if (f->stash)
+		g_hash_table_destroy(f->stash);
 	free(f->out);
 	free(f->sending);
 	if (f->urg.buf && f->urg.buf != MAP_FAILED)
@@ -671,6 +796,9 @@ int fault_start(struct helper *h)
 	pch_hist_init(&h->ft.st.service);
 	h->ft.sweep_efd = eventfd(0, EFD_CLOEXEC);
 	if (h->ft.sweep_efd < 0)
+		return -errno;
+	h->ft.kick_efd = eventfd(0, EFD_CLOEXEC);
+	if (h->ft.kick_efd < 0)
 		return -errno;
 	rc = pthread_create(&h->ft.tid, NULL, fault_main, &h->ft);
 	if (rc)
@@ -693,4 +821,12 @@ void fault_sweep(struct helper *h)
 
 	if (write(h->ft.sweep_efd, &one, sizeof(one)) < 0)
 		pch_warn("fault thread: cannot signal a sweep: %s", strerror(errno));
+}
+
+void fault_kick(struct helper *h)
+{
+	uint64_t one = 1;
+
+	if (write(h->ft.kick_efd, &one, sizeof(one)) < 0)
+		pch_warn("fault thread: cannot kick it: %s", strerror(errno));
 }

@@ -15,6 +15,8 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 
 #include "bitmap.h"
 #include "codec.h"
@@ -47,6 +49,12 @@ struct hstats {
 	uint64_t requests_sweep; /* ... of them for pages no channel delivered */
 	uint64_t events_other;   /* uffd messages other than faults */
 	uint64_t uffd_reads;     /* reads (or completions) that returned messages */
+	uint64_t faults_minor;   /* ... of them MINOR (page cache filled, not mapped) */
+	uint64_t continue_ioctls;
+	uint64_t bytes_inplace;  /* page data received straight into guest memory */
+	uint64_t bytes_bounce;   /* ... received into a buffer, then copied in */
+	uint64_t steals;         /* bulk pages given up mid-receive to a fault */
+	uint64_t stashed;        /* urgent answers held while bulk wrote the page */
 	pthread_mutex_t hist_lock;
 	struct pch_hist service; /* fault read -> page installed, ns */
 };
@@ -55,6 +63,21 @@ struct hstats {
 	__atomic_store_n(&(s)->field, (s)->field + (n), __ATOMIC_RELAXED)
 #define STAT_GET(s, field) __atomic_load_n(&(s)->field, __ATOMIC_RELAXED)
 
+/*
+ * Who may write a page of a shared (memfd, hugetlb) block's page cache.  The
+ * helper writes page data into its own mapping of the memfd, where the VMM
+ * cannot see it until UFFDIO_CONTINUE maps it; one writer at a time, and
+ * never after it is mapped (the guest may have written it since).
+ */
+enum {
+	OWN_FREE = 0,     /* nobody writes it; a hole, or data nobody vouches for */
+	OWN_BULK = 1,     /* an rx thread is receiving into it */
+	OWN_URG = 2,      /* the fault thread is writing it */
+	OWN_FULL = 3,     /* every byte is in: may be mapped (CONTINUE) */
+	OWN_MASK = 3,
+	OWN_STEAL = 0x80, /* a fault waits for it: bulk must not take it, and gives it up */
+};
+
 /* One RAM block: the VMM's address and the state of each page. */
 struct hblock {
 	struct pch_block d;       /* name, size, page size, npages */
@@ -62,7 +85,15 @@ struct hblock {
 	struct pch_bitmap present; /* installed (by us or by a racing path) */
 	struct pch_bitmap zero;    /* known zero, not (yet) installed */
 	struct pch_bitmap inplace; /* present | zero: counted once */
+	/* shared blocks only: received in place, mapped with UFFDIO_CONTINUE */
+	uint8_t *local;            /* the helper's mapping of the block's memfd */
+	uint8_t *own;              /* OWN_* per page, atomic */
 };
+
+static inline bool hblock_shared(const struct hblock *b)
+{
+	return b->local != NULL;
+}
 
 enum chan_state { CHAN_IDLE, CHAN_STREAMING, CHAN_ENDED, CHAN_DEAD };
 
@@ -78,7 +109,15 @@ struct rx_chan {
 	size_t want, got;
 	struct pch_frame_hdr hdr;
 	uint64_t *offs;
-	uint8_t *data;
+	uint8_t *data;          /* bounce buffer: data of private blocks */
+	/* a PAGES frame of a shared block is received in place, in pieces */
+	bool in_place;          /* this frame's data goes to hblock.local */
+	uint8_t *mine;          /* per page of the frame: 1 when we own it (OWN_BULK) */
+	uint32_t settled;       /* pages of the frame fully received and settled */
+	uint32_t mapped;        /* ... of them, mapped (CONTINUE) */
+	bool wanted;            /* a fault waits for a page of this frame */
+	struct iovec *iov;
+	struct msghdr msg;
 	uint64_t bytes, frames, pages; /* owner-written, relaxed */
 	uint64_t last_rx_ns;    /* last byte received; read by main (atomic) */
 	bool silent_reported;   /* main only */
@@ -95,6 +134,7 @@ struct rx_thread {
 	struct rx_chan *chan[PCH_MAX_CHANNELS];
 	struct hstats st;
 	bool started;
+	bool populate_warned;
 };
 
 struct fault_thread {
@@ -103,6 +143,7 @@ struct fault_thread {
 	struct hstats st;
 	bool started;
 	int sweep_efd;          /* main -> fault: request what is missing */
+	int kick_efd;           /* rx -> fault: a page it waited for was given up */
 };
 
 struct helper_opts {
@@ -139,6 +180,8 @@ struct helper {
 	struct pch_ring_event pending[16]; /* main: posts waiting for room */
 	unsigned npending;
 	uint64_t premarked;              /* pages the VMM had in place */
+	uint8_t *zero_buf;               /* zeros, as large as the largest page */
+	size_t zero_len;
 
 	/* source channels */
 	int cc_fd;                       /* CONTROL */
@@ -192,10 +235,34 @@ int pages_lookup(struct helper *h, uint64_t addr, unsigned *blk, uint64_t *page)
  */
 int pages_install(struct helper *h, struct hstats *st, unsigned blk, const uint64_t *offs,
 		  uint32_t count, const uint8_t *data, bool urgent);
+/*
+ * Shared blocks: put one page in place from src (NULL: zeros) through the
+ * helper's mapping, then map it with UFFDIO_CONTINUE.  0 when the page is in
+ * place, 1 when an rx thread is receiving into it (it is asked to give the
+ * page up; call again later), -errno on failure.
+ */
+int pages_put(struct helper *h, struct hstats *st, unsigned blk, uint64_t page, const void *src);
+/*
+ * Shared blocks: map n pages from first with UFFDIO_CONTINUE, all of which
+ * hold every byte (OWN_FULL); pages already mapped are woken.  0 or -errno.
+ */
+enum put_kind { PUT_BULK, PUT_URGENT, PUT_ZERO }; /* counted as pages_bulk, _urgent, neither */
+int pages_continue(struct helper *h, struct hstats *st, unsigned blk, uint64_t first, uint64_t n,
+		   enum put_kind kind);
+/* Page state byte of a shared block's page. */
+static inline uint8_t pages_own(const struct hblock *b, uint64_t page)
+{
+	return __atomic_load_n(&b->own[page], __ATOMIC_ACQUIRE);
+}
 /* Mark pages known zero (no install); counts in st. */
 void pages_mark_zero(struct helper *h, struct hstats *st, unsigned blk, const uint64_t *offs,
 		     uint32_t count);
-/* Install one zero page (UFFDIO_ZEROPAGE); EEXIST woken.  0 or -errno. */
+/*
+ * Install one zero page the way the block allows (UFFDIO_ZEROPAGE; a copy of
+ * zeros for private hugetlb, which has no ZEROPAGE; zeros written and
+ * CONTINUEd for shared blocks); EEXIST woken.  0, 1 (shared: busy, as
+ * pages_put) or -errno.
+ */
 int pages_zeropage(struct helper *h, struct hstats *st, unsigned blk, uint64_t page);
 /* Wake threads waiting on one page.  0 or -errno. */
 int pages_wake(struct helper *h, unsigned blk, uint64_t page);
@@ -219,6 +286,8 @@ int fault_start(struct helper *h);
 void fault_join(struct helper *h);
 /* Ask the fault thread to request every page still missing. */
 void fault_sweep(struct helper *h);
+/* Tell the fault thread that an rx thread gave up a page it wanted. */
+void fault_kick(struct helper *h);
 
 /* session.c */
 /* Connect and authenticate every channel, check the source's block table. */

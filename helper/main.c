@@ -22,6 +22,8 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "helper_i.h"
@@ -36,6 +38,12 @@
 #define AFTER_COMPLETE_MS 30000 /* answer STATS this long after COMPLETE */
 #define MAX_MONITORS 4
 #define BLOCK_MAX_PAGES (1ull << 32)
+#ifndef TMPFS_MAGIC
+#define TMPFS_MAGIC 0x01021994
+#endif
+#ifndef HUGETLBFS_MAGIC
+#define HUGETLBFS_MAGIC 0x958458f6
+#endif
 #define CTL_SEND_MS 1000 /* a peer that does not read its replies is dropped */
 
 static volatile sig_atomic_t got_signal;
@@ -172,6 +180,61 @@ static int do_hello(struct helper *h, struct conn *c, const void *msg, int *fds,
 	return pch_seqpkt_send(c->fd, &r, sizeof(r), NULL, 0, CTL_SEND_MS) ?: 1;
 }
 
+static void hblock_free(struct hblock *b)
+{
+	pch_bitmap_free(&b->present);
+	pch_bitmap_free(&b->zero);
+	pch_bitmap_free(&b->inplace);
+	if (b->local)
+		munmap(b->local, b->d.size);
+	b->local = NULL;
+	free(b->own);
+	b->own = NULL;
+}
+
+/*
+ * Map a shared block's memfd here, so page data can be received straight
+ * into the VMM's memory and mapped for it with UFFDIO_CONTINUE.  It must be
+ * what the block says: shmem for memfd, hugetlbfs with the block's page size
+ * for hugetlb, and at least as long as the block.  0 or -errno with why.
+ */
+static int map_shared(struct hblock *b, int fd, char *whybuf, size_t whylen)
+{
+	bool huge = b->d.backing == PCH_BACKING_HUGETLB;
+	struct statfs sfs;
+	struct stat st;
+	void *p;
+
+	if (fstatfs(fd, &sfs) < 0 || fstat(fd, &st) < 0) {
+		snprintf(whybuf, whylen, "BLOCK %s: fd: %s", b->d.name, strerror(errno));
+		return -EBADF;
+	}
+	if (!S_ISREG(st.st_mode) ||
+	    (unsigned long)sfs.f_type != (huge ? HUGETLBFS_MAGIC : TMPFS_MAGIC)) {
+		snprintf(whybuf, whylen, "BLOCK %s: the fd is not a %s memfd", b->d.name,
+			 huge ? "hugetlbfs" : "shmem");
+		return -EBADF;
+	}
+	if (huge && (uint64_t)st.st_blksize != b->d.page_size) {
+		snprintf(whybuf, whylen, "BLOCK %s: the memfd has %ld-byte pages, the block %u",
+			 b->d.name, (long)st.st_blksize, b->d.page_size);
+		return -EINVAL;
+	}
+	if ((uint64_t)st.st_size < b->d.size) {
+		snprintf(whybuf, whylen, "BLOCK %s: the memfd has %lld bytes, the block %llu",
+			 b->d.name, (long long)st.st_size, (unsigned long long)b->d.size);
+		return -EINVAL;
+	}
+	p = mmap(NULL, b->d.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED) {
+		snprintf(whybuf, whylen, "BLOCK %s: mapping the memfd: %s", b->d.name,
+			 strerror(errno));
+		return -errno;
+	}
+	b->local = p;
+	return 0;
+}
+
 static int do_block(struct helper *h, struct conn *c, const void *msg, int *fds, int nfds,
 		    char *whybuf, size_t whylen)
 {
@@ -179,6 +242,8 @@ static int do_block(struct helper *h, struct conn *c, const void *msg, int *fds,
 	char name[PCH_BLOCK_NAME_LEN + 1];
 	static struct pch_blocktab tab; /* main thread only; too big for the stack */
 	const char *why = NULL;
+	uint32_t sys_page = (uint32_t)sysconf(_SC_PAGESIZE);
+	bool shared, huge;
 	struct hblock *b;
 	int rc;
 
@@ -192,13 +257,22 @@ static int do_block(struct helper *h, struct conn *c, const void *msg, int *fds,
 		snprintf(whybuf, whylen, "BLOCK %s: unknown backing %u", name, m->backing);
 		return -EINVAL;
 	}
-	if (m->backing != PCH_BACKING_ANON && m->backing != PCH_BACKING_THP) {
-		snprintf(whybuf, whylen, "BLOCK %s: backing %u is not supported yet (anonymous only)",
-			 name, m->backing);
-		return -EOPNOTSUPP;
+	shared = m->backing == PCH_BACKING_MEMFD || m->backing == PCH_BACKING_HUGETLB;
+	if (shared && (!(m->flags & PCH_CTL_BLOCK_F_FD) || nfds != 1)) {
+		snprintf(whybuf, whylen, "BLOCK %s: a shared (%s) block must carry its memfd, "
+			 "got %d fds", name, pch_backing_name(m->backing), nfds);
+		return -EINVAL;
 	}
-	if ((m->flags & PCH_CTL_BLOCK_F_FD) || nfds) {
-		snprintf(whybuf, whylen, "BLOCK %s: anonymous block must carry no fd", name);
+	if (!shared && ((m->flags & PCH_CTL_BLOCK_F_FD) || nfds)) {
+		snprintf(whybuf, whylen, "BLOCK %s: a %s block must carry no fd", name,
+			 pch_backing_name(m->backing));
+		return -EINVAL;
+	}
+	huge = m->backing == PCH_BACKING_HUGETLB || m->backing == PCH_BACKING_HUGETLB_PRIVATE;
+	if (huge ? m->page_size <= sys_page : m->page_size != sys_page) {
+		snprintf(whybuf, whylen, "BLOCK %s: page size %u does not fit a %s block "
+			 "(base pages are %u bytes)", name, m->page_size,
+			 pch_backing_name(m->backing), sys_page);
 		return -EINVAL;
 	}
 	if (m->flags & ~PCH_CTL_BLOCK_F_FD) {
@@ -233,18 +307,38 @@ static int do_block(struct helper *h, struct conn *c, const void *msg, int *fds,
 	memset(b, 0, sizeof(*b));
 	b->d = tab.b[h->nblk];
 	b->host_addr = m->host_addr;
+	if (shared) {
+		rc = map_shared(b, fds[0], whybuf, whylen);
+		if (rc)
+			return rc;
+	}
 	if (pch_bitmap_init(&b->present, b->d.npages) || pch_bitmap_init(&b->zero, b->d.npages) ||
-	    pch_bitmap_init(&b->inplace, b->d.npages)) {
-		pch_bitmap_free(&b->present);
-		pch_bitmap_free(&b->zero);
-		pch_bitmap_free(&b->inplace);
+	    pch_bitmap_init(&b->inplace, b->d.npages) ||
+	    (shared && !(b->own = calloc(b->d.npages, 1)))) {
+		hblock_free(b);
 		snprintf(whybuf, whylen, "BLOCK %s: out of memory for page state", name);
 		return -ENOMEM;
 	}
+	/* private hugetlb has no UFFDIO_ZEROPAGE: zero pages are copied from here */
+	if (m->backing == PCH_BACKING_HUGETLB_PRIVATE && h->zero_len < m->page_size) {
+		void *z = mmap(NULL, m->page_size, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+		if (z == MAP_FAILED) {
+			hblock_free(b);
+			snprintf(whybuf, whylen, "BLOCK %s: out of memory for a zero page", name);
+			return -ENOMEM;
+		}
+		if (h->zero_buf)
+			munmap(h->zero_buf, h->zero_len);
+		h->zero_buf = z;
+		h->zero_len = m->page_size;
+	}
 	h->vtab = tab;
 	h->nblk++;
-	pch_info("block %u %s: %llu bytes at 0x%llx, %u-byte pages", m->id, name,
-		 (unsigned long long)m->length, (unsigned long long)m->host_addr, m->page_size);
+	pch_info("block %u %s: %s, %llu bytes at 0x%llx, %u-byte pages%s", m->id, name,
+		 pch_backing_name(m->backing), (unsigned long long)m->length,
+		 (unsigned long long)m->host_addr, m->page_size,
+		 shared ? ", received in place" : "");
 	return 0;
 }
 
@@ -273,6 +367,15 @@ static int do_bitmap(struct helper *h, struct conn *c, const void *msg, int *fds
 		return (int)newly;
 	}
 	pch_bitmap_import(&b->present, m->first_page, (const uint64_t *)(m + 1), m->npages);
+	if (b->own) {
+		/* the VMM has these mapped: nobody may write them here */
+		const uint64_t *w = (const uint64_t *)(m + 1);
+		uint64_t i;
+
+		for (i = 0; i < m->npages; i++)
+			if (w[i / 64] >> (i % 64) & 1)
+				b->own[m->first_page + i] = OWN_FULL;
+	}
 	h->premarked += (uint64_t)newly;
 	return 0;
 }
@@ -281,6 +384,7 @@ static int do_uffd(struct helper *h, struct conn *c, const void *msg, int *fds, 
 		   char *whybuf, size_t whylen)
 {
 	const struct pch_ctl_uffd *m = msg;
+	unsigned i;
 
 	if (nfds != 1) {
 		snprintf(whybuf, whylen, "UFFD: expected 1 fd, got %d", nfds);
@@ -306,6 +410,25 @@ static int do_uffd(struct helper *h, struct conn *c, const void *msg, int *fds, 
 			 "(fork/remap/remove/unmap), not supported yet",
 			 (unsigned long long)m->features);
 		return -EOPNOTSUPP;
+	}
+	/*
+	 * Shared blocks are filled in place and mapped with CONTINUE, which
+	 * the kernel offers only on ranges registered for MINOR faults; without
+	 * MINOR, data written into the page cache would be visible at once.
+	 */
+	for (i = 0; i < h->nblk; i++) {
+		bool shared = hblock_shared(&h->blk[i]);
+		uint64_t need = shared ? 1ull << _UFFDIO_CONTINUE : 1ull << _UFFDIO_COPY;
+
+		if (!(m->ioctls & need)) {
+			snprintf(whybuf, whylen, "UFFD: block %s (%s) needs %s, which its "
+				 "registration does not offer (ioctls 0x%llx)%s", h->blk[i].d.name,
+				 pch_backing_name(h->blk[i].d.backing),
+				 shared ? "UFFDIO_CONTINUE" : "UFFDIO_COPY",
+				 (unsigned long long)m->ioctls,
+				 shared ? ": register it with MISSING|MINOR" : "");
+			return -EINVAL;
+		}
 	}
 	h->uffd = fds[0];
 	fds[0] = -1;
@@ -902,13 +1025,14 @@ static void helper_free(struct helper *h)
 	size_t cap = pages_frame_cap(h);
 	unsigned i;
 
-	for (i = 0; i < h->nblk; i++) {
-		pch_bitmap_free(&h->blk[i].present);
-		pch_bitmap_free(&h->blk[i].zero);
-		pch_bitmap_free(&h->blk[i].inplace);
-	}
+	for (i = 0; i < h->nblk; i++)
+		hblock_free(&h->blk[i]);
+	if (h->zero_buf)
+		munmap(h->zero_buf, h->zero_len);
 	for (i = 0; i < PCH_MAX_CHANNELS; i++) {
 		free(h->pages[i].offs);
+		free(h->pages[i].mine);
+		free(h->pages[i].iov);
 		if (h->pages[i].data)
 			munmap(h->pages[i].data, cap);
 	}
@@ -916,6 +1040,8 @@ static void helper_free(struct helper *h)
 		close(h->uffd);
 	if (h->ft.sweep_efd > 0)
 		close(h->ft.sweep_efd);
+	if (h->ft.kick_efd > 0)
+		close(h->ft.kick_efd);
 	close(h->wake_efd);
 	g_free((char *)h->o.ctl_path);
 	g_free((char *)h->o.key_file);

@@ -13,6 +13,7 @@
 #include <sched.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 
 #include "helper_i.h"
 #include "log.h"
@@ -149,6 +150,7 @@ int pages_install(struct helper *h, struct hstats *st, unsigned blk, const uint6
 			return (int)got;
 		}
 		mark_present(h, st, b, first, (uint64_t)got);
+		STAT_ADD(st, bytes_bounce, (uint64_t)got << shift);
 		if (urgent)
 			STAT_ADD(st, pages_urgent, (uint64_t)got);
 		else
@@ -186,8 +188,38 @@ void pages_mark_zero(struct helper *h, struct hstats *st, unsigned blk, const ui
 int pages_zeropage(struct helper *h, struct hstats *st, unsigned blk, uint64_t page)
 {
 	struct hblock *b = &h->blk[blk];
-	int tries = 0;
+	int tries = 0, rc;
 
+	if (hblock_shared(b)) {
+		/* the page cache may hold a stale partial page: write zeros */
+		rc = pages_put(h, st, blk, page, NULL);
+		if (!rc)
+			STAT_ADD(st, zero_installed, 1);
+		return rc;
+	}
+	if (b->d.backing == PCH_BACKING_HUGETLB_PRIVATE) {
+		/* hugetlb has no UFFDIO_ZEROPAGE: copy a huge page of zeros */
+		bool exists;
+		int64_t got = copy_run(h, st, b, page, 1, h->zero_buf, &exists);
+
+		if (got == -ESRCH)
+			helper_vmm_gone(h);
+		if (got == -ENOENT && __atomic_load_n(&h->complete, __ATOMIC_ACQUIRE)) {
+			STAT_ADD(st, faults_late, 1);
+			pages_wake(h, blk, page);
+			return 0;
+		}
+		if (got < 0)
+			return (int)got;
+		if (exists) {
+			STAT_ADD(st, eexist, 1);
+			pages_wake(h, blk, page);
+		} else {
+			STAT_ADD(st, zero_installed, 1);
+		}
+		mark_present(h, st, b, page, 1);
+		return 0;
+	}
 	for (;;) {
 		struct uffdio_zeropage z = {
 			.range = { .start = b->host_addr + (page << b->d.page_shift),
@@ -226,6 +258,118 @@ int pages_zeropage(struct helper *h, struct hstats *st, unsigned blk, uint64_t p
 	STAT_ADD(st, zero_installed, 1);
 	mark_present(h, st, b, page, 1);
 	return 0;
+}
+
+int pages_continue(struct helper *h, struct hstats *st, unsigned blk, uint64_t first, uint64_t n,
+		   enum put_kind kind)
+{
+	struct hblock *b = &h->blk[blk];
+	unsigned shift = b->d.page_shift;
+	uint64_t done = 0, len = n << shift;
+	int tries = 0;
+
+	while (done < len) {
+		struct uffdio_continue c = {
+			.range = { .start = b->host_addr + (first << shift) + done,
+				   .len = len - done },
+			.mode = 0,
+		};
+		int rc = ioctl(h->uffd, UFFDIO_CONTINUE, &c);
+		int err = rc < 0 ? errno : 0;
+
+		STAT_ADD(st, continue_ioctls, 1);
+		/* pages mapped before an error are reported in c.mapped */
+		if (c.mapped > 0) {
+			uint64_t pages = (uint64_t)c.mapped >> shift;
+
+			mark_present(h, st, b, first + (done >> shift), pages);
+			if (kind == PUT_URGENT)
+				STAT_ADD(st, pages_urgent, pages);
+			else if (kind == PUT_BULK)
+				STAT_ADD(st, pages_bulk, pages);
+			done += (uint64_t)c.mapped;
+		}
+		if (!err)
+			break;
+		if (err == EEXIST) {
+			/* mapped by another path (a fault served first): wake its waiters */
+			uint64_t p = first + (done >> shift);
+
+			STAT_ADD(st, eexist, 1);
+			mark_present(h, st, b, p, 1);
+			pages_wake(h, blk, p);
+			done += b->d.page_size;
+			continue;
+		}
+		if (err == EAGAIN && c.mapped > 0)
+			continue;
+		if (err == EAGAIN) {
+			STAT_ADD(st, eagain, 1);
+			if (++tries > EAGAIN_RETRIES)
+				return -EAGAIN;
+			sched_yield();
+			continue;
+		}
+		if (err == ESRCH) {
+			helper_vmm_gone(h);
+			return -ESRCH;
+		}
+		if (err == ENOENT && __atomic_load_n(&h->complete, __ATOMIC_ACQUIRE))
+			return 0; /* unregistered at COMPLETE: the page cache holds it */
+		pch_err("block %s: UFFDIO_CONTINUE of %llu pages at page %llu: %s", b->d.name,
+			(unsigned long long)((len - done) >> shift),
+			(unsigned long long)(first + (done >> shift)), strerror(err));
+		return -err;
+	}
+	return 0;
+}
+
+int pages_put(struct helper *h, struct hstats *st, unsigned blk, uint64_t page, const void *src)
+{
+	struct hblock *b = &h->blk[blk];
+	uint8_t *dst = b->local + (page << b->d.page_shift);
+
+	for (;;) {
+		uint8_t s;
+
+		if (pch_bitmap_test(&b->present, page))
+			return 0;
+		s = pages_own(b, page);
+		switch (s & OWN_MASK) {
+		case OWN_FULL:
+			return pages_continue(h, st, blk, page, 1, src ? PUT_URGENT : PUT_ZERO);
+		case OWN_BULK:
+		case OWN_URG:
+			/* an rx thread is writing it: ask it to give the page up */
+			__atomic_fetch_or(&b->own[page], OWN_STEAL, __ATOMIC_ACQ_REL);
+			return 1;
+		default:
+			if (!__atomic_compare_exchange_n(&b->own[page], &s, OWN_URG, false,
+							 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+				continue; /* changed under us: look again */
+			/*
+			 * A huge page is allocated on first write: populate it first
+			 * so a short pool is an error here, not a SIGBUS.
+			 */
+			if (b->d.page_size > 4096 &&
+			    madvise(dst, b->d.page_size, MADV_POPULATE_WRITE) < 0) {
+				int err = errno;
+
+				__atomic_store_n(&b->own[page], s, __ATOMIC_RELEASE);
+				pch_err("block %s page %llu: allocating the page: %s", b->d.name,
+					(unsigned long long)page, strerror(err));
+				return -err;
+			}
+			if (src) {
+				memcpy(dst, src, b->d.page_size);
+				STAT_ADD(st, bytes_bounce, b->d.page_size);
+			} else {
+				memset(dst, 0, b->d.page_size);
+			}
+			__atomic_store_n(&b->own[page], OWN_FULL, __ATOMIC_RELEASE);
+			return pages_continue(h, st, blk, page, 1, src ? PUT_URGENT : PUT_ZERO);
+		}
+	}
 }
 
 uint64_t pages_total(struct helper *h)

@@ -24,6 +24,13 @@
 #include "util.h"
 
 #define RX_TICK_MS 200
+/*
+ * In-place data is received in pieces of at most this: between pieces the
+ * thread gives up pages a fault is waiting for, so a fault on a (huge) page
+ * half received here is answered on URGENT, not after the rest of it.
+ */
+#define RX_PIECE (256u << 10)
+#define RX_PIECE_IOV (RX_PIECE / 4096 + 2)
 
 /* user_data: which channel slot of this thread. */
 static uint64_t ud_chan(unsigned slot)
@@ -31,10 +38,47 @@ static uint64_t ud_chan(unsigned slot)
 	return (uint64_t)slot;
 }
 
+/*
+ * Give up page i of the current in-place frame: what was written of it is
+ * not vouched for, so it is dropped from the page cache (a hole again), and
+ * the page is free for the fault thread to write.
+ */
+static void release_page(struct rx_thread *t, struct rx_chan *c, uint32_t i, bool steal)
+{
+	struct hblock *b = &t->h->blk[c->hdr.block];
+	uint64_t page = c->offs[i] >> b->d.page_shift;
+	uint8_t s = pages_own(b, page);
+
+	if (madvise(b->local + (page << b->d.page_shift), b->d.page_size, MADV_REMOVE) < 0)
+		pch_warn("block %s page %llu: MADV_REMOVE of a partial page: %s", b->d.name,
+			 (unsigned long long)page, strerror(errno));
+	while (!__atomic_compare_exchange_n(&b->own[page], &s, OWN_FREE | (s & OWN_STEAL), false,
+					    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+		;
+	c->mine[i] = 0;
+	if (steal)
+		STAT_ADD(&t->st, steals, 1);
+}
+
+/* Release every page of the current in-place frame not fully received. */
+static void release_frame(struct rx_thread *t, struct rx_chan *c)
+{
+	uint32_t i;
+
+	if (!c->in_place || c->part != 2)
+		return;
+	for (i = c->settled; i < c->hdr.count; i++)
+		if (c->mine[i])
+			release_page(t, c, i, false);
+	c->in_place = false;
+	fault_kick(t->h);
+}
+
 static void chan_fail(struct rx_thread *t, struct rx_chan *c, const char *prefix, const char *what)
 {
 	struct helper *h = t->h;
 
+	release_frame(t, c);
 	snprintf(c->err, sizeof(c->err), "%s%s", prefix, what);
 	helper_error(h, "PAGES channel %u: %s; channel closed", c->index, c->err);
 	__atomic_store_n(&c->state, CHAN_DEAD, __ATOMIC_RELEASE);
@@ -61,15 +105,161 @@ static void *chan_buf(struct rx_chan *c)
 	}
 }
 
-static int queue_recv(struct io_uring *ring, struct rx_chan *c, unsigned slot)
+/*
+ * Next piece of an in-place frame: pages we own go straight to their place
+ * in the block, the others (someone else has them) to the bounce buffer and
+ * are dropped.  Pages a fault now waits for are given up first.
+ */
+static void prep_piece(struct rx_thread *t, struct rx_chan *c, struct io_uring_sqe *sqe)
+{
+	struct hblock *b = &t->h->blk[c->hdr.block];
+	size_t ps = b->d.page_size, from = c->got, end = from + PCH_MIN(c->want - c->got, RX_PIECE);
+	size_t pos;
+	uint32_t i, n = 0;
+	bool gave_up = false;
+
+	for (i = (uint32_t)(from / ps); i <= (end - 1) / ps; i++)
+		if (c->mine[i] && pages_own(b, c->offs[i] >> b->d.page_shift) & OWN_STEAL) {
+			release_page(t, c, i, true);
+			gave_up = true;
+		}
+	if (gave_up)
+		fault_kick(t->h);
+	for (pos = from; pos < end;) {
+		size_t in = pos % ps, len = PCH_MIN(ps - in, end - pos);
+		uint8_t *dst;
+
+		i = (uint32_t)(pos / ps);
+		dst = c->mine[i] ? b->local + c->offs[i] + in : c->data + (size_t)i * ps + in;
+		if (n && (uint8_t *)c->iov[n - 1].iov_base + c->iov[n - 1].iov_len == dst) {
+			c->iov[n - 1].iov_len += len;
+		} else {
+			c->iov[n].iov_base = dst;
+			c->iov[n].iov_len = len;
+			n++;
+		}
+		pos += len;
+	}
+	memset(&c->msg, 0, sizeof(c->msg));
+	c->msg.msg_iov = c->iov;
+	c->msg.msg_iovlen = n;
+	io_uring_prep_recvmsg(sqe, c->fd, &c->msg, MSG_WAITALL);
+}
+
+static int queue_recv(struct rx_thread *t, struct io_uring *ring, struct rx_chan *c, unsigned slot)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
 
 	if (!sqe)
 		return -EBUSY;
-	io_uring_prep_recv(sqe, c->fd, chan_buf(c), c->want - c->got, MSG_WAITALL);
+	if (c->part == 2 && c->in_place)
+		prep_piece(t, c, sqe);
+	else
+		io_uring_prep_recv(sqe, c->fd, chan_buf(c), c->want - c->got, MSG_WAITALL);
 	io_uring_sqe_set_data64(sqe, ud_chan(slot));
 	return 0;
+}
+
+/*
+ * An in-place frame's pages whose last byte is in are complete: mark them
+ * so (OWN_FULL), before anything may map them.
+ */
+static void settle_pages(struct rx_thread *t, struct rx_chan *c)
+{
+	struct hblock *b = &t->h->blk[c->hdr.block];
+	size_t ps = b->d.page_size;
+
+	while (c->settled < c->hdr.count && (c->settled + 1) * ps <= c->got) {
+		uint32_t i = c->settled++;
+
+		if (c->mine[i] && __atomic_exchange_n(&b->own[c->offs[i] >> b->d.page_shift],
+						      OWN_FULL, __ATOMIC_ACQ_REL) & OWN_STEAL)
+			c->wanted = true;
+	}
+}
+
+/*
+ * Claim the pages of a PAGES frame of a shared block that nobody else has
+ * (not mapped, no fault waiting for them, no other writer).
+ */
+static void plan_in_place(struct rx_thread *t, struct rx_chan *c)
+{
+	struct hblock *b = &t->h->blk[c->hdr.block];
+	uint32_t i;
+
+	c->in_place = true;
+	c->settled = 0;
+	c->mapped = 0;
+	c->wanted = false;
+	for (i = 0; i < c->hdr.count; i++) {
+		uint64_t page = c->offs[i] >> b->d.page_shift;
+		uint8_t s = OWN_FREE;
+
+		c->mine[i] = !pch_bitmap_test(&b->present, page) &&
+			     __atomic_compare_exchange_n(&b->own[page], &s, OWN_BULK, false,
+							 __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+	}
+	/*
+	 * Receiving into pages of our mapping not yet mapped would fault once
+	 * per page inside recv (about 12 us each on a VM with shadow paging:
+	 * bulk at 0.58 GB/s instead of 0.9): populate each run in one call.
+	 */
+	for (i = 0; i < c->hdr.count;) {
+		uint32_t n = 1;
+
+		if (!c->mine[i]) {
+			i++;
+			continue;
+		}
+		while (i + n < c->hdr.count && c->mine[i + n] &&
+		       c->offs[i + n] == c->offs[i] + ((uint64_t)n << b->d.page_shift))
+			n++;
+		if (madvise(b->local + c->offs[i], (size_t)n << b->d.page_shift,
+			    MADV_POPULATE_WRITE) < 0 && !t->populate_warned) {
+			t->populate_warned = true;
+			pch_warn("block %s: MADV_POPULATE_WRITE: %s", b->d.name, strerror(errno));
+		}
+		i += n;
+	}
+}
+
+/*
+ * Map the settled pages of the in-place frame not mapped yet: contiguous
+ * runs, one CONTINUE each, as each piece completes (a fault on a page of
+ * this frame waits for its piece, not for the whole frame).  0 or -errno.
+ */
+static int continue_settled(struct rx_thread *t, struct rx_chan *c)
+{
+	struct helper *h = t->h;
+	struct hblock *b = &h->blk[c->hdr.block];
+	unsigned shift = b->d.page_shift;
+	uint32_t i = c->mapped, n, mine = 0;
+	int rc = 0;
+
+	while (i < c->settled) {
+		uint64_t first = c->offs[i] >> shift;
+
+		if (!c->mine[i]) {
+			i++;
+			continue;
+		}
+		for (n = 1; i + n < c->settled && c->mine[i + n] &&
+			    (c->offs[i + n] >> shift) == first + n; n++)
+			;
+		rc = pages_continue(h, &t->st, c->hdr.block, first, n, PUT_BULK);
+		if (rc)
+			break;
+		mine += n;
+		i += n;
+	}
+	c->mapped = i;
+	STAT_ADD(&t->st, bytes_inplace, (uint64_t)mine << shift);
+	/* the fault thread may hold an answer for one of these: it can drop it */
+	if (c->wanted) {
+		c->wanted = false;
+		fault_kick(h);
+	}
+	return rc;
 }
 
 /*
@@ -126,12 +316,21 @@ static int frame_step(struct rx_thread *t, struct rx_chan *c)
 			goto frame_done;
 		}
 		chan_expect(c, 2, pch_frame_data_len(&c->hdr, &h->vtab));
+		if (hblock_shared(&h->blk[c->hdr.block]))
+			plan_in_place(t, c);
 		return 1;
 	default:
 		/* after COMPLETE the ranges are unregistered: the data is not needed */
-		if (__atomic_load_n(&h->complete, __ATOMIC_ACQUIRE))
+		if (__atomic_load_n(&h->complete, __ATOMIC_ACQUIRE)) {
+			c->in_place = false;
 			goto frame_done;
-		rc = pages_install(h, &t->st, c->hdr.block, c->offs, c->hdr.count, c->data, false);
+		}
+		if (c->in_place) {
+			rc = continue_settled(t, c);
+			c->in_place = false;
+		} else
+			rc = pages_install(h, &t->st, c->hdr.block, c->offs, c->hdr.count, c->data,
+					   false);
 		if (rc == -ESRCH)
 			return 0; /* the VMM is gone; main stops everything */
 		if (rc) {
@@ -176,7 +375,7 @@ static void *rx_main(void *arg)
 		__atomic_store_n(&c->last_rx_ns, pch_now_ns(), __ATOMIC_RELAXED);
 		__atomic_store_n(&c->state, CHAN_STREAMING, __ATOMIC_RELEASE);
 		chan_expect(c, 0, sizeof(c->hdr));
-		queue_recv(&ring, c, i);
+		queue_recv(t, &ring, c, i);
 	}
 	live = t->nchan;
 
@@ -216,7 +415,7 @@ static void *rx_main(void *arg)
 					continue;
 				}
 				if (res == -EINTR || res == -EAGAIN) {
-					queue_recv(&ring, c, (unsigned)ud);
+					queue_recv(t, &ring, c, (unsigned)ud);
 					continue;
 				}
 				chan_fail(t, c, "",
@@ -226,12 +425,27 @@ static void *rx_main(void *arg)
 			}
 			__atomic_store_n(&c->last_rx_ns, pch_now_ns(), __ATOMIC_RELAXED);
 			c->got += (size_t)res;
+			if (c->in_place && c->part == 2 && c->got < c->want) {
+				settle_pages(t, c);
+				rc = continue_settled(t, c);
+				if (rc == -ESRCH) {
+					live--;
+					continue;
+				}
+				if (rc) {
+					chan_fail(t, c, "install failed: ", strerror(-rc));
+					live--;
+					continue;
+				}
+			} else if (c->in_place && c->part == 2) {
+				settle_pages(t, c);
+			}
 			if (c->got < c->want) {
-				queue_recv(&ring, c, (unsigned)ud);
+				queue_recv(t, &ring, c, (unsigned)ud);
 				continue;
 			}
 			if (frame_step(t, c))
-				queue_recv(&ring, c, (unsigned)ud);
+				queue_recv(t, &ring, c, (unsigned)ud);
 			else
 				live--;
 		}
@@ -262,10 +476,12 @@ int rx_start(struct helper *h)
 
 		/* freed by helper_free, whatever happens here */
 		c->offs = malloc(PCH_FRAME_MAX_PAGES * sizeof(uint64_t));
+		c->mine = calloc(PCH_FRAME_MAX_PAGES, 1);
+		c->iov = calloc(RX_PIECE_IOV, sizeof(*c->iov));
 		c->data = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		if (c->data == MAP_FAILED)
 			c->data = NULL;
-		if (!c->offs || !c->data)
+		if (!c->offs || !c->data || !c->mine || !c->iov)
 			return -ENOMEM;
 		t->chan[t->nchan++] = c;
 	}

@@ -12,7 +12,8 @@ static const size_t counter_fields[] = {
 	F(pages_bulk), F(pages_urgent), F(pages_zero), F(zero_installed), F(inplace), F(bytes),
 	F(frames), F(copy_ioctls), F(eexist), F(eagain), F(faults), F(faults_zero),
 	F(faults_present), F(faults_dup), F(faults_late), F(faults_outside), F(requests), F(requests_sweep), F(events_other),
-	F(uffd_reads),
+	F(uffd_reads), F(faults_minor), F(continue_ioctls), F(bytes_inplace), F(bytes_bounce),
+	F(steals), F(stashed),
 };
 #undef F
 
@@ -49,11 +50,14 @@ char *stats_json(struct helper *h)
 	struct hstats *s = g_malloc0(sizeof(*s));
 	JsonBuilder *b = json_builder_new();
 	uint64_t end, total = pages_total(h), inplace = pages_inplace(h);
+	uint64_t bulk_bounce = 0;
 	double secs;
 	unsigned i;
 	char *out;
 
 	stats_merge(h, s);
+	for (i = 0; i < h->nrx; i++)
+		bulk_bounce += STAT_GET(&h->rx[i].st, bytes_bounce);
 	end = h->t_complete_ns ? h->t_complete_ns : pch_now_ns();
 	secs = h->t_start_ns ? (end - h->t_start_ns) / 1e9 : 0.0;
 
@@ -82,10 +86,40 @@ char *stats_json(struct helper *h)
 	pch_json_int(b, "eagain", s->eagain);
 	pch_json_int(b, "events_other", s->events_other);
 	pch_json_int(b, "uffd_reads", s->uffd_reads);
+	pch_json_int(b, "faults_minor", s->faults_minor);
+	pch_json_int(b, "continue_ioctls", s->continue_ioctls);
+	pch_json_int(b, "steals", s->steals);
+	pch_json_int(b, "stashed", s->stashed);
+	/*
+	 * Page data crosses memory once into a receive buffer and once more
+	 * into guest memory (UFFDIO_COPY, or a copy into a shared block), or
+	 * once only when received in place: the second copy is saved.
+	 */
+	json_builder_set_member_name(b, "copies");
+	json_builder_begin_object(b);
+	pch_json_int(b, "inplace_bytes", s->bytes_inplace);
+	pch_json_int(b, "bounce_bytes", s->bytes_bounce);
+	pch_json_int(b, "bulk_bounce_bytes", bulk_bounce);
+	pch_json_int(b, "saved_bytes", s->bytes_inplace);
+	json_builder_end_object(b);
 	pch_json_int(b, "sync_reached", h->sync_reached);
 	pch_json_double(b, "duration_s", secs);
 	pch_json_double(b, "bulk_gbps", secs > 0 ? s->bytes / secs / 1e9 : 0.0);
 	pch_json_latency(b, "service_latency_us", &s->service);
+
+	json_builder_set_member_name(b, "blocks");
+	json_builder_begin_array(b);
+	for (i = 0; i < h->nblk; i++) {
+		json_builder_begin_object(b);
+		pch_json_str(b, "name", h->blk[i].d.name);
+		pch_json_str(b, "backing", pch_backing_name(h->blk[i].d.backing));
+		pch_json_int(b, "page_size", h->blk[i].d.page_size);
+		pch_json_int(b, "pages", h->blk[i].d.npages);
+		pch_json_str(b, "install", hblock_shared(&h->blk[i]) ? "in-place+continue" :
+					   "copy");
+		json_builder_end_object(b);
+	}
+	json_builder_end_array(b);
 
 	json_builder_set_member_name(b, "channels");
 	json_builder_begin_array(b);
