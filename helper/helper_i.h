@@ -88,6 +88,8 @@ struct hblock {
 	/* shared blocks only: received in place, mapped with UFFDIO_CONTINUE */
 	uint8_t *local;            /* the helper's mapping of the block's memfd */
 	uint8_t *own;              /* OWN_* per page, atomic */
+	int fd;                    /* the memfd (block offset = file offset), or -1 */
+	bool splice;               /* shmem: filled by splice/pwrite, not the mapping */
 };
 
 static inline bool hblock_shared(const struct hblock *b)
@@ -118,6 +120,8 @@ struct rx_chan {
 	bool wanted;            /* a fault waits for a page of this frame */
 	struct iovec *iov;
 	struct msghdr msg;
+	int pipe[2];            /* shmem frames: socket -> pipe -> memfd; -1 until needed */
+	size_t pipe_cap;
 	uint64_t bytes, frames, pages; /* owner-written, relaxed */
 	uint64_t last_rx_ns;    /* last byte received; read by main (atomic) */
 	bool silent_reported;   /* main only */

@@ -188,6 +188,9 @@ static void hblock_free(struct hblock *b)
 	if (b->local)
 		munmap(b->local, b->d.size);
 	b->local = NULL;
+	if (b->fd >= 0)
+		close(b->fd);
+	b->fd = -1;
 	free(b->own);
 	b->own = NULL;
 }
@@ -232,6 +235,12 @@ static int map_shared(struct hblock *b, int fd, char *whybuf, size_t whylen)
 		return -errno;
 	}
 	b->local = p;
+	/*
+	 * shmem takes data by splice and pwrite, which allocate page-cache
+	 * pages without zeroing them first; hugetlbfs has neither (no write
+	 * method): it is filled through the mapping.
+	 */
+	b->splice = !huge;
 	return 0;
 }
 
@@ -307,10 +316,13 @@ static int do_block(struct helper *h, struct conn *c, const void *msg, int *fds,
 	memset(b, 0, sizeof(*b));
 	b->d = tab.b[h->nblk];
 	b->host_addr = m->host_addr;
+	b->fd = -1;
 	if (shared) {
 		rc = map_shared(b, fds[0], whybuf, whylen);
 		if (rc)
 			return rc;
+		b->fd = fds[0];
+		fds[0] = -1;
 	}
 	if (pch_bitmap_init(&b->present, b->d.npages) || pch_bitmap_init(&b->zero, b->d.npages) ||
 	    pch_bitmap_init(&b->inplace, b->d.npages) ||
@@ -319,8 +331,8 @@ static int do_block(struct helper *h, struct conn *c, const void *msg, int *fds,
 		snprintf(whybuf, whylen, "BLOCK %s: out of memory for page state", name);
 		return -ENOMEM;
 	}
-	/* private hugetlb has no UFFDIO_ZEROPAGE: zero pages are copied from here */
-	if (m->backing == PCH_BACKING_HUGETLB_PRIVATE && h->zero_len < m->page_size) {
+	/* hugetlb has no UFFDIO_ZEROPAGE: zero pages are copied from here */
+	if (huge && h->zero_len < m->page_size) {
 		void *z = mmap(NULL, m->page_size, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
 		if (z == MAP_FAILED) {
@@ -1031,6 +1043,11 @@ static void helper_free(struct helper *h)
 		munmap(h->zero_buf, h->zero_len);
 	for (i = 0; i < PCH_MAX_CHANNELS; i++) {
 		free(h->pages[i].offs);
+		/* rx_start set the pipe fds to -1 when it allocated mine */
+		if (h->pages[i].mine && h->pages[i].pipe[0] >= 0) {
+			close(h->pages[i].pipe[0]);
+			close(h->pages[i].pipe[1]);
+		}
 		free(h->pages[i].mine);
 		free(h->pages[i].iov);
 		if (h->pages[i].data)

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "helper_i.h"
 #include "log.h"
@@ -324,10 +325,99 @@ int pages_continue(struct helper *h, struct hstats *st, unsigned blk, uint64_t f
 	return 0;
 }
 
+/*
+ * Write one page of a shared block, not mapped by the VMM, from src (NULL:
+ * zeros).  shmem: pwrite, which allocates the page without zeroing it first
+ * and costs no fault here; hugetlbfs has no write(): through the mapping,
+ * populated first so that a short pool is an error, not a SIGBUS.
+ */
+static int write_page(struct hblock *b, uint64_t page, uint8_t *dst, const void *src)
+{
+	static const uint8_t zeros[4096];
+	off_t off = (off_t)(page << b->d.page_shift);
+	size_t done = 0;
+
+	if (!b->splice) {
+		if (madvise(dst, b->d.page_size, MADV_POPULATE_WRITE) < 0)
+			return -errno;
+		if (src)
+			memcpy(dst, src, b->d.page_size);
+		else
+			memset(dst, 0, b->d.page_size);
+		return 0;
+	}
+	while (done < b->d.page_size) {
+		size_t len = src ? b->d.page_size - done : PCH_MIN(sizeof(zeros), b->d.page_size - done);
+		ssize_t n = pwrite(b->fd, src ? (const uint8_t *)src + done : zeros, len,
+				   off + (off_t)done);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+/*
+ * Fill a hole of a shared block and map it: UFFDIO_COPY from src (or a
+ * page of zeros on hugetlb, which has no ZEROPAGE), UFFDIO_ZEROPAGE for a
+ * zero shmem page.  0 when done, 1 when the page cache already holds the
+ * page (EEXIST: not a hole), -errno on failure (logged).
+ */
+static int fill_hole(struct helper *h, struct hstats *st, struct hblock *b, uint64_t page,
+		     const void *src)
+{
+	bool exists = false;
+	int64_t got;
+	int tries = 0;
+
+	if (src || !b->splice) {
+		got = copy_run(h, st, b, page, 1, src ? src : h->zero_buf, &exists);
+		if (got == -ENOENT && __atomic_load_n(&h->complete, __ATOMIC_ACQUIRE))
+			return 0; /* unregistered at COMPLETE: nobody waits for it */
+		if (got < 0) {
+			if (got == -ESRCH)
+				helper_vmm_gone(h);
+			else
+				pch_err("block %s page %llu: UFFDIO_COPY: %s", b->d.name,
+					(unsigned long long)page, strerror((int)-got));
+			return (int)got;
+		}
+		return exists ? 1 : 0;
+	}
+	for (;;) {
+		struct uffdio_zeropage z = {
+			.range = { .start = b->host_addr + (page << b->d.page_shift),
+				   .len = b->d.page_size },
+		};
+
+		if (ioctl(h->uffd, UFFDIO_ZEROPAGE, &z) == 0)
+			return 0;
+		if (errno == EEXIST)
+			return 1;
+		if (errno == ENOENT && __atomic_load_n(&h->complete, __ATOMIC_ACQUIRE))
+			return 0;
+		if (errno == EAGAIN && ++tries <= EAGAIN_RETRIES) {
+			STAT_ADD(st, eagain, 1);
+			sched_yield();
+			continue;
+		}
+		if (errno == ESRCH)
+			helper_vmm_gone(h);
+		else
+			pch_err("block %s page %llu: UFFDIO_ZEROPAGE: %s", b->d.name,
+				(unsigned long long)page, strerror(errno));
+		return -errno;
+	}
+}
+
 int pages_put(struct helper *h, struct hstats *st, unsigned blk, uint64_t page, const void *src)
 {
 	struct hblock *b = &h->blk[blk];
 	uint8_t *dst = b->local + (page << b->d.page_shift);
+	int rc;
 
 	for (;;) {
 		uint8_t s;
@@ -348,24 +438,35 @@ int pages_put(struct helper *h, struct hstats *st, unsigned blk, uint64_t page, 
 							 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
 				continue; /* changed under us: look again */
 			/*
-			 * A huge page is allocated on first write: populate it first
-			 * so a short pool is an error here, not a SIGBUS.
+			 * A free page is a hole (a page given up mid-receive was
+			 * punched out): fill and map it in one ioctl that allocates
+			 * without zeroing and takes no inode lock (a pwrite would
+			 * wait behind a bulk splice into the same memfd).
 			 */
-			if (b->d.page_size > 4096 &&
-			    madvise(dst, b->d.page_size, MADV_POPULATE_WRITE) < 0) {
-				int err = errno;
-
+			rc = fill_hole(h, st, b, page, src);
+			if (rc <= 0) {
+				if (rc) {
+					__atomic_store_n(&b->own[page], s, __ATOMIC_RELEASE);
+					return rc;
+				}
+				__atomic_store_n(&b->own[page], OWN_FULL, __ATOMIC_RELEASE);
+				mark_present(h, st, b, page, 1);
+				if (src) {
+					STAT_ADD(st, pages_urgent, 1);
+					STAT_ADD(st, bytes_bounce, b->d.page_size);
+				}
+				return 0;
+			}
+			/* not a hole after all: write what is there, then map it */
+			rc = write_page(b, page, dst, src);
+			if (rc) {
 				__atomic_store_n(&b->own[page], s, __ATOMIC_RELEASE);
-				pch_err("block %s page %llu: allocating the page: %s", b->d.name,
-					(unsigned long long)page, strerror(err));
-				return -err;
+				pch_err("block %s page %llu: writing the page: %s", b->d.name,
+					(unsigned long long)page, strerror(-rc));
+				return rc;
 			}
-			if (src) {
-				memcpy(dst, src, b->d.page_size);
+			if (src)
 				STAT_ADD(st, bytes_bounce, b->d.page_size);
-			} else {
-				memset(dst, 0, b->d.page_size);
-			}
 			__atomic_store_n(&b->own[page], OWN_FULL, __ATOMIC_RELEASE);
 			return pages_continue(h, st, blk, page, 1, src ? PUT_URGENT : PUT_ZERO);
 		}
