@@ -23,6 +23,44 @@
 
 #define EAGAIN_RETRIES 100000
 
+/*
+ * An ioctl said EAGAIN: a memory event is pending (mmap_changing).  Yield
+ * and retry, a bounded number of times: false when they are used up.
+ */
+static bool retry_eagain(struct hstats *st, int *tries)
+{
+	STAT_ADD(st, eagain, 1);
+	if (++*tries > EAGAIN_RETRIES)
+		return false;
+	sched_yield();
+	return true;
+}
+
+/*
+ * UFFDIO_ZEROPAGE of one page, EAGAIN retried.  0, or -errno (-EEXIST: the
+ * page is there already).
+ */
+static int zeropage_ioctl(struct helper *h, struct hstats *st, struct hblock *b, uint64_t page)
+{
+	int tries = 0;
+
+	for (;;) {
+		struct uffdio_zeropage z = {
+			.range = { .start = b->host_addr + (page << b->d.page_shift),
+				   .len = b->d.page_size },
+			.mode = 0,
+		};
+
+		if (ioctl(h->uffd, UFFDIO_ZEROPAGE, &z) == 0)
+			return 0;
+		if (errno == EAGAIN && retry_eagain(st, &tries))
+			continue;
+		if (errno == ESRCH)
+			helper_vmm_gone(h);
+		return -errno;
+	}
+}
+
 int pages_lookup(struct helper *h, uint64_t addr, unsigned *blk, uint64_t *page)
 {
 	unsigned i;
@@ -105,13 +143,8 @@ static int64_t copy_run(struct helper *h, struct hstats *st, struct hblock *b, u
 		}
 		if (err == EAGAIN && c.copy > 0)
 			continue; /* partial copy: the rest may hit a present page */
-		if (err == EAGAIN) {
-			STAT_ADD(st, eagain, 1);
-			if (++tries > EAGAIN_RETRIES)
-				return -EAGAIN;
-			sched_yield();
+		if (err == EAGAIN && retry_eagain(st, &tries))
 			continue;
-		}
 		return -err;
 	}
 	return (int64_t)(done >> b->d.page_shift);
@@ -189,7 +222,7 @@ void pages_mark_zero(struct helper *h, struct hstats *st, unsigned blk, const ui
 int pages_zeropage(struct helper *h, struct hstats *st, unsigned blk, uint64_t page)
 {
 	struct hblock *b = &h->blk[blk];
-	int tries = 0, rc;
+	int rc;
 
 	if (hblock_shared(b)) {
 		/* the page cache may hold a stale partial page: write zeros */
@@ -221,41 +254,25 @@ int pages_zeropage(struct helper *h, struct hstats *st, unsigned blk, uint64_t p
 		mark_present(h, st, b, page, 1);
 		return 0;
 	}
-	for (;;) {
-		struct uffdio_zeropage z = {
-			.range = { .start = b->host_addr + (page << b->d.page_shift),
-				   .len = b->d.page_size },
-			.mode = 0,
-		};
-
-		if (ioctl(h->uffd, UFFDIO_ZEROPAGE, &z) == 0)
-			break;
-		if (errno == EEXIST) {
-			STAT_ADD(st, eexist, 1);
-			pages_wake(h, blk, page);
-			break;
-		}
-		if (errno == EAGAIN) {
-			STAT_ADD(st, eagain, 1);
-			if (++tries > EAGAIN_RETRIES)
-				return -EAGAIN;
-			sched_yield();
-			continue;
-		}
-		if (errno == ESRCH)
-			helper_vmm_gone(h);
-		if (errno == ENOENT && __atomic_load_n(&h->complete, __ATOMIC_ACQUIRE)) {
-			/*
-			 * Unregistered under us at COMPLETE: a thread that faulted
-			 * here may have missed UNREGISTER's wake-up; this one is all
-			 * it needs (its retry is served by the kernel).
-			 */
-			STAT_ADD(st, faults_late, 1);
-			pages_wake(h, blk, page);
-			return 0;
-		}
-		return -errno;
+	rc = zeropage_ioctl(h, st, b, page);
+	if (rc == -EEXIST) {
+		STAT_ADD(st, eexist, 1);
+		pages_wake(h, blk, page);
+		mark_present(h, st, b, page, 1);
+		return 0;
 	}
+	if (rc == -ENOENT && __atomic_load_n(&h->complete, __ATOMIC_ACQUIRE)) {
+		/*
+		 * Unregistered under us at COMPLETE: a thread that faulted here
+		 * may have missed UNREGISTER's wake-up; this one is all it needs
+		 * (its retry is served by the kernel).
+		 */
+		STAT_ADD(st, faults_late, 1);
+		pages_wake(h, blk, page);
+		return 0;
+	}
+	if (rc)
+		return rc;
 	STAT_ADD(st, zero_installed, 1);
 	mark_present(h, st, b, page, 1);
 	return 0;
@@ -304,13 +321,8 @@ int pages_continue(struct helper *h, struct hstats *st, unsigned blk, uint64_t f
 		}
 		if (err == EAGAIN && c.mapped > 0)
 			continue;
-		if (err == EAGAIN) {
-			STAT_ADD(st, eagain, 1);
-			if (++tries > EAGAIN_RETRIES)
-				return -EAGAIN;
-			sched_yield();
+		if (err == EAGAIN && retry_eagain(st, &tries))
 			continue;
-		}
 		if (err == ESRCH) {
 			helper_vmm_gone(h);
 			return -ESRCH;
@@ -371,7 +383,7 @@ static int fill_hole(struct helper *h, struct hstats *st, struct hblock *b, uint
 {
 	bool exists = false;
 	int64_t got;
-	int tries = 0;
+	int rc;
 
 	if (src || !b->splice) {
 		got = copy_run(h, st, b, page, 1, src ? src : h->zero_buf, &exists);
@@ -387,30 +399,15 @@ static int fill_hole(struct helper *h, struct hstats *st, struct hblock *b, uint
 		}
 		return exists ? 1 : 0;
 	}
-	for (;;) {
-		struct uffdio_zeropage z = {
-			.range = { .start = b->host_addr + (page << b->d.page_shift),
-				   .len = b->d.page_size },
-		};
-
-		if (ioctl(h->uffd, UFFDIO_ZEROPAGE, &z) == 0)
-			return 0;
-		if (errno == EEXIST)
-			return 1;
-		if (errno == ENOENT && __atomic_load_n(&h->complete, __ATOMIC_ACQUIRE))
-			return 0;
-		if (errno == EAGAIN && ++tries <= EAGAIN_RETRIES) {
-			STAT_ADD(st, eagain, 1);
-			sched_yield();
-			continue;
-		}
-		if (errno == ESRCH)
-			helper_vmm_gone(h);
-		else
-			pch_err("block %s page %llu: UFFDIO_ZEROPAGE: %s", b->d.name,
-				(unsigned long long)page, strerror(errno));
-		return -errno;
-	}
+	rc = zeropage_ioctl(h, st, b, page);
+	if (rc == -EEXIST)
+		return 1;
+	if (rc == -ENOENT && __atomic_load_n(&h->complete, __ATOMIC_ACQUIRE))
+		return 0;
+	if (rc && rc != -ESRCH)
+		pch_err("block %s page %llu: UFFDIO_ZEROPAGE: %s", b->d.name,
+			(unsigned long long)page, strerror(-rc));
+	return rc;
 }
 
 int pages_put(struct helper *h, struct hstats *st, unsigned blk, uint64_t page, const void *src)
