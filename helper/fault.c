@@ -215,7 +215,7 @@ static void settle(struct fstate *f, unsigned blk, uint64_t page)
 static int put_or_stash(struct fstate *f, unsigned blk, uint64_t page, const uint8_t *src)
 {
 	struct hblock *b = &f->h->blk[blk];
-	int rc = pages_put(f->h, &f->ft->st, blk, page, src);
+	int rc = pages_put(f->h, &f->ft->st, blk, page, src, src ? PUT_URGENT : PUT_ZERO);
 
 	if (rc != 1)
 		return rc;
@@ -226,6 +226,8 @@ static int put_or_stash(struct fstate *f, unsigned blk, uint64_t page, const uin
 	}
 	return 0;
 }
+
+static void urgent_fail(struct fstate *f, const char *what);
 
 static void stash_free(gpointer v)
 {
@@ -244,16 +246,23 @@ static void stash_retry(struct fstate *f)
 		uint64_t key = GPOINTER_TO_SIZE(k);
 		unsigned blk = (unsigned)(key >> 56);
 		uint64_t page = key & ((1ull << 56) - 1);
-		int rc = pages_put(f->h, &f->ft->st, blk, page, v == &stash_zero ? NULL : v);
+		int rc = pages_put(f->h, &f->ft->st, blk, page, v == &stash_zero ? NULL : v,
+				   v == &stash_zero ? PUT_ZERO : PUT_URGENT);
 
 		if (rc == 1)
 			continue;
-		if (rc < 0 && rc != -ESRCH)
-			helper_error(f->h, "block %s page %llu: putting a held page in place: %s",
-				     f->h->blk[blk].d.name, (unsigned long long)page, strerror(-rc));
 		g_hash_table_iter_remove(&it);
-		if (!rc)
+		if (!rc) {
 			settle(f, blk, page);
+			continue;
+		}
+		if (rc != -ESRCH) {
+			/* as for an answer that cannot be installed: fail loudly */
+			pch_err("block %s page %llu: putting a held page in place: %s",
+				f->h->blk[blk].d.name, (unsigned long long)page, strerror(-rc));
+			urgent_fail(f, "install failed");
+		}
+		return;
 	}
 }
 
@@ -317,16 +326,20 @@ static void handle_fault(struct fstate *f, const struct uffd_msg *m, uint64_t no
 			return;
 		}
 		rc = pages_zeropage(h, st, blk, page);
+		if (!rc) {
+			record_service(f, now);
+			return;
+		}
 		if (rc == 1) {
 			/* being written by bulk (a source that sent it as data too) */
 			g_hash_table_insert(f->pending, pkey(blk, page), GSIZE_TO_POINTER(now));
-			put_or_stash(f, blk, page, NULL);
-		} else if (rc) {
+			rc = put_or_stash(f, blk, page, NULL);
+			if (!rc && !g_hash_table_contains(f->stash, pkey(blk, page)))
+				settle(f, blk, page);
+		}
+		if (rc && rc != -ESRCH)
 			helper_error(h, "block %s page %llu: zero page: %s", h->blk[blk].d.name,
 				     (unsigned long long)page, strerror(-rc));
-		} else {
-			record_service(f, now);
-		}
 		return;
 	}
 	if (g_hash_table_contains(f->pending, pkey(blk, page))) {
@@ -417,7 +430,7 @@ static bool urgent_frame(struct fstate *f, const struct pch_frame_hdr *hd, const
 			rc = pages_zeropage(h, st, hd->block, page);
 			if (rc == 1)
 				rc = put_or_stash(f, hd->block, page, NULL);
-			else if (!rc)
+			if (!rc && !g_hash_table_contains(f->stash, pkey(hd->block, page)))
 				settle(f, hd->block, page);
 			if (rc == -ESRCH)
 				return false; /* the VMM is gone; main stops everything */

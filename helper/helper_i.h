@@ -55,6 +55,7 @@ struct hstats {
 	uint64_t bytes_bounce;   /* ... received into a buffer, then copied in */
 	uint64_t steals;         /* bulk pages given up mid-receive to a fault */
 	uint64_t stashed;        /* urgent answers held while bulk wrote the page */
+	uint64_t rescued;        /* bulk pages put in place from the bounce buffer */
 	pthread_mutex_t hist_lock;
 	struct pch_hist service; /* fault read -> page installed, ns */
 };
@@ -72,7 +73,7 @@ struct hstats {
 enum {
 	OWN_FREE = 0,     /* nobody writes it; a hole, or data nobody vouches for */
 	OWN_BULK = 1,     /* an rx thread is receiving into it */
-	OWN_URG = 2,      /* the fault thread is writing it */
+	OWN_URG = 2,      /* pages_put is writing it (an answer, zeros, a rescue) */
 	OWN_FULL = 3,     /* every byte is in: may be mapped (CONTINUE) */
 	OWN_MASK = 3,
 	OWN_STEAL = 0x80, /* a fault waits for it: bulk must not take it, and gives it up */
@@ -117,7 +118,6 @@ struct rx_chan {
 	uint8_t *mine;          /* per page of the frame: 1 when we own it (OWN_BULK) */
 	uint32_t settled;       /* pages of the frame fully received and settled */
 	uint32_t mapped;        /* ... of them, mapped (CONTINUE) */
-	bool wanted;            /* a fault waits for a page of this frame */
 	struct iovec *iov;
 	struct msghdr msg;
 	int pipe[2];            /* shmem frames: socket -> pipe -> memfd; -1 until needed */
@@ -176,6 +176,7 @@ struct helper {
 	/* from the VMM */
 	int uffd;
 	uint64_t uffd_features;
+	uint64_t uffd_ioctls;            /* what the registration offers */
 	struct pch_blocktab vtab;        /* the VMM's table */
 	struct hblock blk[PCH_MAX_BLOCKS];
 	unsigned nblk;
@@ -228,6 +229,7 @@ static inline bool helper_stopping(struct helper *h)
 }
 
 /* pages.c */
+enum put_kind { PUT_BULK, PUT_URGENT, PUT_ZERO }; /* counted as pages_bulk, _urgent, neither */
 /* Find the block and page of a VMM address; -EINVAL when outside every block. */
 int pages_lookup(struct helper *h, uint64_t addr, unsigned *blk, uint64_t *page);
 /*
@@ -240,17 +242,19 @@ int pages_lookup(struct helper *h, uint64_t addr, unsigned *blk, uint64_t *page)
 int pages_install(struct helper *h, struct hstats *st, unsigned blk, const uint64_t *offs,
 		  uint32_t count, const uint8_t *data, bool urgent);
 /*
- * Shared blocks: put one page in place from src (NULL: zeros) through the
- * helper's mapping, then map it with UFFDIO_CONTINUE.  0 when the page is in
- * place, 1 when an rx thread is receiving into it (it is asked to give the
- * page up; call again later), -errno on failure.
+ * Shared blocks: put one page in place from src (NULL: zeros) and map it:
+ * a hole is filled with UFFDIO_COPY (UFFDIO_ZEROPAGE for zero shmem), a
+ * page the page cache holds is written and CONTINUEd.  Counted as kind.
+ * 0 when the page is in place, 1 when someone else is writing it (an rx
+ * thread is asked to give it up; call again later), -errno on failure.
  */
-int pages_put(struct helper *h, struct hstats *st, unsigned blk, uint64_t page, const void *src);
+int pages_put(struct helper *h, struct hstats *st, unsigned blk, uint64_t page, const void *src,
+	      enum put_kind kind);
 /*
  * Shared blocks: map n pages from first with UFFDIO_CONTINUE, all of which
- * hold every byte (OWN_FULL); pages already mapped are woken.  0 or -errno.
+ * hold every byte (OWN_FULL); pages already mapped are woken.  Counted as
+ * kind.  0 or -errno.
  */
-enum put_kind { PUT_BULK, PUT_URGENT, PUT_ZERO }; /* counted as pages_bulk, _urgent, neither */
 int pages_continue(struct helper *h, struct hstats *st, unsigned blk, uint64_t first, uint64_t n,
 		   enum put_kind kind);
 /* Page state byte of a shared block's page. */

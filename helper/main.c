@@ -174,10 +174,21 @@ static int do_hello(struct helper *h, struct conn *c, const void *msg, int *fds,
 	r.hdr = (struct pch_ctl_hdr){ PCH_CTL_MAGIC, PCH_CTL_HELLO, 0, sizeof(r), m->hdr.seq };
 	r.version = PCH_CTL_VERSION;
 	r.pid = (uint32_t)getpid();
-	r.features = PCH_CTL_F_RING | PCH_CTL_F_BITMAP | PCH_CTL_F_STATS;
+	r.features = PCH_CTL_F_RING | PCH_CTL_F_BITMAP | PCH_CTL_F_STATS | PCH_CTL_F_SHARED;
 	snprintf(r.name, sizeof(r.name), "pch-helper");
 	/* HELLO is answered by HELLO, not REPLY: 1 tells the caller so. */
 	return pch_seqpkt_send(c->fd, &r, sizeof(r), NULL, 0, CTL_SEND_MS) ?: 1;
+}
+
+/* Is size a huge page size this host has (/sys/kernel/mm/hugepages)? */
+static bool hugetlb_size_ok(uint32_t size, uint32_t sys_page)
+{
+	char path[64];
+
+	if (size <= sys_page || !pch_is_pow2(size))
+		return false;
+	snprintf(path, sizeof(path), "/sys/kernel/mm/hugepages/hugepages-%ukB", size >> 10);
+	return access(path, F_OK) == 0;
 }
 
 static void hblock_free(struct hblock *b)
@@ -206,10 +217,13 @@ static int map_shared(struct hblock *b, int fd, char *whybuf, size_t whylen)
 	bool huge = b->d.backing == PCH_BACKING_HUGETLB;
 	struct statfs sfs;
 	struct stat st;
+	int seals;
 	void *p;
 
 	if (fstatfs(fd, &sfs) < 0 || fstat(fd, &st) < 0) {
-		snprintf(whybuf, whylen, "BLOCK %s: fd: %s", b->d.name, strerror(errno));
+		int err = errno;
+
+		snprintf(whybuf, whylen, "BLOCK %s: fd: %s", b->d.name, strerror(err));
 		return -EBADF;
 	}
 	if (!S_ISREG(st.st_mode) ||
@@ -228,11 +242,20 @@ static int map_shared(struct hblock *b, int fd, char *whybuf, size_t whylen)
 			 b->d.name, (long long)st.st_size, (unsigned long long)b->d.size);
 		return -EINVAL;
 	}
+	seals = fcntl(fd, F_GET_SEALS);
+	if (seals < 0 || !(seals & F_SEAL_SHRINK)) {
+		/* a memfd cut short under us would make our writes fault (SIGBUS) */
+		snprintf(whybuf, whylen, "BLOCK %s: the memfd must be sealed against shrinking "
+			 "(F_SEAL_SHRINK; a tmpfs file that is not a memfd cannot be)", b->d.name);
+		return -EINVAL;
+	}
 	p = mmap(NULL, b->d.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (p == MAP_FAILED) {
+		int err = errno;
+
 		snprintf(whybuf, whylen, "BLOCK %s: mapping the memfd: %s", b->d.name,
-			 strerror(errno));
-		return -errno;
+			 strerror(err));
+		return -err;
 	}
 	b->local = p;
 	/*
@@ -273,15 +296,15 @@ static int do_block(struct helper *h, struct conn *c, const void *msg, int *fds,
 		return -EINVAL;
 	}
 	if (!shared && ((m->flags & PCH_CTL_BLOCK_F_FD) || nfds)) {
-		snprintf(whybuf, whylen, "BLOCK %s: a %s block must carry no fd", name,
+		snprintf(whybuf, whylen, "BLOCK %s: a private (%s) block must carry no fd", name,
 			 pch_backing_name(m->backing));
 		return -EINVAL;
 	}
 	huge = m->backing == PCH_BACKING_HUGETLB || m->backing == PCH_BACKING_HUGETLB_PRIVATE;
-	if (huge ? m->page_size <= sys_page : m->page_size != sys_page) {
+	if (huge ? !hugetlb_size_ok(m->page_size, sys_page) : m->page_size != sys_page) {
 		snprintf(whybuf, whylen, "BLOCK %s: page size %u does not fit a %s block "
-			 "(base pages are %u bytes)", name, m->page_size,
-			 pch_backing_name(m->backing), sys_page);
+			 "(%s)", name, m->page_size, pch_backing_name(m->backing),
+			 huge ? "not a huge page size of this host" : "base pages");
 		return -EINVAL;
 	}
 	if (m->flags & ~PCH_CTL_BLOCK_F_FD) {
@@ -292,8 +315,7 @@ static int do_block(struct helper *h, struct conn *c, const void *msg, int *fds,
 		snprintf(whybuf, whylen, "BLOCK: name not NUL-terminated");
 		return -EINVAL;
 	}
-	if (!pch_is_pow2(m->page_size) || m->host_addr & (m->page_size - 1) ||
-	    m->host_addr + m->length < m->host_addr) {
+	if (m->host_addr & (m->page_size - 1) || m->host_addr + m->length < m->host_addr) {
 		snprintf(whybuf, whylen, "BLOCK %s: host address 0x%llx not page aligned or wraps",
 			 name, (unsigned long long)m->host_addr);
 		return -EINVAL;
@@ -392,11 +414,60 @@ static int do_bitmap(struct helper *h, struct conn *c, const void *msg, int *fds
 	return 0;
 }
 
+/*
+ * The ioctls the uffd registration offers (UFFD's ioctls field) must cover
+ * what each block is installed with: CONTINUE on shared blocks, which the
+ * kernel offers only on ranges registered for MINOR faults (without MINOR,
+ * data written into the page cache would be visible at once), COPY on all
+ * (URGENT answers fill holes with it), ZEROPAGE where the kernel has it
+ * (not hugetlb).  Checked at UFFD and again at START, for blocks announced
+ * after the uffd.  0 or -EINVAL with why.
+ */
+static int check_ioctls(struct helper *h, uint64_t ioctls, const char *what, char *whybuf,
+			size_t whylen)
+{
+	unsigned i;
+
+	for (i = 0; i < h->nblk; i++) {
+		const struct hblock *b = &h->blk[i];
+		bool huge = b->d.backing == PCH_BACKING_HUGETLB ||
+			    b->d.backing == PCH_BACKING_HUGETLB_PRIVATE;
+		uint64_t need = 1ull << _UFFDIO_COPY, missing;
+
+		if (hblock_shared(b))
+			need |= 1ull << _UFFDIO_CONTINUE;
+		if (!huge)
+			need |= 1ull << _UFFDIO_ZEROPAGE;
+		missing = need & ~ioctls;
+		if (missing) {
+			static const struct { unsigned bit; const char *name; } ops[] = {
+				{ _UFFDIO_COPY, "UFFDIO_COPY" },
+				{ _UFFDIO_CONTINUE, "UFFDIO_CONTINUE" },
+				{ _UFFDIO_ZEROPAGE, "UFFDIO_ZEROPAGE" },
+			};
+			char names[64] = "";
+			unsigned k;
+
+			for (k = 0; k < PCH_ARRAY_SIZE(ops); k++)
+				if (missing & (1ull << ops[k].bit))
+					snprintf(names + strlen(names), sizeof(names) - strlen(names),
+						 "%s%s", names[0] ? " and " : "", ops[k].name);
+			snprintf(whybuf, whylen, "%s: block %s (%s) needs %s, which its registration "
+				 "does not offer (ioctls 0x%llx)%s", what, b->d.name,
+				 pch_backing_name(b->d.backing), names, (unsigned long long)ioctls,
+				 missing & (1ull << _UFFDIO_CONTINUE) ?
+					 ": register it with MISSING|MINOR" : "");
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
 static int do_uffd(struct helper *h, struct conn *c, const void *msg, int *fds, int nfds,
 		   char *whybuf, size_t whylen)
 {
 	const struct pch_ctl_uffd *m = msg;
-	unsigned i;
+	int rc;
 
 	if (nfds != 1) {
 		snprintf(whybuf, whylen, "UFFD: expected 1 fd, got %d", nfds);
@@ -423,25 +494,10 @@ static int do_uffd(struct helper *h, struct conn *c, const void *msg, int *fds, 
 			 (unsigned long long)m->features);
 		return -EOPNOTSUPP;
 	}
-	/*
-	 * Shared blocks are filled in place and mapped with CONTINUE, which
-	 * the kernel offers only on ranges registered for MINOR faults; without
-	 * MINOR, data written into the page cache would be visible at once.
-	 */
-	for (i = 0; i < h->nblk; i++) {
-		bool shared = hblock_shared(&h->blk[i]);
-		uint64_t need = shared ? 1ull << _UFFDIO_CONTINUE : 1ull << _UFFDIO_COPY;
-
-		if (!(m->ioctls & need)) {
-			snprintf(whybuf, whylen, "UFFD: block %s (%s) needs %s, which its "
-				 "registration does not offer (ioctls 0x%llx)%s", h->blk[i].d.name,
-				 pch_backing_name(h->blk[i].d.backing),
-				 shared ? "UFFDIO_CONTINUE" : "UFFDIO_COPY",
-				 (unsigned long long)m->ioctls,
-				 shared ? ": register it with MISSING|MINOR" : "");
-			return -EINVAL;
-		}
-	}
+	rc = check_ioctls(h, m->ioctls, "UFFD", whybuf, whylen);
+	if (rc)
+		return rc;
+	h->uffd_ioctls = m->ioctls;
 	h->uffd = fds[0];
 	fds[0] = -1;
 	h->uffd_features = m->features;
@@ -481,6 +537,9 @@ static int start_serving(struct helper *h, char *whybuf, size_t whylen)
 				 h->uffd < 0 ? "the uffd" : "the ring");
 		return -EINVAL;
 	}
+	rc = check_ioctls(h, h->uffd_ioctls, "START", whybuf, whylen);
+	if (rc)
+		return rc;
 	h->t_start_ns = pch_now_ns();
 	rc = session_connect(h);
 	if (rc) {

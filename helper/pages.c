@@ -225,9 +225,10 @@ int pages_zeropage(struct helper *h, struct hstats *st, unsigned blk, uint64_t p
 	int rc;
 
 	if (hblock_shared(b)) {
-		/* the page cache may hold a stale partial page: write zeros */
-		rc = pages_put(h, st, blk, page, NULL);
-		if (!rc)
+		bool was = pch_bitmap_test(&b->present, page);
+
+		rc = pages_put(h, st, blk, page, NULL, PUT_ZERO);
+		if (!rc && !was)
 			STAT_ADD(st, zero_installed, 1);
 		return rc;
 	}
@@ -410,7 +411,8 @@ static int fill_hole(struct helper *h, struct hstats *st, struct hblock *b, uint
 	return rc;
 }
 
-int pages_put(struct helper *h, struct hstats *st, unsigned blk, uint64_t page, const void *src)
+int pages_put(struct helper *h, struct hstats *st, unsigned blk, uint64_t page, const void *src,
+	      enum put_kind kind)
 {
 	struct hblock *b = &h->blk[blk];
 	uint8_t *dst = b->local + (page << b->d.page_shift);
@@ -419,15 +421,20 @@ int pages_put(struct helper *h, struct hstats *st, unsigned blk, uint64_t page, 
 	for (;;) {
 		uint8_t s;
 
-		if (pch_bitmap_test(&b->present, page))
+		/*
+		 * Every page is in place at COMPLETE, and the VMM may then write
+		 * its holes (zero pages) itself: nothing writes the block after.
+		 */
+		if (pch_bitmap_test(&b->present, page) ||
+		    __atomic_load_n(&h->complete, __ATOMIC_ACQUIRE))
 			return 0;
 		s = pages_own(b, page);
 		switch (s & OWN_MASK) {
 		case OWN_FULL:
-			return pages_continue(h, st, blk, page, 1, src ? PUT_URGENT : PUT_ZERO);
+			return pages_continue(h, st, blk, page, 1, kind);
 		case OWN_BULK:
 		case OWN_URG:
-			/* an rx thread is writing it: ask it to give the page up */
+			/* someone is writing it: ask an rx thread to give the page up */
 			__atomic_fetch_or(&b->own[page], OWN_STEAL, __ATOMIC_ACQ_REL);
 			return 1;
 		default:
@@ -448,10 +455,12 @@ int pages_put(struct helper *h, struct hstats *st, unsigned blk, uint64_t page, 
 				}
 				__atomic_store_n(&b->own[page], OWN_FULL, __ATOMIC_RELEASE);
 				mark_present(h, st, b, page, 1);
-				if (src) {
+				if (kind == PUT_URGENT)
 					STAT_ADD(st, pages_urgent, 1);
+				else if (kind == PUT_BULK)
+					STAT_ADD(st, pages_bulk, 1);
+				if (src)
 					STAT_ADD(st, bytes_bounce, b->d.page_size);
-				}
 				return 0;
 			}
 			/* not a hole after all: write what is there, then map it */
@@ -465,7 +474,7 @@ int pages_put(struct helper *h, struct hstats *st, unsigned blk, uint64_t page, 
 			if (src)
 				STAT_ADD(st, bytes_bounce, b->d.page_size);
 			__atomic_store_n(&b->own[page], OWN_FULL, __ATOMIC_RELEASE);
-			return pages_continue(h, st, blk, page, 1, src ? PUT_URGENT : PUT_ZERO);
+			return pages_continue(h, st, blk, page, 1, kind);
 		}
 	}
 }

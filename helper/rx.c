@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <liburing.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +36,8 @@
 #define RX_PIECE_IOV (RX_PIECE / 4096 + 2)
 /* user_data bit: a POLL_ADD of a channel whose frame is spliced in */
 #define UD_POLL (1ull << 32)
+/* how long the end of a frame waits for another writer of one of its pages */
+#define RESCUE_WAIT_MS 1000
 
 /* user_data: which channel slot of this thread. */
 static uint64_t ud_chan(unsigned slot)
@@ -51,7 +54,16 @@ static void release_page(struct rx_thread *t, struct rx_chan *c, uint32_t i, boo
 {
 	struct hblock *b = &t->h->blk[c->hdr.block];
 	uint64_t page = c->offs[i] >> b->d.page_shift;
+	size_t ps = b->d.page_size, start = (size_t)i * ps;
 	uint8_t s = pages_own(b, page);
+
+	/*
+	 * Keep what arrived of it with the rest, which now goes to the bounce
+	 * buffer: at the end of the frame the whole page is there, to be put
+	 * in place if the fault's answer has not done it yet.
+	 */
+	if (steal && c->got > start)
+		memcpy(c->data + start, b->local + c->offs[i], PCH_MIN(c->got - start, ps));
 
 	if (madvise(b->local + (page << b->d.page_shift), b->d.page_size, MADV_REMOVE) < 0)
 		pch_warn("block %s page %llu: MADV_REMOVE of a partial page: %s", b->d.name,
@@ -110,6 +122,26 @@ static void *chan_buf(struct rx_chan *c)
 }
 
 /*
+ * Give up every page of the current in-place frame that a fault now waits
+ * for and that is not complete yet, wherever it is in the frame: its URGENT
+ * answer goes in place at once instead of waiting for the stream to get
+ * there.  Called before each piece (or splice) of data.
+ */
+static void release_wanted(struct rx_thread *t, struct rx_chan *c)
+{
+	struct hblock *b = &t->h->blk[c->hdr.block];
+	uint32_t i, n = 0;
+
+	for (i = (uint32_t)(c->got / b->d.page_size); i < c->hdr.count; i++)
+		if (c->mine[i] && pages_own(b, c->offs[i] >> b->d.page_shift) & OWN_STEAL) {
+			release_page(t, c, i, true);
+			n++;
+		}
+	if (n)
+		fault_kick(t->h);
+}
+
+/*
  * Next piece of an in-place frame: pages we own go straight to their place
  * in the block, the others (someone else has them) to the bounce buffer and
  * are dropped.  Pages a fault now waits for are given up first.
@@ -120,15 +152,8 @@ static void prep_piece(struct rx_thread *t, struct rx_chan *c, struct io_uring_s
 	size_t ps = b->d.page_size, from = c->got, end = from + PCH_MIN(c->want - c->got, RX_PIECE);
 	size_t pos;
 	uint32_t i, n = 0;
-	bool gave_up = false;
 
-	for (i = (uint32_t)(from / ps); i <= (end - 1) / ps; i++)
-		if (c->mine[i] && pages_own(b, c->offs[i] >> b->d.page_shift) & OWN_STEAL) {
-			release_page(t, c, i, true);
-			gave_up = true;
-		}
-	if (gave_up)
-		fault_kick(t->h);
+	release_wanted(t, c);
 	for (pos = from; pos < end;) {
 		size_t in = pos % ps, len = PCH_MIN(ps - in, end - pos);
 		uint8_t *dst;
@@ -179,13 +204,18 @@ static void settle_pages(struct rx_thread *t, struct rx_chan *c)
 	struct hblock *b = &t->h->blk[c->hdr.block];
 	size_t ps = b->d.page_size;
 
+	bool wanted = false;
+
 	while (c->settled < c->hdr.count && (c->settled + 1) * ps <= c->got) {
 		uint32_t i = c->settled++;
 
 		if (c->mine[i] && __atomic_exchange_n(&b->own[c->offs[i] >> b->d.page_shift],
 						      OWN_FULL, __ATOMIC_ACQ_REL) & OWN_STEAL)
-			c->wanted = true;
+			wanted = true;
 	}
+	/* a fault waits for one of these: the fault thread maps it now */
+	if (wanted)
+		fault_kick(t->h);
 }
 
 /*
@@ -195,17 +225,22 @@ static void settle_pages(struct rx_thread *t, struct rx_chan *c)
 static void plan_in_place(struct rx_thread *t, struct rx_chan *c)
 {
 	struct hblock *b = &t->h->blk[c->hdr.block];
+	bool complete = __atomic_load_n(&t->h->complete, __ATOMIC_ACQUIRE);
 	uint32_t i;
 
 	c->in_place = true;
 	c->settled = 0;
 	c->mapped = 0;
-	c->wanted = false;
 	for (i = 0; i < c->hdr.count; i++) {
 		uint64_t page = c->offs[i] >> b->d.page_shift;
 		uint8_t s = OWN_FREE;
 
-		c->mine[i] = !pch_bitmap_test(&b->present, page) &&
+		/*
+		 * Never a page in place already: a zero page is a hole the VMM
+		 * may fill itself once the range is unregistered at COMPLETE,
+		 * and nothing may write the memfd after that.
+		 */
+		c->mine[i] = !complete && !pch_bitmap_test(&b->inplace, page) &&
 			     __atomic_compare_exchange_n(&b->own[page], &s, OWN_BULK, false,
 							 __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
 	}
@@ -263,11 +298,6 @@ static int continue_settled(struct rx_thread *t, struct rx_chan *c)
 	}
 	c->mapped = i;
 	STAT_ADD(&t->st, bytes_inplace, (uint64_t)mine << shift);
-	/* the fault thread may hold an answer for one of these: it can drop it */
-	if (c->wanted) {
-		c->wanted = false;
-		fault_kick(h);
-	}
 	return rc;
 }
 
@@ -322,19 +352,11 @@ static int splice_data(struct rx_thread *t, struct rx_chan *c, const char **what
 		bool mine;
 		ssize_t n;
 
-		if (c->mine[i] && pages_own(b, c->offs[i] >> b->d.page_shift) & OWN_STEAL) {
-			release_page(t, c, i, true);
-			fault_kick(t->h);
-		}
+		release_wanted(t, c);
 		mine = c->mine[i];
 		/* one segment: pages going the same way, contiguous, to the piece's end */
 		for (end = (size_t)(i + 1) * ps; end < pend; end += ps) {
 			j = (uint32_t)(end / ps);
-			if (mine && c->mine[j] &&
-			    pages_own(b, c->offs[j] >> b->d.page_shift) & OWN_STEAL) {
-				release_page(t, c, j, true); /* not started: nothing to drop */
-				fault_kick(t->h);
-			}
 			if (c->mine[j] != mine || (mine && c->offs[j] != c->offs[j - 1] + ps))
 				break;
 		}
@@ -377,6 +399,52 @@ static int splice_data(struct rx_thread *t, struct rx_chan *c, const char **what
 			}
 		}
 	}
+	return 0;
+}
+
+/*
+ * End of an in-place frame: put in place the pages we did not own (a fault
+ * had them, or took them from us), from the bounce buffer, unless the
+ * fault's answer did already.  So every page of a frame is in place when
+ * the next frame is read, as for private blocks: a SYNC read after it
+ * still means everything before it is in.  0 or -errno.
+ */
+static int rescue_frame(struct rx_thread *t, struct rx_chan *c)
+{
+	struct hblock *b = &t->h->blk[c->hdr.block];
+	size_t ps = b->d.page_size;
+	uint32_t i, n = 0;
+	int rc;
+
+	for (i = 0; i < c->hdr.count; i++) {
+		uint64_t page = c->offs[i] >> b->d.page_shift;
+		uint64_t deadline = 0;
+
+		if (c->mine[i] || pch_bitmap_test(&b->present, page))
+			continue;
+		/* someone else is writing it right now (the fault thread): wait */
+		while ((rc = pages_put(t->h, &t->st, c->hdr.block, page, c->data + (size_t)i * ps,
+				       PUT_BULK)) == 1) {
+			if (!deadline)
+				deadline = pch_now_ns() + RESCUE_WAIT_MS * 1000000ull;
+			if (pch_now_ns() > deadline) {
+				pch_warn("block %s page %llu: still being written by another path "
+					 "after %d ms; left to it", b->d.name,
+					 (unsigned long long)page, RESCUE_WAIT_MS);
+				break;
+			}
+			sched_yield();
+		}
+		if (rc < 0)
+			return rc;
+		if (!rc) {
+			STAT_ADD(&t->st, rescued, 1);
+			n++;
+		}
+	}
+	/* the fault thread may hold answers for these: it can drop them */
+	if (n)
+		fault_kick(t->h);
 	return 0;
 }
 
@@ -445,6 +513,8 @@ static int frame_step(struct rx_thread *t, struct rx_chan *c)
 		}
 		if (c->in_place) {
 			rc = continue_settled(t, c);
+			if (!rc)
+				rc = rescue_frame(t, c);
 			c->in_place = false;
 		} else
 			rc = pages_install(h, &t->st, c->hdr.block, c->offs, c->hdr.count, c->data,

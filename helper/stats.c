@@ -13,7 +13,7 @@ static const size_t counter_fields[] = {
 	F(frames), F(copy_ioctls), F(eexist), F(eagain), F(faults), F(faults_zero),
 	F(faults_present), F(faults_dup), F(faults_late), F(faults_outside), F(requests), F(requests_sweep), F(events_other),
 	F(uffd_reads), F(faults_minor), F(continue_ioctls), F(bytes_inplace), F(bytes_bounce),
-	F(steals), F(stashed),
+	F(steals), F(stashed), F(rescued),
 };
 #undef F
 
@@ -90,6 +90,7 @@ char *stats_json(struct helper *h)
 	pch_json_int(b, "continue_ioctls", s->continue_ioctls);
 	pch_json_int(b, "steals", s->steals);
 	pch_json_int(b, "stashed", s->stashed);
+	pch_json_int(b, "rescued", s->rescued);
 	/*
 	 * Page data crosses memory once into a receive buffer and once more
 	 * into guest memory (UFFDIO_COPY, or a copy into a shared block), or

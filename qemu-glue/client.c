@@ -38,7 +38,7 @@
 #define CLIENT_START_TIMEOUT_MS 60000
 
 /* Features this client speaks (sent in HELLO). */
-#define CLIENT_FEATURES (PCH_CTL_F_RING | PCH_CTL_F_BITMAP | PCH_CTL_F_STATS)
+#define CLIENT_FEATURES (PCH_CTL_F_RING | PCH_CTL_F_BITMAP | PCH_CTL_F_STATS | PCH_CTL_F_SHARED)
 
 #define CLIENT_ERR_LEN 256
 
@@ -444,6 +444,12 @@ int pch_client_add_block(struct pch_client *c, const struct pch_client_block *b)
 		set_err(c, "block %s: backing %u %s", b->name, b->backing,
 			b->fd >= 0 ? "is private: it takes no fd" : "is shared: its memfd must ride along");
 		return -EINVAL;
+	}
+
+	if (b->fd >= 0 && !(c->helper_features & PCH_CTL_F_SHARED)) {
+		set_err(c, "block %s: this helper does not serve shared (memfd, hugetlb) blocks",
+			b->name);
+		return -EOPNOTSUPP;
 	}
 
 	memset(&m, 0, sizeof(m));

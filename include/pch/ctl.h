@@ -43,6 +43,7 @@ enum pch_ctl_type {
 #define PCH_CTL_F_RING 0x1ull   /* helper posts events on a shared ring */
 #define PCH_CTL_F_BITMAP 0x2ull /* blocks may carry an in-place bitmap */
 #define PCH_CTL_F_STATS 0x4ull  /* STATS answers with JSON */
+#define PCH_CTL_F_SHARED 0x8ull /* helper serves shared (memfd, hugetlb) blocks */
 
 struct pch_ctl_hdr {
 	uint32_t magic; /* PCH_CTL_MAGIC */

@@ -138,14 +138,17 @@ static void huge_shortage(struct vm *vm, const char *what, int err)
 		(unsigned long long)(total - (nfree - rsvd)) + need);
 }
 
-/* memfd_create + ftruncate for the shared backings; fd or -errno (recorded). */
+/*
+ * memfd_create + ftruncate + seals for the shared backings (the helper
+ * refuses a memfd that could shrink under it); fd or -errno (recorded).
+ */
 static int ram_memfd(struct vm *vm, unsigned int flags)
 {
 	char name[PCH_BLOCK_NAME_LEN + 8];
 	int fd, err;
 
 	snprintf(name, sizeof(name), "pch-vm:%s", vm->cfg.block_name);
-	fd = memfd_create(name, MFD_CLOEXEC | flags);
+	fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING | flags);
 	if (fd < 0) {
 		err = errno;
 		if (flags & MFD_HUGETLB)
@@ -162,6 +165,14 @@ static int ram_memfd(struct vm *vm, unsigned int flags)
 		else
 			vm_fail(vm, "ftruncate of the RAM memfd to %llu bytes: %s",
 				(unsigned long long)vm->cfg.ram_bytes, strerror(err));
+		close(fd);
+		return -err;
+	}
+	/* as QEMU's memory-backend-memfd (seal=on): the RAM keeps its size */
+	if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) < 0) {
+		err = errno;
+		vm_fail(vm, "sealing the RAM memfd (F_SEAL_SHRINK | F_SEAL_GROW): %s",
+			strerror(err));
 		close(fd);
 		return -err;
 	}
