@@ -39,7 +39,8 @@ WARN := -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers \
 ALL_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS) -fPIC -D_GNU_SOURCE -Iinclude -Ilib \
 	$(PKG_CFLAGS) -MMD -MP
 ifneq ($(SANITIZE),)
-ALL_CFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer
+# a sanitizer report fails the program (UBSan would only print and go on)
+ALL_CFLAGS += -fsanitize=$(SANITIZE) -fno-sanitize-recover=all -fno-omit-frame-pointer
 SAN_LDFLAGS := -fsanitize=$(SANITIZE)
 endif
 ALL_LDFLAGS = $(LDFLAGS) $(SAN_LDFLAGS)
