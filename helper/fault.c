@@ -266,6 +266,28 @@ static void stash_retry(struct fstate *f)
 	}
 }
 
+/*
+ * Faults whose page another path put in place (an rx thread finishing or
+ * rescuing it) are served: account them now, not when their answer comes.
+ * The table holds the faults in flight, a few per vCPU.
+ */
+static void settle_present(struct fstate *f)
+{
+	GHashTableIter it;
+	gpointer k, v;
+
+	g_hash_table_iter_init(&it, f->pending);
+	while (g_hash_table_iter_next(&it, &k, &v)) {
+		uint64_t key = GPOINTER_TO_SIZE(k);
+
+		if (!pch_bitmap_test(&f->h->blk[key >> 56].present, key & ((1ull << 56) - 1)) ||
+		    g_hash_table_contains(f->stash, k))
+			continue;
+		record_service(f, GPOINTER_TO_SIZE(v) & ~STALL_REPORTED);
+		g_hash_table_iter_remove(&it);
+	}
+}
+
 static void handle_fault(struct fstate *f, const struct uffd_msg *m, uint64_t now)
 {
 	struct helper *h = f->h;
@@ -761,6 +783,7 @@ static void *fault_main(void *arg)
 				break;
 			case UD_KICK:
 				stash_retry(f);
+				settle_present(f);
 				arm_kick(f);
 				break;
 			case UD_SWEEP:

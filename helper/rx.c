@@ -418,10 +418,11 @@ static int rescue_frame(struct rx_thread *t, struct rx_chan *c)
 
 	for (i = 0; i < c->hdr.count; i++) {
 		uint64_t page = c->offs[i] >> b->d.page_shift;
-		uint64_t deadline = 0;
+		uint64_t deadline = 0, before;
 
 		if (c->mine[i] || pch_bitmap_test(&b->present, page))
 			continue;
+		before = STAT_GET(&t->st, bytes_bounce);
 		/* someone else is writing it right now (the fault thread): wait */
 		while ((rc = pages_put(t->h, &t->st, c->hdr.block, page, c->data + (size_t)i * ps,
 				       PUT_BULK)) == 1) {
@@ -437,7 +438,8 @@ static int rescue_frame(struct rx_thread *t, struct rx_chan *c)
 		}
 		if (rc < 0)
 			return rc;
-		if (!rc) {
+		/* counted when written from here, not when found in place meanwhile */
+		if (!rc && STAT_GET(&t->st, bytes_bounce) != before) {
 			STAT_ADD(&t->st, rescued, 1);
 			n++;
 		}

@@ -12,6 +12,7 @@
  *
  * Version history:
  *   1  first version.
+ *      Feature bits added within it: PCH_CTL_F_SHARED (shared blocks).
  */
 #ifndef PCH_CTL_H
 #define PCH_CTL_H
