@@ -21,6 +21,11 @@ cleanup() {
 		kill -KILL "$p" 2>/dev/null || true
 		wait "$p" 2>/dev/null || true
 	done
+	# give back the huge pages this test reserved (its processes are gone)
+	if [ -n "${HUGE_RESTORE:-}" ]; then
+		echo "$HUGE_RESTORE" >/proc/sys/vm/nr_hugepages 2>/dev/null ||
+			echo "$TEST_NAME: could not restore vm.nr_hugepages to $HUGE_RESTORE" >&2
+	fi
 	if [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ]; then
 		for f in "$T"/*.log; do
 			[ -f "$f" ] || continue
@@ -54,6 +59,29 @@ require_uffd() {
 	case $? in
 	77) skip "userfaultfd is not available to this user (syscall and /dev/userfaultfd)" ;;
 	esac
+}
+
+# hugepages_free: 2 MiB huge pages free now and not reserved by anyone
+hugepages_free() {
+	awk '/^HugePages_Free:/ { f = $2 } /^HugePages_Rsvd:/ { r = $2 } END { print f - r }' \
+		/proc/meminfo
+}
+
+# reserve_hugepages N: make N 2 MiB huge pages free, through vm.nr_hugepages;
+# the old value comes back when the test exits.  Skips when they cannot be had.
+reserve_hugepages() {
+	local f=/proc/sys/vm/nr_hugepages old free
+	grep -q '^Hugepagesize: *2048 kB' /proc/meminfo ||
+		skip "the default huge page size is not 2 MiB"
+	free=$(hugepages_free)
+	[ "$free" -ge "$1" ] && return 0
+	[ -w "$f" ] || skip "need $1 free 2 MiB huge pages, have $free, and cannot write $f"
+	old=$(cat "$f")
+	HUGE_RESTORE=$old
+	echo $((old + $1 - free)) >"$f" 2>/dev/null || true
+	free=$(hugepages_free)
+	[ "$free" -ge "$1" ] ||
+		skip "could reserve only $free of $1 2 MiB huge pages through $f (memory fragmented?)"
 }
 
 # migrate ARGS...: pch-migrate with a report in $T/report.json

@@ -5,6 +5,9 @@
  * out-of-order request after another.  Each must be answered with an error
  * whose text names what was wrong; the helper must keep answering.  Prints
  * one line per case; exit 0 when every case was refused as expected.
+ *
+ * One helper takes one VMM, and a uffd only once: a block announced after an
+ * accepted uffd (refused at START) needs a helper of its own, --late-block.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -12,17 +15,28 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/magic.h>
 #include <linux/userfaultfd.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "net.h"
+#include "ring.h"
 #include "pch/ctl.h"
+#include "pch/uffd-compat.h"
 
-static int fd, seq, failures;
+#define MiB (1ull << 20)
+/* what a UFFDIO_REGISTER offers: anon MISSING, shmem MISSING|MINOR */
+#define IOCTLS_ANON ((1ull << _UFFDIO_COPY) | (1ull << _UFFDIO_ZEROPAGE))
+#define IOCTLS_MINOR (IOCTLS_ANON | (1ull << _UFFDIO_CONTINUE))
+
+static int fd, seq, failures, refusals;
 static char last[PCH_CTL_MAX_MSG + 1];
+static uint32_t base_page;
 
 static void hdr(struct pch_ctl_hdr *h, uint16_t type, uint32_t len)
 {
@@ -45,7 +59,8 @@ static int ask(const void *msg, size_t len, const int *fds, int nfds)
 	if (n <= 0)
 		return n == 0 ? -ECONNRESET : n;
 	last[n] = '\0';
-	if ((size_t)n < sizeof(*r) || r->hdr.magic != PCH_CTL_MAGIC)
+	/* an answer to an earlier request would pass for this one's */
+	if ((size_t)n < sizeof(*r) || r->hdr.magic != PCH_CTL_MAGIC || r->hdr.seq != (uint32_t)seq)
 		return -EBADMSG;
 	if (r->hdr.type == PCH_CTL_HELLO)
 		return 0;
@@ -61,13 +76,35 @@ static int ask(const void *msg, size_t len, const int *fds, int nfds)
 	}
 }
 
-static void expect(const char *name, int status, const char *want)
+/* A refusal: status -err (any -errno when err is 0), want in its text. */
+static void expect_err(const char *name, int status, int err, const char *want)
 {
-	bool ok = status < 0 && strstr(last, want);
+	bool ok = status < 0 && (!err || status == -err) && strstr(last, want);
 
 	printf("%s %-28s status %d: %s\n", ok ? "refused" : "WRONG  ", name, status, last);
-	if (!ok)
+	if (!ok) {
+		if (err && status != -err)
+			printf("        expected status %d (%s)\n", -err, strerror(err));
 		failures++;
+	} else {
+		refusals++;
+	}
+}
+
+static void expect(const char *name, int status, const char *want)
+{
+	expect_err(name, status, 0, want);
+}
+
+/* A good request: status 0. */
+static void expect_ok(const char *name, int status)
+{
+	if (status) {
+		printf("WRONG   %-28s status %d: %s\n", name, status, last);
+		failures++;
+	} else {
+		printf("ok      %s\n", name);
+	}
 }
 
 static void hello(uint16_t version, uint16_t role)
@@ -99,18 +136,236 @@ static void wrong_role(uint16_t role, const char *name)
 	expect(name, ask(&h, sizeof(h), NULL, 0), "already connected");
 }
 
-static int block(uint32_t id, uint64_t len, uint32_t backing, size_t msglen)
+/* A BLOCK named pc.ram; bfd rides with it unless it is -1. */
+static int send_block(uint32_t id, uint64_t len, uint32_t backing, uint32_t page_size,
+		      uint32_t flags, int bfd, size_t msglen)
 {
 	struct pch_ctl_block b = { 0 };
 
 	hdr(&b.hdr, PCH_CTL_BLOCK, (uint32_t)msglen);
 	b.id = id;
-	b.page_size = 4096;
+	b.page_size = page_size;
 	b.backing = backing;
-	b.host_addr = 0x7f0000000000ull;
+	b.flags = flags;
+	b.host_addr = 0x7f0000000000ull; /* 1 GiB aligned: fits any page size */
 	b.length = len;
 	snprintf(b.name, sizeof(b.name), "pc.ram");
-	return ask(&b, msglen, NULL, 0);
+	return ask(&b, msglen, bfd >= 0 ? &bfd : NULL, bfd >= 0);
+}
+
+static int block(uint32_t id, uint64_t len, uint32_t backing, size_t msglen)
+{
+	return send_block(id, len, backing, 4096, 0, -1, msglen);
+}
+
+/* A shared block with its fd, as a VMM sends one. */
+static int shared_block(uint32_t id, uint64_t len, uint32_t backing, uint32_t page_size, int bfd)
+{
+	return send_block(id, len, backing, page_size, PCH_CTL_BLOCK_F_FD, bfd,
+			  sizeof(struct pch_ctl_block));
+}
+
+static int send_uffd(int uf, uint64_t ioctls)
+{
+	struct pch_ctl_uffd u = { 0 };
+
+	hdr(&u.hdr, PCH_CTL_UFFD, sizeof(u));
+	u.ioctls = ioctls;
+	return ask(&u, sizeof(u), &uf, 1);
+}
+
+/*
+ * A userfaultfd, by the syscall or, where vm.unprivileged_userfaultfd forbids
+ * that, /dev/userfaultfd (as require_uffd probes).  Nothing is registered:
+ * the helper checks the fd's kind and O_NONBLOCK, and trusts the ioctls the
+ * UFFD message claims.  -1 if neither works.
+ */
+static int open_uffd(int flags)
+{
+	int uf = (int)syscall(SYS_userfaultfd, flags);
+
+	if (uf < 0) {
+		int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+
+		if (dev >= 0) {
+			uf = ioctl(dev, USERFAULTFD_IOC_NEW, flags);
+			close(dev);
+		}
+	}
+	return uf;
+}
+
+/* A shmem memfd of len bytes, sealed against shrinking when seal; exits on failure. */
+static int new_memfd(const char *name, uint64_t len, bool seal)
+{
+	int m = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+
+	if (m < 0 || ftruncate(m, (off_t)len) < 0 ||
+	    (seal && fcntl(m, F_ADD_SEALS, F_SEAL_SHRINK) < 0)) {
+		fprintf(stderr, "pch-badvmm: memfd %s: %s\n", name, strerror(errno));
+		exit(1);
+	}
+	return m;
+}
+
+/*
+ * An unlinked regular file of len bytes on a disk file system: a tmpfs file
+ * would pass the helper's shmem check and be refused later, for its seals.
+ * -1 when no directory at hand is off tmpfs.
+ */
+static int disk_file(uint64_t len, const char **where)
+{
+	static const char *const dirs[] = { "/tmp", "/var/tmp", "." };
+	char path[64];
+	size_t i;
+
+	for (i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+		struct statfs sfs;
+		int f;
+
+		snprintf(path, sizeof(path), "%s/pch-badvmm.XXXXXX", dirs[i]);
+		f = mkostemp(path, O_CLOEXEC);
+		if (f < 0)
+			continue;
+		unlink(path);
+		if (fstatfs(f, &sfs) == 0 && sfs.f_type != TMPFS_MAGIC &&
+		    ftruncate(f, (off_t)len) == 0) {
+			*where = dirs[i];
+			return f;
+		}
+		close(f);
+	}
+	return -1;
+}
+
+/*
+ * Shared blocks (memfd, hugetlb) carry their memfd and private ones none;
+ * the memfd must be shmem (hugetlbfs for hugetlb), as long as the block and
+ * sealed against shrinking.  No case needs a huge page: a hugetlb block is
+ * refused on its page size, or on its fd's file system, before anything is
+ * mapped.  Then a good memfd block, a uffd whose registration cannot map it
+ * (no CONTINUE), and one that can.  Blocks refused leave the table empty.
+ */
+static void shared_blocks(void)
+{
+	const uint64_t len = MiB, huge = 2 * MiB;
+	int good = new_memfd("pc.ram", len, true);
+	int shrt = new_memfd("short", len / 2, true);
+	int unsealed = new_memfd("unsealed", len, false);
+	int shmem2m = new_memfd("shmem-2m", huge, true);
+	const char *where = NULL;
+	int p[2], f, uf;
+
+	expect_err("memfd block without its fd",
+		   send_block(0, len, PCH_BACKING_MEMFD, base_page, 0, -1,
+			      sizeof(struct pch_ctl_block)),
+		   EINVAL, "shared (memfd) block must carry its memfd, got 0 fds");
+	expect_err("anon block with an fd", shared_block(0, len, PCH_BACKING_ANON, base_page, good),
+		   EINVAL, "private (anon) block must carry no fd");
+	if (pipe(p) < 0) {
+		perror("pch-badvmm: pipe");
+		exit(1);
+	}
+	expect_err("memfd block with a pipe",
+		   shared_block(0, len, PCH_BACKING_MEMFD, base_page, p[0]), EBADF,
+		   "the fd is not a shmem memfd");
+	close(p[0]);
+	close(p[1]);
+	f = disk_file(len, &where);
+	if (f >= 0) {
+		printf("        (a file in %s)\n", where);
+		expect_err("memfd block with a disk file",
+			   shared_block(0, len, PCH_BACKING_MEMFD, base_page, f), EBADF,
+			   "the fd is not a shmem memfd");
+		close(f);
+	} else {
+		printf("skipped memfd block with a disk file: "
+		       "/tmp, /var/tmp and . are all tmpfs\n");
+	}
+	expect_err("memfd shorter than its block",
+		   shared_block(0, len, PCH_BACKING_MEMFD, base_page, shrt), EINVAL,
+		   "the memfd has 524288 bytes, the block 1048576");
+	expect_err("memfd not sealed", shared_block(0, len, PCH_BACKING_MEMFD, base_page, unsealed),
+		   EINVAL, "sealed against shrinking (F_SEAL_SHRINK");
+	expect_err("hugetlb block of base pages",
+		   shared_block(0, huge, PCH_BACKING_HUGETLB, base_page, shmem2m), EINVAL,
+		   "does not fit a hugetlb block");
+	expect_err("hugetlb block on shmem",
+		   shared_block(0, huge, PCH_BACKING_HUGETLB, 2 * MiB, shmem2m), EBADF,
+		   "the fd is not a hugetlbfs memfd");
+
+	/* the helper took none of them: block 0 is still to come */
+	expect_ok("memfd block 0", shared_block(0, len, PCH_BACKING_MEMFD, base_page, good));
+	uf = open_uffd(O_CLOEXEC | O_NONBLOCK);
+	if (uf < 0) {
+		printf("WRONG   cannot open a userfaultfd: %s\n", strerror(errno));
+		failures++;
+	} else {
+		expect_err("uffd without CONTINUE", send_uffd(uf, IOCTLS_ANON), EINVAL,
+			   "UFFD: block pc.ram (memfd) needs UFFDIO_CONTINUE");
+		expect_ok("uffd with CONTINUE", send_uffd(uf, IOCTLS_MINOR));
+		close(uf);
+	}
+	close(good);
+	close(shrt);
+	close(unsealed);
+	close(shmem2m);
+}
+
+/*
+ * --late-block: a uffd taken while no block needs CONTINUE, then a memfd
+ * block it cannot map.  Only START can see it; it must refuse and not start.
+ */
+static int late_block(void)
+{
+	struct pch_ctl_simple s = { 0 };
+	struct pch_ctl_sync sy = { 0 };
+	struct pch_ctl_ring rm = { 0 };
+	struct pch_ring ring;
+	int good = new_memfd("pc.ram", MiB, true);
+	int uf = open_uffd(O_CLOEXEC | O_NONBLOCK), rfds[2], rc;
+
+	if (uf < 0) {
+		fprintf(stderr, "pch-badvmm: userfaultfd: %s\n", strerror(errno));
+		return 1;
+	}
+	rc = pch_ring_create(&ring, 64);
+	if (rc) {
+		fprintf(stderr, "pch-badvmm: ring: %s\n", strerror(-rc));
+		return 1;
+	}
+	hello(PCH_CTL_VERSION, PCH_CTL_ROLE_VMM);
+	expect_ok("uffd before any block", send_uffd(uf, IOCTLS_ANON));
+	expect_ok("memfd block after the uffd",
+		  shared_block(0, MiB, PCH_BACKING_MEMFD, base_page, good));
+	hdr(&rm.hdr, PCH_CTL_RING, sizeof(rm));
+	rm.nr_entries = ring.nr;
+	rm.size = ring.size;
+	rfds[0] = ring.memfd;
+	rfds[1] = ring.efd;
+	expect_ok("ring", ask(&rm, sizeof(rm), rfds, 2));
+
+	hdr(&s.hdr, PCH_CTL_START, sizeof(s));
+	expect_err("start, block needs CONTINUE", ask(&s, sizeof(s), NULL, 0), EINVAL,
+		   "START: block pc.ram (memfd) needs UFFDIO_CONTINUE");
+	/* not started: nothing was connected, and the setup state is as it was */
+	hdr(&sy.hdr, PCH_CTL_SYNC, sizeof(sy));
+	sy.epoch = 1;
+	expect_err("sync after refused start", ask(&sy, sizeof(sy), NULL, 0), EINVAL,
+		   "SYNC: before START");
+	expect_err("second uffd", send_uffd(uf, IOCTLS_MINOR), EEXIST, "UFFD: already received");
+	hdr(&s.hdr, PCH_CTL_STATS, sizeof(s));
+	if (ask(&s, sizeof(s), NULL, 0) || !strstr(last, "\"pages_total\"")) {
+		printf("WRONG   stats after the refused start: %s\n", last);
+		failures++;
+	} else {
+		printf("answered stats after %d refusals\n", refusals);
+	}
+	pch_ring_close(&ring);
+	close(uf);
+	close(good);
+	printf("%d wrong answers\n", failures);
+	return failures ? 1 : 0;
 }
 
 int main(int argc, char **argv)
@@ -121,6 +376,15 @@ int main(int argc, char **argv)
 	struct pch_ctl_sync sy = { 0 };
 	int p[2], fds[2], mfd, uf;
 
+	base_page = (uint32_t)sysconf(_SC_PAGESIZE);
+	if (argc == 3 && !strcmp(argv[1], "--late-block")) {
+		fd = pch_unix_connect(argv[2], 10000);
+		if (fd < 0) {
+			fprintf(stderr, "pch-badvmm: connect %s: %s\n", argv[2], strerror(-fd));
+			return 1;
+		}
+		return late_block();
+	}
 	if (argc == 3 && (!strcmp(argv[1], "--monitor") || !strcmp(argv[1], "--monitor-first"))) {
 		bool first = !strcmp(argv[1], "--monitor-first");
 
@@ -147,7 +411,8 @@ int main(int argc, char **argv)
 		return failures ? 1 : 0;
 	}
 	if (argc != 2) {
-		fprintf(stderr, "usage: pch-badvmm [--monitor|--monitor-first] CONTROL_SOCKET\n");
+		fprintf(stderr, "usage: pch-badvmm [--monitor|--monitor-first|--late-block] "
+				"CONTROL_SOCKET\n");
 		return 2;
 	}
 	fd = pch_unix_connect(argv[1], 10000);
@@ -174,7 +439,7 @@ int main(int argc, char **argv)
 	hdr(&u.hdr, PCH_CTL_UFFD, sizeof(u));
 	expect("uffd that is a pipe", ask(&u, sizeof(u), p, 1), "not a userfaultfd");
 
-	uf = (int)syscall(SYS_userfaultfd, O_CLOEXEC);
+	uf = open_uffd(O_CLOEXEC);
 	if (uf >= 0) {
 		hdr(&u.hdr, PCH_CTL_UFFD, sizeof(u));
 		expect("uffd that blocks", ask(&u, sizeof(u), &uf, 1), "O_NONBLOCK");
@@ -210,6 +475,7 @@ int main(int argc, char **argv)
 	expect("unknown type 99", ask(&s, sizeof(s), NULL, 0), "unknown message type 99");
 	hdr(&s.hdr, PCH_CTL_STATS, sizeof(s));
 	expect("stats with an fd", ask(&s, sizeof(s), p, 1), "unexpected fds");
+	shared_blocks();
 
 	/* still answering after all that */
 	hdr(&s.hdr, PCH_CTL_STATS, sizeof(s));
@@ -217,7 +483,7 @@ int main(int argc, char **argv)
 		printf("WRONG   stats after the bad requests: %s\n", last);
 		failures++;
 	} else {
-		printf("answered stats after %d refusals\n", seq - 3);
+		printf("answered stats after %d refusals\n", refusals);
 	}
 
 	printf("%d wrong answers\n", failures);
