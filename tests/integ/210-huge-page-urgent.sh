@@ -21,3 +21,12 @@ expect_json "$R" '.helper.steals >= 1' '.helper | {faults,steals,stashed,pages_u
 # ...so no fault waited for a slow bulk frame (320 ms each)
 expect_json "$R" '.fault_latency_us.max < 200000' '.fault_latency_us'
 log "ok: $(jq -c '{steals: .helper.steals, fault_max_us: .fault_latency_us.max}' "$R")"
+
+# private hugetlb: the URGENT answer is copied in whole (UFFDIO_COPY) while
+# the bulk copy of the page is still arriving; bulk's copy then finds it there
+migrate --backing hugetlb-private --ram 32M --channels 1 --vcpus 1 --workload seq \
+	--zero-fraction 0 --source-arg=--test-slow-frames=4:10 --vm-arg=--vcpu-delay-ms=100 \
+	--vm-arg=--verify-access --timeout-s 60
+expect_json "$R" '.result == "ok" and .pages_mismatched == 0 and .vm.early_reads == 0'
+expect_json "$R" '.fault_latency_us.max < 200000' '.fault_latency_us'
+log "private ok: $(jq -c '{fault_max_us: .fault_latency_us.max, eexist: .helper.eexist}' "$R")"
