@@ -280,8 +280,17 @@ static void settle_present(struct fstate *f)
 	while (g_hash_table_iter_next(&it, &k, &v)) {
 		uint64_t key = GPOINTER_TO_SIZE(k);
 
-		if (!pch_bitmap_test(&f->h->blk[key >> 56].present, key & ((1ull << 56) - 1)) ||
-		    g_hash_table_contains(f->stash, k))
+		unsigned blk = (unsigned)(key >> 56);
+		uint64_t page = key & ((1ull << 56) - 1);
+		struct hblock *b = &f->h->blk[blk];
+
+		if (g_hash_table_contains(f->stash, k))
+			continue;
+		/* received whole, not mapped yet (its piece is not over): map it */
+		if (!pch_bitmap_test(&b->present, page) && hblock_shared(b) &&
+		    (pages_own(b, page) & OWN_MASK) == OWN_FULL)
+			pages_continue(f->h, &f->ft->st, blk, page, 1, PUT_ZERO);
+		if (!pch_bitmap_test(&b->present, page))
 			continue;
 		record_service(f, GPOINTER_TO_SIZE(v) & ~STALL_REPORTED);
 		g_hash_table_iter_remove(&it);
@@ -333,6 +342,20 @@ static void handle_fault(struct fstate *f, const struct uffd_msg *m, uint64_t no
 	if (pch_bitmap_test(&h->blk[blk].present, page)) {
 		/* Installed between the fault and now: its waker may have missed it. */
 		STAT_ADD(st, faults_present, 1);
+		/*
+		 * A MINOR fault on a page we mapped: the VMM's page table lost it
+		 * (swapped out, reclaimed) while the page cache kept it.  Waking
+		 * would fault again forever: map it again (EEXIST: just woken).
+		 */
+		if (hblock_shared(&h->blk[blk]) &&
+		    m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_MINOR) {
+			rc = pages_continue(h, st, blk, page, 1, PUT_ZERO);
+			if (rc && rc != -ESRCH)
+				helper_error(h, "block %s page %llu: UFFDIO_CONTINUE again: %s",
+					     h->blk[blk].d.name, (unsigned long long)page,
+					     strerror(-rc));
+			return;
+		}
 		pages_wake(h, blk, page);
 		return;
 	}
@@ -342,11 +365,11 @@ static void handle_fault(struct fstate *f, const struct uffd_msg *m, uint64_t no
 		 * zero page received without placing it, and leaving its fault
 		 * unserved, is the hang QEMU's postcopy tests had.
 		 */
-		STAT_ADD(st, faults_zero, 1);
 		if (g_hash_table_contains(f->pending, pkey(blk, page))) {
 			STAT_ADD(st, faults_dup, 1);
 			return;
 		}
+		STAT_ADD(st, faults_zero, 1);
 		rc = pages_zeropage(h, st, blk, page);
 		if (!rc) {
 			record_service(f, now);
@@ -374,12 +397,15 @@ static void handle_fault(struct fstate *f, const struct uffd_msg *m, uint64_t no
 		if ((pages_own(b, page) & OWN_MASK) == OWN_FULL) {
 			/* every byte is in (bulk is about to map it): map it now */
 			rc = pages_continue(h, st, blk, page, 1, PUT_URGENT);
-			if (rc && rc != -ESRCH)
-				helper_error(h, "block %s page %llu: UFFDIO_CONTINUE: %s", b->d.name,
-					     (unsigned long long)page, strerror(-rc));
-			else if (!rc)
+			if (!rc) {
 				record_service(f, now);
-			return;
+				return;
+			}
+			if (rc == -ESRCH)
+				return;
+			/* not mapped: ask the source, whose answer is put in another way */
+			helper_error(h, "block %s page %llu: UFFDIO_CONTINUE: %s", b->d.name,
+				     (unsigned long long)page, strerror(-rc));
 		}
 		/* bulk must leave this page to the URGENT answer, or give it up */
 		__atomic_fetch_or(&b->own[page], OWN_STEAL, __ATOMIC_ACQ_REL);
@@ -801,6 +827,7 @@ static void *fault_main(void *arg)
 		if (pch_now_ns() - last_tick > FAULT_TICK_MS * 1000000ull) {
 			last_tick = pch_now_ns();
 			stash_retry(f);
+			settle_present(f);
 			check_stalls(f);
 		}
 	}

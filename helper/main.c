@@ -467,7 +467,7 @@ static int do_uffd(struct helper *h, struct conn *c, const void *msg, int *fds, 
 		   char *whybuf, size_t whylen)
 {
 	const struct pch_ctl_uffd *m = msg;
-	int rc;
+	int rc, fl;
 
 	if (nfds != 1) {
 		snprintf(whybuf, whylen, "UFFD: expected 1 fd, got %d", nfds);
@@ -482,7 +482,8 @@ static int do_uffd(struct helper *h, struct conn *c, const void *msg, int *fds, 
 		return -EBADF;
 	}
 	/* io_uring and poll both need it: a blocking uffd polls as an error */
-	if (!(fcntl(fds[0], F_GETFL) & O_NONBLOCK)) {
+	fl = fcntl(fds[0], F_GETFL);
+	if (fl < 0 || !(fl & O_NONBLOCK)) {
 		snprintf(whybuf, whylen, "UFFD: the uffd must be O_NONBLOCK");
 		return -EINVAL;
 	}

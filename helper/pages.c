@@ -210,9 +210,27 @@ void pages_mark_zero(struct helper *h, struct hstats *st, unsigned blk, const ui
 
 	for (i = 0; i < count; i++) {
 		uint64_t p = offs[i] >> b->d.page_shift;
+		uint8_t s;
 
+		if (!b->own) {
+			zeros += pch_bitmap_set(&b->zero, p);
+			newly += pch_bitmap_set(&b->inplace, p);
+			continue;
+		}
+		/*
+		 * Shared block: a page someone is writing (data for it came too,
+		 * from a confused source) is left to that writer; counting it in
+		 * place could let COMPLETE unregister the range under the write.
+		 * Holding the page while marking keeps a bulk claim out.
+		 */
+		s = pages_own(b, p);
+		if ((s & OWN_MASK) != OWN_FREE ||
+		    !__atomic_compare_exchange_n(&b->own[p], &s, OWN_URG, false, __ATOMIC_ACQ_REL,
+						 __ATOMIC_ACQUIRE))
+			continue;
 		zeros += pch_bitmap_set(&b->zero, p);
 		newly += pch_bitmap_set(&b->inplace, p);
+		__atomic_store_n(&b->own[p], s, __ATOMIC_RELEASE);
 	}
 	STAT_ADD(st, pages_zero, zeros);
 	if (newly)

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -243,6 +244,11 @@ static void plan_in_place(struct rx_thread *t, struct rx_chan *c)
 		c->mine[i] = !complete && !pch_bitmap_test(&b->inplace, page) &&
 			     __atomic_compare_exchange_n(&b->own[page], &s, OWN_BULK, false,
 							 __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+		/* marked zero between the test and the claim (pages_mark_zero): leave it */
+		if (c->mine[i] && pch_bitmap_test(&b->inplace, page)) {
+			__atomic_store_n(&b->own[page], OWN_FREE, __ATOMIC_RELEASE);
+			c->mine[i] = 0;
+		}
 	}
 	/*
 	 * hugetlb: populate each run in one call, so a short huge page pool is
@@ -369,8 +375,28 @@ static int splice_data(struct rx_thread *t, struct rx_chan *c, const char **what
 				return -ECONNRESET;
 		} else {
 			loff_t off = (loff_t)(c->offs[i] + from % ps);
+			int avail = 0;
 
-			n = splice(c->fd, NULL, c->pipe[1], NULL, PCH_MIN(len, c->pipe_cap),
+			/*
+			 * A TCP splice waits for data unless the socket itself is
+			 * O_NONBLOCK (SPLICE_F_NONBLOCK covers only the pipe): move
+			 * at most what is queued, and poll again when nothing is.
+			 */
+			if (ioctl(c->fd, FIONREAD, &avail) < 0)
+				return -errno;
+			if (avail <= 0) {
+				/* nothing queued: 0 means wait, unless the peer is gone */
+				char b1;
+
+				n = recv(c->fd, &b1, 1, MSG_PEEK | MSG_DONTWAIT);
+				if (n == 0)
+					return -ECONNRESET;
+				if (n < 0 && errno != EAGAIN && errno != EINTR)
+					return -errno;
+				return 0;
+			}
+			n = splice(c->fd, NULL, c->pipe[1], NULL,
+				   PCH_MIN(PCH_MIN(len, c->pipe_cap), (size_t)avail),
 				   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 			if (n < 0)
 				return errno == EAGAIN || errno == EINTR ? 0 : -errno;
@@ -413,21 +439,26 @@ static int rescue_frame(struct rx_thread *t, struct rx_chan *c)
 {
 	struct hblock *b = &t->h->blk[c->hdr.block];
 	size_t ps = b->d.page_size;
+	uint64_t deadline = pch_now_ns() + RESCUE_WAIT_MS * 1000000ull;
 	uint32_t i, n = 0;
 	int rc;
 
 	for (i = 0; i < c->hdr.count; i++) {
-		uint64_t page = c->offs[i] >> b->d.page_shift;
-		uint64_t deadline = 0, before;
+		uint64_t page = c->offs[i] >> b->d.page_shift, before;
 
-		if (c->mine[i] || pch_bitmap_test(&b->present, page))
+		/* in place already, or known zero: nothing to rescue */
+		if (c->mine[i] || pch_bitmap_test(&b->inplace, page))
 			continue;
 		before = STAT_GET(&t->st, bytes_bounce);
-		/* someone else is writing it right now (the fault thread): wait */
 		while ((rc = pages_put(t->h, &t->st, c->hdr.block, page, c->data + (size_t)i * ps,
 				       PUT_BULK)) == 1) {
-			if (!deadline)
-				deadline = pch_now_ns() + RESCUE_WAIT_MS * 1000000ull;
+			/*
+			 * Another channel receiving it (a page sent twice) covers
+			 * it with its own frame: only the fault thread, which never
+			 * waits for us, is worth waiting for, and not for long.
+			 */
+			if ((pages_own(b, page) & OWN_MASK) == OWN_BULK)
+				break;
 			if (pch_now_ns() > deadline) {
 				pch_warn("block %s page %llu: still being written by another path "
 					 "after %d ms; left to it", b->d.name,
@@ -557,6 +588,12 @@ static void *rx_main(void *arg)
 	rc = io_uring_queue_init(t->nchan + 8, &ring, 0);
 	if (rc) {
 		helper_error(h, "rx/%u: io_uring_queue_init: %s", t->id, strerror(-rc));
+		/* its channels are lost: say so, so their pages are swept */
+		for (i = 0; i < t->nchan; i++) {
+			__atomic_store_n(&t->chan[i]->state, CHAN_DEAD, __ATOMIC_RELEASE);
+			shutdown(t->chan[i]->fd, SHUT_RDWR);
+		}
+		helper_kick(h);
 		return NULL;
 	}
 	for (i = 0; i < t->nchan; i++) {
@@ -593,6 +630,8 @@ static void *rx_main(void *arg)
 				int st = __atomic_load_n(&c->state, __ATOMIC_ACQUIRE);
 
 				if (st == CHAN_DEAD) {
+					/* closed by main (silent): give its pages back */
+					release_frame(t, c);
 					live--;
 					continue;
 				}
@@ -620,6 +659,7 @@ static void *rx_main(void *arg)
 				int st = __atomic_load_n(&c->state, __ATOMIC_ACQUIRE);
 
 				if (st == CHAN_DEAD) {
+					release_frame(t, c);
 					live--;
 					continue;
 				}
@@ -669,7 +709,10 @@ static void *rx_main(void *arg)
 		}
 		io_uring_cq_advance(&ring, seen);
 	}
+	/* nothing is in flight once the ring is gone: give back any frame's pages */
 	io_uring_queue_exit(&ring);
+	for (i = 0; i < t->nchan; i++)
+		release_frame(t, t->chan[i]);
 	return NULL;
 }
 
