@@ -15,6 +15,7 @@
 #include <glib.h>
 #include <liburing.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -220,6 +221,8 @@ static int put_or_stash(struct fstate *f, unsigned blk, uint64_t page, const uin
 	if (rc != 1)
 		return rc;
 	if (!g_hash_table_contains(f->stash, pkey(blk, page))) {
+		/* the receiver may be waiting for data that does not come: wake it */
+		rx_kick_all(f->h);
 		g_hash_table_insert(f->stash, pkey(blk, page),
 				    src ? g_memdup2(src, b->d.page_size) : &stash_zero);
 		STAT_ADD(&f->ft->st, stashed, 1);
@@ -610,10 +613,59 @@ static void sweep_more(struct fstate *f)
 	}
 }
 
+/* "streaming 3 ms, ended, dead": each PAGES channel's state and silence. */
+static void channel_states(struct helper *h, uint64_t now, char *buf, size_t len)
+{
+	static const char *const names[] = { "idle", "streaming", "ended", "dead" };
+	size_t used = 0;
+	unsigned i;
+
+	buf[0] = '\0';
+	for (i = 0; i < h->o.channels && used + 1 < len; i++) {
+		const struct rx_chan *c = &h->pages[i];
+		int st = __atomic_load_n(&c->state, __ATOMIC_ACQUIRE);
+		uint64_t last = __atomic_load_n(&c->last_rx_ns, __ATOMIC_RELAXED);
+		int n;
+
+		if (st == CHAN_STREAMING && last && now > last)
+			n = snprintf(buf + used, len - used, "%s%u: streaming, silent %llu ms",
+				     i ? "; " : "", i, (unsigned long long)((now - last) / 1000000));
+		else
+			n = snprintf(buf + used, len - used, "%s%u: %s", i ? "; " : "", i,
+				     names[st & 3]);
+		if (n < 0)
+			break;
+		used += (size_t)n;
+	}
+}
+
+/* "held answer, bulk writing it, fault waits" ... for a stall report. */
+static const char *page_state(struct fstate *f, uint64_t key)
+{
+	const struct hblock *b = &f->h->blk[key >> 56];
+	uint64_t page = key & ((1ull << 56) - 1);
+	static const char *const own[] = { "no writer", "bulk receiving it", "being put in place",
+					   "received, not mapped" };
+
+	if (pch_bitmap_test(&b->present, page))
+		return "in place (its waker may be late)";
+	if (g_hash_table_contains(f->stash, GSIZE_TO_POINTER(key)))
+		return "answer held, waiting for the bulk receiver to give it up";
+	if (hblock_shared(b))
+		return own[pages_own(b, page) & OWN_MASK];
+	return pch_bitmap_test(&b->zero, page) ? "known zero" : "missing";
+}
+
+/*
+ * Report, once each, faults pending longer than --stall-ms (default 1 s):
+ * the page, its state, the URGENT lane and every PAGES channel, so a hang
+ * says where it hangs.
+ */
 static void check_stalls(struct fstate *f)
 {
 	struct helper *h = f->h;
 	uint64_t now = pch_now_ns(), limit = (uint64_t)h->o.stall_ms * 1000000ull;
+	char chans[512] = "";
 	GHashTableIter it;
 	gpointer k, v;
 
@@ -626,11 +678,13 @@ static void check_stalls(struct fstate *f)
 
 		if (t0 & STALL_REPORTED || now - t0 < limit)
 			continue;
+		if (!chans[0])
+			channel_states(h, now, chans, sizeof(chans));
 		pch_warn("stall: block %s page %llu: fault pending for %llu ms, requested, "
-			 "no answer yet (URGENT %s, %u requests queued)",
+			 "no answer yet; page: %s; URGENT %s, %u requests queued; PAGES %s",
 			 h->blk[key >> 56].d.name, (unsigned long long)(key & ((1ull << 56) - 1)),
-			 (unsigned long long)((now - t0) / 1000000), f->urg_dead ? "dead" : "up",
-			 f->nout);
+			 (unsigned long long)((now - t0) / 1000000), page_state(f, key),
+			 f->urg_dead ? "dead" : "up", f->nout, chans);
 		g_hash_table_iter_replace(&it, GSIZE_TO_POINTER(t0 | STALL_REPORTED));
 	}
 }

@@ -118,6 +118,7 @@ struct rx_chan {
 	uint8_t *mine;          /* per page of the frame: 1 when we own it (OWN_BULK) */
 	uint32_t settled;       /* pages of the frame fully received and settled */
 	uint32_t mapped;        /* ... of them, mapped (CONTINUE) */
+	size_t inflight_end;    /* recvmsg pieces: end of the piece being received */
 	struct iovec *iov;
 	struct msghdr msg;
 	int pipe[2];            /* shmem frames: socket -> pipe -> memfd; -1 until needed */
@@ -139,6 +140,8 @@ struct rx_thread {
 	struct hstats st;
 	bool started;
 	bool populate_warned;
+	int wake_efd;           /* fault -> rx: give up pages a fault wants */
+	uint64_t wake_buf;
 };
 
 struct fault_thread {
@@ -287,6 +290,8 @@ size_t pages_frame_cap(struct helper *h);
 
 /* rx.c */
 int rx_start(struct helper *h);
+/* Ask every rx thread to give up the pages faults now wait for. */
+void rx_kick_all(struct helper *h);
 void rx_join(struct helper *h);
 
 /* fault.c */

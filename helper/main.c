@@ -1119,6 +1119,9 @@ static void helper_free(struct helper *h)
 		close(h->ft.sweep_efd);
 	if (h->ft.kick_efd > 0)
 		close(h->ft.kick_efd);
+	for (i = 0; i < h->nrx; i++)
+		if (h->rx[i].wake_efd > 0)
+			close(h->rx[i].wake_efd);
 	close(h->wake_efd);
 	g_free((char *)h->o.ctl_path);
 	g_free((char *)h->o.key_file);

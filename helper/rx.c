@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -37,6 +38,8 @@
 #define RX_PIECE_IOV (RX_PIECE / 4096 + 2)
 /* user_data bit: a POLL_ADD of a channel whose frame is spliced in */
 #define UD_POLL (1ull << 32)
+/* user_data: a read of the thread's wake eventfd (the fault thread wants a page) */
+#define UD_WAKE (1ull << 33)
 /* how long the end of a frame waits for another writer of one of its pages */
 #define RESCUE_WAIT_MS 1000
 
@@ -128,12 +131,12 @@ static void *chan_buf(struct rx_chan *c)
  * answer goes in place at once instead of waiting for the stream to get
  * there.  Called before each piece (or splice) of data.
  */
-static void release_wanted(struct rx_thread *t, struct rx_chan *c)
+static void release_wanted(struct rx_thread *t, struct rx_chan *c, size_t from)
 {
 	struct hblock *b = &t->h->blk[c->hdr.block];
 	uint32_t i, n = 0;
 
-	for (i = (uint32_t)(c->got / b->d.page_size); i < c->hdr.count; i++)
+	for (i = (uint32_t)(from / b->d.page_size); i < c->hdr.count; i++)
 		if (c->mine[i] && pages_own(b, c->offs[i] >> b->d.page_shift) & OWN_STEAL) {
 			release_page(t, c, i, true);
 			n++;
@@ -154,7 +157,8 @@ static void prep_piece(struct rx_thread *t, struct rx_chan *c, struct io_uring_s
 	size_t pos;
 	uint32_t i, n = 0;
 
-	release_wanted(t, c);
+	release_wanted(t, c, c->got);
+	c->inflight_end = end;
 	for (pos = from; pos < end;) {
 		size_t in = pos % ps, len = PCH_MIN(ps - in, end - pos);
 		uint8_t *dst;
@@ -232,6 +236,7 @@ static void plan_in_place(struct rx_thread *t, struct rx_chan *c)
 	c->in_place = true;
 	c->settled = 0;
 	c->mapped = 0;
+	c->inflight_end = c->want; /* until the first piece is queued: release nothing */
 	for (i = 0; i < c->hdr.count; i++) {
 		uint64_t page = c->offs[i] >> b->d.page_shift;
 		uint8_t s = OWN_FREE;
@@ -358,7 +363,7 @@ static int splice_data(struct rx_thread *t, struct rx_chan *c, const char **what
 		bool mine;
 		ssize_t n;
 
-		release_wanted(t, c);
+		release_wanted(t, c, c->got);
 		mine = c->mine[i];
 		/* one segment: pages going the same way, contiguous, to the piece's end */
 		for (end = (size_t)(i + 1) * ps; end < pend; end += ps) {
@@ -571,6 +576,26 @@ frame_done:
 	return 1;
 }
 
+static void arm_wake(struct rx_thread *t, struct io_uring *ring)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+
+	if (!sqe)
+		return; /* the 200 ms tick still comes */
+	io_uring_prep_read(sqe, t->wake_efd, &t->wake_buf, sizeof(t->wake_buf), 0);
+	io_uring_sqe_set_data64(sqe, UD_WAKE);
+}
+
+void rx_kick_all(struct helper *h)
+{
+	uint64_t one = 1;
+	unsigned i;
+
+	for (i = 0; i < h->nrx; i++)
+		if (h->rx[i].wake_efd > 0 && write(h->rx[i].wake_efd, &one, sizeof(one)) < 0)
+			pch_warn("rx/%u: cannot wake it: %s", i, strerror(errno));
+}
+
 static void *rx_main(void *arg)
 {
 	struct rx_thread *t = arg;
@@ -585,7 +610,7 @@ static void *rx_main(void *arg)
 	if (h->o.rx_nice)
 		pch_thread_nice(h->o.rx_nice);
 
-	rc = io_uring_queue_init(t->nchan + 8, &ring, 0);
+	rc = io_uring_queue_init(t->nchan + 9, &ring, 0);
 	if (rc) {
 		helper_error(h, "rx/%u: io_uring_queue_init: %s", t->id, strerror(-rc));
 		/* its channels are lost: say so, so their pages are swept */
@@ -605,6 +630,7 @@ static void *rx_main(void *arg)
 		queue_recv(t, &ring, c, i);
 	}
 	live = t->nchan;
+	arm_wake(t, &ring);
 
 	while (live && !helper_stopping(h)) {
 		struct __kernel_timespec ts = { .tv_sec = 0, .tv_nsec = RX_TICK_MS * 1000000ll };
@@ -622,6 +648,25 @@ static void *rx_main(void *arg)
 			struct rx_chan *c;
 
 			seen++;
+			if (ud == UD_WAKE) {
+				/*
+				 * A fault wants a page a frame of ours holds: give it up
+				 * now rather than when (if ever) more data comes.  Only
+				 * where nothing is being written: a spliced frame waits
+				 * in POLL; a received one, past the piece in flight.
+				 */
+				for (i = 0; i < t->nchan; i++) {
+					struct rx_chan *w = t->chan[i];
+
+					if (w->in_place && w->part == 2 &&
+					    __atomic_load_n(&w->state, __ATOMIC_ACQUIRE) != CHAN_DEAD)
+						release_wanted(t, w,
+							       h->blk[w->hdr.block].splice ?
+							       w->got : w->inflight_end);
+				}
+				arm_wake(t, &ring);
+				continue;
+			}
 			if ((ud & ~UD_POLL) >= t->nchan)
 				continue;
 			c = t->chan[ud & ~UD_POLL];
@@ -728,6 +773,9 @@ int rx_start(struct helper *h)
 	for (i = 0; i < n; i++) {
 		h->rx[i].h = h;
 		h->rx[i].id = i;
+		h->rx[i].wake_efd = eventfd(0, EFD_CLOEXEC);
+		if (h->rx[i].wake_efd < 0)
+			return -errno;
 		pthread_mutex_init(&h->rx[i].st.hist_lock, NULL);
 		pch_hist_init(&h->rx[i].st.service);
 	}

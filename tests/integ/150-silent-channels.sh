@@ -32,6 +32,9 @@ for backing in anon memfd; do
 		fail "$backing: no silence reported"
 	grep -q "silent for 1 s; channel closed" "$T/helper.log" ||
 		fail "$backing: silent channel not given up"
+	# the vCPU waited through the silence: the stall report says on what
+	grep -q "stall: block pc.ram page [0-9]*: fault pending for .*; page: .*; URGENT up.*; PAGES 0: " \
+		"$T/helper.log" || fail "$backing: no stall report naming the page and channels"
 	expect_json "$T/vm.json" '.result == "ok" and .pages_mismatched == 0'
 	expect_json "$T/helper.json" '.requests_sweep > 0' '{requests_sweep,channels}'
 	log "$backing ok: $(jq -c '{requests_sweep,pages_urgent,channels:[.channels[].state]}' \
