@@ -1,7 +1,8 @@
 # pch - kernel-assisted postcopy page service.
 #
 #   make            build everything into build/
-#   make check      unit and integration tests
+#   make check      unit and integration tests, and a short stress run
+#   make stress     RUNS (200) randomized migrations with faults injected
 #   make demo       a verified 1 GiB postcopy migration
 #   make V=1        show full commands
 #
@@ -81,7 +82,7 @@ ALL_OBJS := $(LIB_OBJS) $(CLIENT_OBJS) \
 	$(foreach p,helper source vm migrate proxy,$($(p)_SRCS:%.c=$(OBJ)/%.o)) \
 	$(UNIT_SRCS:%.c=$(OBJ)/%.o) $(TOOL_SRCS:%.c=$(OBJ)/%.o)
 
-.PHONY: all deps build-all tests check _check unit integ demo _demo clean install bench
+.PHONY: all deps build-all tests check _check unit integ demo _demo clean install bench stress _stress
 
 all: deps
 	$(Q)$(MAKE) --no-print-directory build-all
@@ -153,9 +154,24 @@ $(BUILD)/tests/tools/%: $(OBJ)/tests/tools/%.o $(LIBPCH)
 check: deps
 	$(Q)$(MAKE) --no-print-directory _check
 
+# check ends with a short stress run (randomized migrations with faults
+# injected); make stress runs RUNS of them (default 200).  Each run has its
+# own deadline; the whole run has one too.
+RUNS ?= 200
+CHECK_STRESS_RUNS ?= 20
+
 _check: tests
 	$(Q)BUILD=$(BUILD) tests/run-unit.sh
 	$(Q)BUILD=$(BUILD) SANITIZE=$(SANITIZE) tests/run-integ.sh
+	$(Q)BUILD=$(BUILD) timeout -k 10 900 tests/stress.sh $(CHECK_STRESS_RUNS); \
+		rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 77 ]
+
+stress: deps
+	$(Q)$(MAKE) --no-print-directory _stress
+
+_stress: tests
+	$(Q)BUILD=$(BUILD) timeout -k 10 $$(( $(RUNS) * 100 + 60 )) tests/stress.sh $(RUNS); \
+		rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 77 ]
 
 unit: deps
 	$(Q)$(MAKE) --no-print-directory tests

@@ -1,0 +1,189 @@
+#!/bin/bash
+# Randomized migrations with injected faults, each verified byte for byte and
+# each under a deadline, so a hang is counted (and its logs kept), never
+# waited out.  Ends with one line:
+#   stress: runs=N ok=N hangs=N mismatched=N errors=N
+# and fails unless every run was ok.
+#
+# Usage: tests/stress.sh [RUNS]      (RUNS default 200; SEED=S to replay)
+# Each run picks a channel count, workload, zero fraction, RAM size, vCPU
+# count, backing (hugetlb kinds only when 2 MiB huge pages can be reserved)
+# and one injected fault:
+#   none         nothing
+#   corrupt      pch-source sends a corrupt frame on one PAGES channel
+#   slow         bulk frames crawl in; vCPUs start late and verify every access
+#   stop         pch-source is stopped (SIGSTOP) for 1.5 s mid-stream; the
+#                helper gives up the silent channels and sweeps
+#   proxy-cut, proxy-stall, proxy-delay
+#                through pch-proxy: a PAGES channel cut or stalled mid-stream,
+#                or the first PAGES channel delayed (when pch-proxy is built)
+set -u
+
+BUILD=${BUILD:-build}
+case "$BUILD" in /*) ;; *) BUILD="$(pwd)/$BUILD" ;; esac
+BIN="$BUILD/bin"
+TOOLS="$BUILD/tests/tools"
+RUNS=${1:-${RUNS:-200}}
+SEED=${SEED:-$(date +%s)}
+RUN_TIMEOUT=${RUN_TIMEOUT:-90}
+KEEP=${KEEP:-/tmp/pch-stress-failed}
+RANDOM=$SEED
+
+ok=0 hangs=0 mism=0 errors=0
+declare -A per_fault=()
+slowest_ms=0 slowest=""
+top=$(mktemp -d /tmp/pch-stress.XXXXXX)
+HUGE_RESTORE=""
+PIDS=""
+
+cleanup() {
+	for p in $PIDS; do kill -KILL "$p" 2>/dev/null; done
+	if [ -n "$HUGE_RESTORE" ]; then
+		echo "$HUGE_RESTORE" >/proc/sys/vm/nr_hugepages 2>/dev/null ||
+			echo "stress: could not restore vm.nr_hugepages to $HUGE_RESTORE" >&2
+	fi
+	rm -rf "$top"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+
+"$TOOLS/pch-hello" --probe-uffd >/dev/null 2>&1
+if [ $? -eq 77 ]; then
+	echo "stress: SKIP: userfaultfd is not available to this user"
+	exit 77
+fi
+
+# Huge pages for the hugetlb kinds, if they can be had (given back at exit).
+huge=0
+if grep -q '^Hugepagesize: *2048 kB' /proc/meminfo && [ -w /proc/sys/vm/nr_hugepages ]; then
+	old=$(cat /proc/sys/vm/nr_hugepages)
+	HUGE_RESTORE=$old
+	echo $((old + 64)) >/proc/sys/vm/nr_hugepages 2>/dev/null
+	free=$(awk '/^HugePages_Free:/ { f = $2 } /^HugePages_Rsvd:/ { r = $2 } END { print f - r }' \
+		/proc/meminfo)
+	[ "$free" -ge 64 ] && huge=1
+fi
+
+pick() { local a=("$@"); echo "${a[RANDOM % ${#a[@]}]}"; }
+
+# wait_gone PID SECONDS: wait for a process to exit, kill it after that
+wait_gone() {
+	local i
+	for ((i = 0; i < $2 * 20; i++)); do
+		kill -0 "$1" 2>/dev/null || { wait "$1" 2>/dev/null; return $?; }
+		sleep 0.05
+	done
+	kill -KILL "$1" 2>/dev/null
+	wait "$1" 2>/dev/null
+	return 124
+}
+
+faults=(none corrupt slow stop)
+[ -x "$BIN/pch-proxy" ] && faults+=(proxy-cut proxy-stall proxy-delay)
+
+for ((run = 1; run <= RUNS; run++)); do
+	d="$top/run$run"
+	mkdir -p "$d"
+	ch=$(pick 1 2 3 4 8)
+	wl=$(pick none seq random hotset)
+	zf=$(pick 0 0.1 0.3 0.6)
+	vcpus=$(pick 1 2 3)
+	backings=(anon anon memfd memfd thp)
+	[ "$huge" = 1 ] && backings+=(hugetlb hugetlb-private)
+	backing=$(pick "${backings[@]}")
+	case $backing in
+	hugetlb*) ram=$(pick 32 64); psz=2M ;;
+	*) ram=$(pick 32 64 128); psz=4096 ;;
+	esac
+	fault=$(pick "${faults[@]}")
+	src_args=() hlp_args=() vm_args=() proxy_args=()
+	case $fault in
+	corrupt) src_args+=(--test-corrupt-channel $((RANDOM % ch))) ;;
+	slow) src_args+=(--test-slow-frames "$((RANDOM % 8 + 1)):5")
+	      vm_args+=(--vcpu-delay-ms $((RANDOM % 200)) --verify-access) ;;
+	stop) src_args+=(--bulk-rate 100)
+	      hlp_args+=(--silent-ms 400 --channel-timeout-s 1) ;;
+	proxy-cut) proxy_args+=(--fault "pages:$((RANDOM % ch)):cut@bytes=$((RANDOM * 64))") ;;
+	proxy-stall) proxy_args+=(--fault "pages:$((RANDOM % ch)):stall@bytes=$((RANDOM * 32))")
+	             hlp_args+=(--silent-ms 400 --channel-timeout-s 1) ;;
+	proxy-delay) proxy_args+=(--fault "any-pages:delay=$((RANDOM % 20 + 1))@ms=$((RANDOM % 200))") ;;
+	esac
+	desc="run $run: $fault, $backing ${ram}M, $ch channels, $vcpus vCPUs $wl, zero $zf"
+	echo "$desc" >"$d/desc"
+
+	"$TOOLS/pch-hello" --new-key "$d/key" >/dev/null
+	"$BIN/pch-source" --listen 127.0.0.1:0 --port-file "$d/sport" --key-file "$d/key" \
+		--channels "$ch" --ram "${ram}M" --page-size "$psz" --zero-fraction "$zf" \
+		--timeout-s "$RUN_TIMEOUT" "${src_args[@]}" >"$d/source.log" 2>&1 &
+	spid=$!
+	PIDS="$spid"
+	for _ in $(seq 500); do [ -s "$d/sport" ] && break; sleep 0.01; done
+	port=$(cat "$d/sport" 2>/dev/null)
+	ppid=""
+	if [ "${fault#proxy}" != "$fault" ] && [ -n "$port" ]; then
+		"$BIN/pch-proxy" --listen 127.0.0.1:0 --port-file "$d/pport" \
+			--target "127.0.0.1:$port" --timeout-s "$RUN_TIMEOUT" "${proxy_args[@]}" \
+			>"$d/proxy.log" 2>&1 &
+		ppid=$!
+		PIDS="$PIDS $ppid"
+		for _ in $(seq 500); do [ -s "$d/pport" ] && break; sleep 0.01; done
+		port=$(cat "$d/pport" 2>/dev/null)
+	fi
+	"$BIN/pch-helper" --control "$d/helper.sock" --source "127.0.0.1:${port:-1}" \
+		--key-file "$d/key" --channels "$ch" --stats "$d/helper.json" \
+		--timeout-s "$RUN_TIMEOUT" "${hlp_args[@]}" >"$d/helper.log" 2>&1 &
+	hpid=$!
+	PIDS="$PIDS $hpid"
+	start=$(date +%s%N)
+	timeout -k 5 "$RUN_TIMEOUT" "$BIN/pch-vm" --helper "$d/helper.sock" --report "$d/vm.json" \
+		--ram "${ram}M" --vcpus "$vcpus" --workload "$wl" --zero-fraction "$zf" \
+		--backing "$backing" --timeout-s $((RUN_TIMEOUT - 10)) "${vm_args[@]}" \
+		>"$d/vm.log" 2>&1 &
+	vpid=$!
+	PIDS="$PIDS $vpid"
+	if [ "$fault" = stop ]; then
+		sleep 0.$((RANDOM % 5 + 3))
+		kill -STOP "$spid" 2>/dev/null
+		sleep 1.5
+		kill -CONT "$spid" 2>/dev/null
+	fi
+	wait "$vpid"
+	vrc=$?
+	ms=$((($(date +%s%N) - start) / 1000000))
+	wait_gone "$hpid" 20
+	hrc=$?
+	wait_gone "$spid" 20 >/dev/null
+	[ -n "$ppid" ] && { kill -TERM "$ppid" 2>/dev/null; wait_gone "$ppid" 5 >/dev/null; }
+	PIDS=""
+
+	m=$(jq -r '.pages_mismatched // 0' "$d/vm.json" 2>/dev/null || echo 0)
+	if [ "$vrc" -eq 124 ] || [ "$vrc" -eq 137 ] || [ "$hrc" -eq 124 ]; then
+		hangs=$((hangs + 1)) verdict=HANG
+	elif [ "${m:-0}" != 0 ]; then
+		mism=$((mism + 1)) verdict=MISMATCHED
+	elif [ "$vrc" -ne 0 ] || [ "$hrc" -ne 0 ]; then
+		errors=$((errors + 1)) verdict="ERROR (pch-vm $vrc, pch-helper $hrc)"
+	else
+		ok=$((ok + 1)) verdict=ok
+	fi
+	per_fault[$fault]=$(( ${per_fault[$fault]:-0} + 1 ))
+	if [ "$verdict" = ok ]; then
+		if [ "$fault" != none ] && [ "$ms" -gt "$slowest_ms" ]; then
+			slowest_ms=$ms slowest=$desc
+		fi
+		rm -rf "$d"
+	else
+		mkdir -p "$KEEP"
+		rm -f "$d/helper.sock"
+		cp -r "$d" "$KEEP/$(basename "$top")-run$run"
+		echo "stress: $desc: $verdict (seed $SEED; logs in $KEEP/$(basename "$top")-run$run)"
+		tail -n 3 "$d/vm.log" | sed 's/^/    /'
+		rm -rf "$d"
+	fi
+done
+
+counts=""
+for f in "${!per_fault[@]}"; do counts="$counts $f=${per_fault[$f]}"; done
+echo "stress: seed $SEED; runs per fault:$counts; slowest run with a fault: ${slowest_ms} ms ($slowest)"
+echo "stress: runs=$RUNS ok=$ok hangs=$hangs mismatched=$mism errors=$errors"
+[ "$ok" -eq "$RUNS" ]
