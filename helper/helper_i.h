@@ -170,6 +170,7 @@ struct helper_opts {
 	int silent_ms;          /* report a streaming channel silent this long */
 	int chan_timeout_s;     /* ... and give it up after this long (0: never) */
 	int rx_nice;            /* niceness added to rx threads */
+	bool poison;            /* poison pages that can never arrive */
 };
 
 struct helper {
@@ -188,6 +189,7 @@ struct helper {
 	struct pch_ring_event pending[16]; /* main: posts waiting for room */
 	unsigned npending;
 	uint64_t premarked;              /* pages the VMM had in place */
+	uint64_t poisoned;               /* pages that could never arrive, poisoned */
 	uint8_t *zero_buf;               /* zeros, as large as the largest page */
 	size_t zero_len;
 

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -866,14 +867,93 @@ static void check_progress(struct helper *h)
 	}
 }
 
-static void fail(struct helper *h, int code, const char *text)
+/*
+ * Pages that can never arrive (the source is lost, the deadline passed):
+ * UFFDIO_POISON every page not in place, so a vCPU touching one gets a
+ * memory error (SIGBUS) instead of blocking forever, or, once the range is
+ * unregistered, reading zeros that were never the guest's.  Poisoning
+ * wakes the threads waiting on those pages.  Pages poisoned.
+ */
+static uint64_t poison_missing(struct helper *h)
 {
+	uint64_t total = 0;
+	unsigned i;
+
+	if (!(h->uffd_ioctls & (1ull << _UFFDIO_POISON))) {
+		helper_error(h, "cannot poison the missing pages: the registration does not offer "
+			     "UFFDIO_POISON (kernel 6.6+); vCPUs on them stay blocked until the "
+			     "VMM unregisters");
+		return 0;
+	}
+	for (i = 0; i < h->nblk; i++) {
+		struct hblock *b = &h->blk[i];
+		uint64_t p = 0, n;
+		int tries = 0;
+
+		while ((p = pch_bitmap_next_clear(&b->inplace, p)) < b->d.npages) {
+			struct uffdio_poison u;
+
+			for (n = 1; p + n < b->d.npages && !pch_bitmap_test(&b->inplace, p + n); n++)
+				;
+			u = (struct uffdio_poison){
+				.range = { .start = b->host_addr + (p << b->d.page_shift),
+					   .len = n << b->d.page_shift },
+			};
+			if (ioctl(h->uffd, UFFDIO_POISON, &u) == 0) {
+				total += n;
+				p += n;
+				continue;
+			}
+			if (u.updated > 0) {
+				total += (uint64_t)u.updated >> b->d.page_shift;
+				p += (uint64_t)u.updated >> b->d.page_shift;
+				continue;
+			}
+			if (errno == EEXIST) {
+				p++; /* installed after all: skip it */
+				continue;
+			}
+			if (errno == EAGAIN && ++tries < 1000) {
+				sched_yield();
+				continue;
+			}
+			helper_error(h, "block %s: UFFDIO_POISON of %llu pages at page %llu: %s",
+				     b->d.name, (unsigned long long)n, (unsigned long long)p,
+				     strerror(errno));
+			break;
+		}
+	}
+	h->poisoned = total;
+	return total;
+}
+
+/*
+ * The migration failed: say so, and on the ring.  lost: the pages still
+ * missing can never arrive (poisoned, unless --no-poison).
+ */
+static void fail_pages(struct helper *h, int code, const char *text, bool lost)
+{
+	uint64_t n = 0;
+
 	if (h->failed)
 		return;
 	h->failed = true;
-	helper_error(h, "migration failed: %s", text);
+	if (lost && h->o.poison && h->uffd >= 0 && !h->complete &&
+	    !__atomic_load_n(&h->vmm_gone, __ATOMIC_ACQUIRE))
+		n = poison_missing(h);
+	if (n)
+		helper_error(h, "migration failed: %s; %llu pages that can never arrive "
+			     "poisoned", text, (unsigned long long)n);
+	else
+		helper_error(h, "migration failed: %s", text);
+	/* ERROR carries the count of poisoned pages where SYNC carries its epoch */
 	if (h->have_ring)
-		post(h, PCH_RING_ERROR, code, 0, text);
+		post(h, PCH_RING_ERROR, code, n, text);
+}
+
+static void fail(struct helper *h, int code, const char *text)
+{
+	fail_pages(h, code, text, false);
 }
 
 static int write_stats(struct helper *h)
@@ -955,7 +1035,7 @@ static int run(struct helper *h, int lfd)
 				snprintf(t, sizeof(t), "not complete after %d s (%llu of %llu pages)",
 					 h->o.timeout_s, (unsigned long long)pages_inplace(h),
 					 (unsigned long long)pages_total(h));
-				fail(h, -ETIMEDOUT, t);
+				fail_pages(h, -ETIMEDOUT, t, true);
 				break;
 			}
 			if (h->complete && !done_deadline)
@@ -967,7 +1047,7 @@ static int run(struct helper *h, int lfd)
 				break;
 			}
 			if (__atomic_load_n(&h->urgent_dead, __ATOMIC_ACQUIRE) && !h->complete) {
-				fail(h, -EPIPE, "URGENT channel lost: faults cannot be served");
+				fail_pages(h, -EPIPE, "URGENT channel lost: faults cannot be served", true);
 				break;
 			}
 			if (__atomic_load_n(&h->fault_exited, __ATOMIC_ACQUIRE) && !h->complete) {
@@ -1011,11 +1091,11 @@ static int run(struct helper *h, int lfd)
 			    !pch_read_full(h->cc_fd, &e, sizeof(e), 1000)) {
 				e.text[sizeof(e.text) - 1] = '\0';
 				/* the ring carries -errno: never pass on what the wire claims */
-				fail(h, e.code < 0 && e.code > -4096 ? e.code : -EPROTO, e.text);
+				fail_pages(h, e.code < 0 && e.code > -4096 ? e.code : -EPROTO, e.text, true);
 				break;
 			}
-			fail(h, rc ? rc : -EPROTO, rc == -ECONNRESET ? "source closed CONTROL" :
-				 "unexpected message on CONTROL");
+			fail_pages(h, rc ? rc : -EPROTO, rc == -ECONNRESET ? "source closed CONTROL" :
+				   "unexpected message on CONTROL", true);
 			break;
 		}
 		/* the connections this poll covered; one accepted now waits a round */
@@ -1139,7 +1219,7 @@ static int parse_args(int argc, char **argv, struct helper_opts *o)
 	gchar *uffd_read = NULL, *order = NULL;
 	gint channels = 4, rx = 1, timeout = 600, stall = 1000, nice_inc = 5, accept_s = 30;
 	gint silent = 5000, chan_timeout = 30;
-	gboolean verbose = FALSE, quiet = FALSE;
+	gboolean verbose = FALSE, quiet = FALSE, no_poison = FALSE;
 	GOptionEntry entries[] = {
 		{ "control", 'c', 0, G_OPTION_ARG_FILENAME, &ctl, "control socket path (listen)", "PATH" },
 		{ "source", 's', 0, G_OPTION_ARG_STRING, &source, "pch-source address", "HOST:PORT" },
@@ -1164,6 +1244,9 @@ static int parse_args(int argc, char **argv, struct helper_opts *o)
 		  "0 = never)", "S" },
 		{ "rx-nice", 0, 0, G_OPTION_ARG_INT, &nice_inc,
 		  "niceness added to bulk receive threads (default 5)", "N" },
+		{ "no-poison", 0, 0, G_OPTION_ARG_NONE, &no_poison,
+		  "when the source is lost or the deadline passes, leave missing pages "
+		  "unpoisoned (for a later helper to serve) instead of UFFDIO_POISON", NULL },
 		{ "verbose", 'v', 0, G_OPTION_ARG_NONE, &verbose, "more messages", NULL },
 		{ "quiet", 'q', 0, G_OPTION_ARG_NONE, &quiet, "errors and warnings only", NULL },
 		{ "debug", 'd', 0, G_OPTION_ARG_STRING, &debug,
@@ -1219,6 +1302,7 @@ static int parse_args(int argc, char **argv, struct helper_opts *o)
 	o->silent_ms = silent;
 	o->chan_timeout_s = chan_timeout;
 	o->rx_nice = nice_inc;
+	o->poison = !no_poison;
 	ctl = key = stats = uffd_read = order = NULL; /* kept for the whole run */
 	rc = 0;
 out:

@@ -67,6 +67,7 @@ char *stats_json(struct helper *h)
 	pch_json_int(b, "pages_total", total);
 	pch_json_int(b, "pages_inplace", inplace);
 	pch_json_int(b, "pages_premarked", h->premarked);
+	pch_json_int(b, "pages_poisoned", h->poisoned);
 	pch_json_int(b, "pages_bulk", s->pages_bulk);
 	pch_json_int(b, "pages_urgent", s->pages_urgent);
 	pch_json_int(b, "pages_zero", s->pages_zero);

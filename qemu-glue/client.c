@@ -759,9 +759,15 @@ static int wait_until(struct pch_client *c, bool (*done)(const struct pch_client
 		if (ret)
 			return ret;
 		if (ev.type == PCH_RING_ERROR) {
-			set_err(c, "helper error while waiting for %s: %s (%s)", what,
+			char lost[96] = "";
+
+			/* pages that can never arrive were poisoned: they read as errors */
+			if (ev.epoch)
+				snprintf(lost, sizeof(lost), "; %llu pages could never arrive and "
+					 "were poisoned", (unsigned long long)ev.epoch);
+			set_err(c, "helper error while waiting for %s: %s (%s)%s", what,
 				ev.text[0] ? ev.text : "no reason given",
-				strerror(ev.code < 0 ? -ev.code : EIO));
+				strerror(ev.code < 0 ? -ev.code : EIO), lost);
 			return ev.code < 0 && ev.code >= -4095 ? ev.code : -EIO;
 		}
 	}

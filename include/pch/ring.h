@@ -46,7 +46,7 @@ _Static_assert(offsetof(struct pch_ring_hdr, tail) == 128, "ring tail line");
 enum pch_ring_type {
 	PCH_RING_SYNC_REACHED = 1, /* epoch: every page before SYNC(epoch) in */
 	PCH_RING_COMPLETE = 2,     /* every page in place; ranges unregistered */
-	PCH_RING_ERROR = 3,        /* code: -errno; text: what failed */
+	PCH_RING_ERROR = 3,        /* code: -errno; text: what failed; epoch: pages poisoned */
 	PCH_RING_TYPE_MAX
 };
 
@@ -54,7 +54,7 @@ struct pch_ring_event {
 	uint16_t type;  /* enum pch_ring_type */
 	uint16_t flags; /* 0 */
 	int32_t code;   /* ERROR: -errno; else 0 */
-	uint64_t epoch; /* SYNC_REACHED: the epoch */
+	uint64_t epoch; /* SYNC_REACHED: the epoch; ERROR: pages poisoned (never to arrive) */
 	uint64_t time_ns; /* CLOCK_MONOTONIC when posted */
 	char text[40];  /* NUL-terminated */
 };

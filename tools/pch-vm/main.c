@@ -504,6 +504,9 @@ static int finish(struct vm *vm, struct pch_client *c)
 		vm->verified = true;
 		if (ret)
 			vm_fail(vm, "verification could not run: %s", strerror(-ret));
+		if (vm->pages_poisoned)
+			vm_fail(vm, "%llu pages could never arrive: the helper poisoned them, and "
+				"reading one is a memory error", (unsigned long long)vm->pages_poisoned);
 		else if (vm->pages_mismatched)
 			vm_fail(vm, "%llu of %llu pages differ from the source (%llu never installed)",
 				(unsigned long long)vm->pages_mismatched,
@@ -542,6 +545,9 @@ int main(int argc, char **argv)
 		return 1;
 	/* a helper that dies must show up as -EPIPE, not kill us */
 	signal(SIGPIPE, SIG_IGN);
+	/* a page the helper poisoned is a memory error to count, not a crash */
+	if (vm_guard_install())
+		pch_warn("cannot catch SIGBUS: a poisoned page will kill pch-vm");
 
 	vm->vcpu = g_new0(struct vm_vcpu, PCH_MAX(vm->cfg.vcpus, 1));
 	for (unsigned i = 0; i < vm->cfg.vcpus; i++) {

@@ -67,6 +67,7 @@ struct vm_vcpu {
 	uint64_t rng;        /* xorshift64* state */
 	uint64_t accesses;   /* relaxed atomics: main may read them early */
 	uint64_t faults;
+	uint64_t poisoned;   /* accesses that hit a poisoned page */
 	uint64_t blocked_ns; /* sum of the stalls */
 	uint64_t sink;       /* keeps the loads alive */
 	uint64_t early_reads; /* --verify-access: pages seen before their last byte */
@@ -109,6 +110,7 @@ struct vm {
 	double verify_s;
 	bool verified; /* verification ran */
 	uint64_t pages_verified, pages_mismatched, pages_missing;
+	uint64_t pages_poisoned;      /* read as a memory error (never arrived) */
 	unsigned char *resident; /* residency of each page when the migration ended */
 	char thp_enabled[16];    /* thp: /sys/kernel/mm/transparent_hugepage/enabled */
 	int64_t thp_anon_huge_kb; /* thp: AnonHugePages of the RAM then, or -1 */
@@ -146,6 +148,18 @@ bool vm_ram_resident(const struct vm *vm, uint64_t page);
 int vm_ram_residency(const struct vm *vm, unsigned char *out);
 /* thp: record the THP mode and the RAM's AnonHugePages now. */
 void vm_ram_thp_sample(struct vm *vm);
+
+/*
+ * Memory errors: the helper poisons pages that can never arrive, and a
+ * load from one raises SIGBUS.  vm_guard_install() sets the handler once;
+ * VM_GUARDED(expr_on_error) { loads } runs the loads and, on such an
+ * error, the first block instead (per thread).
+ */
+#include <setjmp.h>
+extern __thread sigjmp_buf *vm_guard;
+int vm_guard_install(void);
+#define VM_GUARD_BEGIN(jb) (sigsetjmp(jb, 0) ? (vm_guard = NULL, 1) : (vm_guard = &(jb), 0))
+#define VM_GUARD_END() (vm_guard = NULL)
 
 /* uffd.c */
 /*

@@ -15,6 +15,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -438,4 +439,24 @@ void vm_ram_thp_sample(struct vm *vm)
 	free(line);
 	fclose(f);
 	vm->thp_anon_huge_kb = sum;
+}
+
+__thread sigjmp_buf *vm_guard;
+
+/* A memory error inside a guarded load goes back to its guard; any other kills us. */
+static void on_sigbus(int sig, siginfo_t *si, void *ctx)
+{
+	if (vm_guard)
+		siglongjmp(*vm_guard, 1);
+	signal(SIGBUS, SIG_DFL);
+	raise(SIGBUS);
+}
+
+int vm_guard_install(void)
+{
+	/* SA_NODEFER: SIGBUS stays unblocked after the jump (sigsetjmp saves no mask) */
+	struct sigaction sa = { .sa_sigaction = on_sigbus, .sa_flags = SA_SIGINFO | SA_NODEFER };
+
+	sigemptyset(&sa.sa_mask);
+	return sigaction(SIGBUS, &sa, NULL) < 0 ? -errno : 0;
 }

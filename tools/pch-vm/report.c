@@ -29,7 +29,7 @@ int vm_report_write(struct vm *vm)
 {
 	g_autoptr(JsonBuilder) b = json_builder_new();
 	struct pch_hist *all;
-	uint64_t accesses = 0, faults = 0, early = 0;
+	uint64_t accesses = 0, faults = 0, early = 0, poisoned = 0;
 	unsigned i;
 
 	all = g_new(struct pch_hist, 1);
@@ -40,6 +40,7 @@ int vm_report_write(struct vm *vm)
 		pch_hist_merge(all, &v->hist);
 		accesses += __atomic_load_n(&v->accesses, __ATOMIC_RELAXED);
 		faults += __atomic_load_n(&v->faults, __ATOMIC_RELAXED);
+		poisoned += __atomic_load_n(&v->poisoned, __ATOMIC_RELAXED);
 		early += __atomic_load_n(&v->early_reads, __ATOMIC_RELAXED);
 	}
 
@@ -72,9 +73,11 @@ int vm_report_write(struct vm *vm)
 	pch_json_int(b, "pages_prefilled", vm->pages_prefilled);
 	pch_json_int(b, "pages_mismatched", vm->pages_mismatched);
 	pch_json_int(b, "pages_missing", vm->pages_missing);
+	pch_json_int(b, "pages_poisoned", vm->pages_poisoned);
 
 	pch_json_int(b, "accesses", accesses);
 	pch_json_int(b, "vcpu_faults", faults);
+	pch_json_int(b, "vcpu_poisoned_accesses", poisoned);
 	/* --verify-access: pages a vCPU saw mapped before their last byte */
 	pch_json_int(b, "early_reads", early);
 	pch_json_latency(b, "fault_latency_us", all);

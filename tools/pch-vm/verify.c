@@ -127,6 +127,19 @@ int vm_verify_snapshot(struct vm *vm)
 	return ret;
 }
 
+/* page_ok, or 2 when reading the page is a memory error (poisoned). */
+static int page_ok_guarded(struct expect *e, uint64_t page, const uint8_t *got)
+{
+	sigjmp_buf jb;
+	int ok;
+
+	if (VM_GUARD_BEGIN(jb))
+		return 2;
+	ok = page_ok(e, page, got);
+	VM_GUARD_END();
+	return ok;
+}
+
 /*
  * Verify every page.  Pages the helper never installed read as zero (the
  * range is unregistered by now): correct for zero pages, which may travel
@@ -142,7 +155,7 @@ int vm_verify(struct vm *vm)
 	struct stat st;
 	int ret = 0, ok;
 
-	vm->pages_verified = vm->pages_mismatched = vm->pages_missing = 0;
+	vm->pages_verified = vm->pages_mismatched = vm->pages_missing = vm->pages_poisoned = 0;
 
 	if (vm->cfg.image_file) {
 		e.fd = open(vm->cfg.image_file, O_RDONLY | O_CLOEXEC);
@@ -169,7 +182,12 @@ int vm_verify(struct vm *vm)
 	for (page = 0; page < vm->npages; page++) {
 		const uint8_t *got = vm->ram + page * ps;
 
-		ok = page_ok(&e, page, got);
+		ok = page_ok_guarded(&e, page, got);
+		if (ok == 2) {
+			/* poisoned by the helper: an error, not wrong data */
+			vm->pages_poisoned++;
+			continue;
+		}
 		if (ok < 0) {
 			ret = ok;
 			goto out;
