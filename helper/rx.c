@@ -657,18 +657,20 @@ static void *rx_main(void *arg)
 				 */
 				for (i = 0; i < t->nchan; i++) {
 					struct rx_chan *w = t->chan[i];
+					const struct hblock *b;
 
-					size_t ps = h->blk[w->hdr.block].d.page_size;
-
+					/* (hdr.block is checked once in_place is set) */
+					if (!w->in_place || w->part != 2 ||
+					    __atomic_load_n(&w->state, __ATOMIC_ACQUIRE) == CHAN_DEAD)
+						continue;
+					b = &h->blk[w->hdr.block];
 					/*
 					 * A received frame: only pages wholly past the piece
 					 * in flight, which the kernel may be writing now.
 					 */
-					if (w->in_place && w->part == 2 &&
-					    __atomic_load_n(&w->state, __ATOMIC_ACQUIRE) != CHAN_DEAD)
-						release_wanted(t, w,
-							       h->blk[w->hdr.block].splice ? w->got :
-							       PCH_DIV_ROUND_UP(w->inflight_end, ps) * ps);
+					release_wanted(t, w, b->splice ? w->got :
+						       PCH_DIV_ROUND_UP(w->inflight_end, b->d.page_size) *
+							       b->d.page_size);
 				}
 				arm_wake(t, &ring);
 				continue;
