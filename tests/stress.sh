@@ -64,7 +64,8 @@ if grep -q '^Hugepagesize: *2048 kB' /proc/meminfo && [ -w /proc/sys/vm/nr_hugep
 	[ "$free" -ge 64 ] && huge=1
 fi
 
-pick() { local a=("$@"); echo "${a[RANDOM % ${#a[@]}]}"; }
+# pick WORDS...: one at random, in $PICK (no subshell: SEED must replay a run)
+pick() { local a=("$@"); PICK=${a[RANDOM % ${#a[@]}]}; }
 
 # wait_gone PID SECONDS: wait for a process to exit, kill it after that
 wait_gone() {
@@ -84,18 +85,18 @@ faults=(none corrupt slow stop)
 for ((run = 1; run <= RUNS; run++)); do
 	d="$top/run$run"
 	mkdir -p "$d"
-	ch=$(pick 1 2 3 4 8)
-	wl=$(pick none seq random hotset)
-	zf=$(pick 0 0.1 0.3 0.6)
-	vcpus=$(pick 1 2 3)
+	pick 1 2 3 4 8; ch=$PICK
+	pick none seq random hotset; wl=$PICK
+	pick 0 0.1 0.3 0.6; zf=$PICK
+	pick 1 2 3; vcpus=$PICK
 	backings=(anon anon memfd memfd thp)
 	[ "$huge" = 1 ] && backings+=(hugetlb hugetlb-private)
-	backing=$(pick "${backings[@]}")
+	pick "${backings[@]}"; backing=$PICK
 	case $backing in
-	hugetlb*) ram=$(pick 32 64); psz=2M ;;
-	*) ram=$(pick 32 64 128); psz=4096 ;;
+	hugetlb*) pick 32 64; ram=$PICK; psz=2M ;;
+	*) pick 32 64 128; ram=$PICK; psz=4096 ;;
 	esac
-	fault=$(pick "${faults[@]}")
+	pick "${faults[@]}"; fault=$PICK
 	src_args=() hlp_args=() vm_args=() proxy_args=()
 	case $fault in
 	corrupt) src_args+=(--test-corrupt-channel $((RANDOM % ch))) ;;
