@@ -11,25 +11,6 @@ require_uffd
 
 new_key
 
-# start_proxy FAULT...: a fresh pch-proxy in front of the running source;
-# sets PRX_PID, and SRC_PORT to the proxy's port (start_helper uses it)
-start_proxy() {
-	local args=() f
-	for f in "$@"; do args+=(--fault "$f"); done
-	rm -f "$T/proxy.port" "$T/proxy.log"
-	"$BIN/pch-proxy" --listen 127.0.0.1:0 --port-file "$T/proxy.port" \
-		--target "127.0.0.1:$SRC_PORT" --timeout-s 100 --log "$T/proxy.log" "${args[@]}" &
-	PRX_PID=$!
-	PIDS="$PIDS $PRX_PID"
-	for _ in $(seq 500); do
-		[ -s "$T/proxy.port" ] && break
-		kill -0 "$PRX_PID" 2>/dev/null || fail "pch-proxy died at start"
-		sleep 0.01
-	done
-	[ -s "$T/proxy.port" ] || fail "pch-proxy did not publish its port"
-	SRC_PORT=$(cat "$T/proxy.port")
-}
-
 # migrate_via NAME SOURCE_ARGS -- PROXY_FAULTS -- HELPER_ARGS: one verified
 # migration through a fresh source and proxy; logs kept as NAME-*.log
 migrate_via() {

@@ -98,19 +98,39 @@ migrate() {
 
 new_key() { "$TOOLS/pch-hello" --new-key "$T/session.key"; }
 
+# wait_port NAME PID FILE: wait (5 s at most) for a program to publish its
+# listening port in FILE; prints the port, fails if it dies or never does
+wait_port() {
+	for _ in $(seq 500); do
+		[ -s "$3" ] && break
+		kill -0 "$2" 2>/dev/null || fail "$1 died at start"
+		sleep 0.01
+	done
+	[ -s "$3" ] || fail "$1 did not publish its port"
+	cat "$3"
+}
+
 # start_source ARGS...: pch-source on a free loopback port; sets SRC_PID SRC_PORT
 start_source() {
 	"$BIN/pch-source" --listen 127.0.0.1:0 --port-file "$T/source.port" \
 		--key-file "$T/session.key" --stats "$T/source.json" "$@" >"$T/source.log" 2>&1 &
 	SRC_PID=$!
 	PIDS="$PIDS $SRC_PID"
-	for _ in $(seq 500); do
-		[ -s "$T/source.port" ] && break
-		kill -0 "$SRC_PID" 2>/dev/null || fail "pch-source died at start"
-		sleep 0.01
-	done
-	[ -s "$T/source.port" ] || fail "pch-source did not publish its port"
-	SRC_PORT=$(cat "$T/source.port")
+	SRC_PORT=$(wait_port pch-source "$SRC_PID" "$T/source.port") || exit 1
+}
+
+# start_proxy FAULT...: pch-proxy in front of the source, one --fault per
+# argument; sets PRX_PID, and SRC_PORT to the proxy's port (start_helper
+# connects to it)
+start_proxy() {
+	local args=() f
+	for f in "$@"; do args+=(--fault "$f"); done
+	rm -f "$T/proxy.port" "$T/proxy.log"
+	"$BIN/pch-proxy" --listen 127.0.0.1:0 --port-file "$T/proxy.port" \
+		--target "127.0.0.1:$SRC_PORT" --timeout-s 100 --log "$T/proxy.log" "${args[@]}" &
+	PRX_PID=$!
+	PIDS="$PIDS $PRX_PID"
+	SRC_PORT=$(wait_port pch-proxy "$PRX_PID" "$T/proxy.port") || exit 1
 }
 
 # start_helper ARGS...: sets HLP_PID; control socket $T/helper.sock
