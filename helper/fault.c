@@ -908,15 +908,25 @@ int fault_start(struct helper *h)
 {
 	int rc;
 
-	h->ft.h = h;
-	pthread_mutex_init(&h->ft.st.hist_lock, NULL);
-	pch_hist_init(&h->ft.st.service);
-	h->ft.sweep_efd = eventfd(0, EFD_CLOEXEC);
-	if (h->ft.sweep_efd < 0)
-		return -errno;
-	h->ft.kick_efd = eventfd(0, EFD_CLOEXEC);
-	if (h->ft.kick_efd < 0)
-		return -errno;
+	/* called again, it starts the thread again: keep its counters */
+	if (!h->ft.h) {
+		h->ft.h = h;
+		pthread_mutex_init(&h->ft.st.hist_lock, NULL);
+		pch_hist_init(&h->ft.st.service);
+		h->ft.sweep_efd = eventfd(0, EFD_CLOEXEC);
+		if (h->ft.sweep_efd < 0)
+			return -errno;
+		h->ft.kick_efd = eventfd(0, EFD_CLOEXEC);
+		if (h->ft.kick_efd < 0)
+			return -errno;
+	} else {
+		struct pollfd pfd = { .fd = h->ft.sweep_efd, .events = POLLIN };
+		uint64_t v;
+
+		/* a sweep asked of the old thread: the new one decides anew */
+		if (poll(&pfd, 1, 0) == 1 && read(h->ft.sweep_efd, &v, sizeof(v)) < 0)
+			pch_warn("fault thread: sweep eventfd: %s", strerror(errno));
+	}
 	rc = pthread_create(&h->ft.tid, NULL, fault_main, &h->ft);
 	if (rc)
 		return -rc;

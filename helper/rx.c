@@ -777,30 +777,54 @@ int rx_start(struct helper *h)
 
 	if (n > HELPER_MAX_RX)
 		n = HELPER_MAX_RX;
-	h->nrx = n;
-	for (i = 0; i < n; i++) {
-		h->rx[i].h = h;
-		h->rx[i].id = i;
-		h->rx[i].wake_efd = eventfd(0, EFD_CLOEXEC);
-		if (h->rx[i].wake_efd < 0)
-			return -errno;
-		pthread_mutex_init(&h->rx[i].st.hist_lock, NULL);
-		pch_hist_init(&h->rx[i].st.service);
+	/*
+	 * Called again, it starts the threads again on new connections:
+	 * buffers, eventfds and counters stay.
+	 */
+	if (!h->nrx) {
+		for (i = 0; i < n; i++) {
+			h->rx[i].h = h;
+			h->rx[i].id = i;
+			h->rx[i].wake_efd = eventfd(0, EFD_CLOEXEC);
+			if (h->rx[i].wake_efd < 0)
+				return -errno;
+			pthread_mutex_init(&h->rx[i].st.hist_lock, NULL);
+			pch_hist_init(&h->rx[i].st.service);
+		}
+		h->nrx = n;
 	}
+	for (i = 0; i < n; i++)
+		h->rx[i].nchan = 0;
 	for (i = 0; i < h->o.channels; i++) {
 		struct rx_chan *c = &h->pages[i];
 		struct rx_thread *t = &h->rx[i % n];
 
 		/* freed by helper_free, whatever happens here */
-		c->offs = malloc(PCH_FRAME_MAX_PAGES * sizeof(uint64_t));
-		c->mine = calloc(PCH_FRAME_MAX_PAGES, 1);
-		c->pipe[0] = c->pipe[1] = -1;
-		c->iov = calloc(RX_PIECE_IOV, sizeof(*c->iov));
-		c->data = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		if (c->data == MAP_FAILED)
-			c->data = NULL;
-		if (!c->offs || !c->data || !c->mine || !c->iov)
-			return -ENOMEM;
+		if (!c->offs) {
+			c->offs = malloc(PCH_FRAME_MAX_PAGES * sizeof(uint64_t));
+			c->mine = calloc(PCH_FRAME_MAX_PAGES, 1);
+			c->pipe[0] = c->pipe[1] = -1;
+			c->iov = calloc(RX_PIECE_IOV, sizeof(*c->iov));
+			c->data = mmap(NULL, cap, PROT_READ | PROT_WRITE,
+				       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+			if (c->data == MAP_FAILED)
+				c->data = NULL;
+			if (!c->offs || !c->data || !c->mine || !c->iov)
+				return -ENOMEM;
+		}
+		/* a new connection: frames count from 0 again */
+		if (c->pipe[0] >= 0) {
+			/* it may hold bytes of the old connection's last frame */
+			close(c->pipe[0]);
+			close(c->pipe[1]);
+			c->pipe[0] = c->pipe[1] = -1;
+		}
+		__atomic_store_n(&c->state, CHAN_IDLE, __ATOMIC_RELEASE);
+		c->seq = 0;
+		c->sync_epoch = 0;
+		c->in_place = false;
+		c->silent_reported = false;
+		c->err[0] = '\0';
 		t->chan[t->nchan++] = c;
 	}
 	for (i = 0; i < n; i++) {
