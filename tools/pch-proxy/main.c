@@ -70,8 +70,8 @@ static int parse_opts(int argc, char **argv, struct opts *o, struct px *px)
 
 	g_option_context_add_main_entries(ctx, entries, NULL);
 	g_option_context_set_description(ctx,
-		"Faults fire once per matching connection (any-pages: once, on the first PAGES\n"
-		"channel to reach the trigger).  bytes=N counts bytes relayed source -> helper on\n"
+		"Each fault fires once, on the first matching connection to reach its trigger\n"
+		"(a reconnecting helper is relayed cleanly).  bytes=N counts bytes relayed source -> helper on\n"
 		"that channel, the source's 72-byte ack included; ms=N counts from the accept.\n"
 		"cut: shutdown + close both sides (FIN); reset: close with SO_LINGER 0 (RST);\n"
 		"stall: relay nothing either way and keep both open (stall=MS: then resume);\n"
