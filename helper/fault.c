@@ -64,6 +64,7 @@ struct fstate {
 	struct uffd_msg msgs[UFFD_MSGS];
 	struct urg_rx urg;         /* URGENT receive stream */
 	bool urg_dead;
+	uint64_t urg_last_ns;      /* last bytes received on URGENT */
 	struct pch_req *out, *sending; /* queued / being sent */
 	unsigned nout, nsending, cap, scap;
 	size_t sent;               /* bytes of sending[] already sent */
@@ -231,6 +232,7 @@ static int put_or_stash(struct fstate *f, unsigned blk, uint64_t page, const uin
 }
 
 static void urgent_fail(struct fstate *f, const char *what);
+static void urgent_lost(struct fstate *f, const char *what);
 
 static void stash_free(gpointer v)
 {
@@ -448,12 +450,28 @@ static int read_uffd(struct fstate *f)
 	}
 }
 
+/* The source broke the protocol on URGENT: faults cannot be served. */
 static void urgent_fail(struct fstate *f, const char *what)
 {
 	helper_error(f->h, "URGENT channel: %s; faults can no longer be served", what);
 	f->urg_dead = true;
 	shutdown(f->urg.fd, SHUT_RDWR);
 	__atomic_store_n(&f->h->urgent_dead, true, __ATOMIC_RELEASE);
+	helper_kick(f->h);
+}
+
+/*
+ * URGENT broke (closed, reset, silent): the connection is lost, not the
+ * session.  Main pauses the session and reconnects (docs/protocol.md 5.8).
+ */
+static void urgent_lost(struct fstate *f, const char *what)
+{
+	if (f->urg_dead)
+		return;
+	pch_warn("URGENT channel: %s", what);
+	f->urg_dead = true;
+	shutdown(f->urg.fd, SHUT_RDWR);
+	__atomic_store_n(&f->h->urgent_lost, true, __ATOMIC_RELEASE);
 	helper_kick(f->h);
 }
 
@@ -550,13 +568,18 @@ static bool urgent_consume(struct fstate *f)
 			rc = pch_frame_check_hdr(hd, &h->vtab, u->seq, true, &why);
 			if (!rc && !(hd->flags & PCH_FRAME_F_URGENT))
 				rc = -EBADMSG, why = "frame: URGENT channel frame without URGENT flag";
-			if (!rc && hd->type != PCH_FRAME_PAGES && hd->type != PCH_FRAME_ZERO)
+			if (!rc && hd->type != PCH_FRAME_PAGES && hd->type != PCH_FRAME_ZERO &&
+			    hd->type != PCH_FRAME_KEEPALIVE)
 				rc = -EBADMSG, why = "frame: type not allowed on URGENT";
 			if (rc) {
 				urgent_fail(f, why);
 				return false;
 			}
 			u->seq++;
+			if (hd->type == PCH_FRAME_KEEPALIVE) {
+				pos += sizeof(*hd); /* the source is there; nothing else */
+				continue;
+			}
 			u->hdr_checked = true;
 		}
 		olen = pch_frame_offsets_len(hd);
@@ -690,6 +713,25 @@ static void check_stalls(struct fstate *f)
 }
 
 /*
+ * The source sends a keep-alive on URGENT every PCH_KEEPALIVE_MS it has
+ * nothing else to send: silence past --keepalive-timeout-ms is a lost
+ * connection (a cut cable sends no reset).
+ */
+static void check_urgent_silence(struct fstate *f)
+{
+	struct helper *h = f->h;
+	uint64_t quiet = pch_now_ns() - f->urg_last_ns;
+	char what[96];
+
+	if (f->urg_dead || !h->o.keepalive_ms || __atomic_load_n(&h->complete, __ATOMIC_ACQUIRE) ||
+	    quiet < (uint64_t)h->o.keepalive_ms * 1000000ull)
+		return;
+	snprintf(what, sizeof(what), "nothing received for %llu ms, not even a keep-alive",
+		 (unsigned long long)(quiet / 1000000));
+	urgent_lost(f, what);
+}
+
+/*
  * Can io_uring wait for uffd messages?  It needs an O_NONBLOCK uffd, and a
  * kernel whose uffd reads support nowait (else the READ fails at once with
  * -EAGAIN instead of waiting).  The probe READ stays queued when it works.
@@ -754,6 +796,7 @@ static void *fault_main(void *arg)
 	f->out = malloc(f->cap * sizeof(*f->out));
 	f->sending = malloc(f->cap * sizeof(*f->sending));
 	f->urg.fd = h->urgent_fd;
+	f->urg_last_ns = pch_now_ns();
 	/* room for the largest frame a checked header allows */
 	f->urg.cap = sizeof(struct pch_frame_hdr) + PCH_FRAME_MAX_PAGES * sizeof(uint64_t) +
 		     pages_frame_cap(h);
@@ -831,12 +874,13 @@ static void *fault_main(void *arg)
 					/* after COMPLETE the source closes: not an error */
 					if (!helper_stopping(h) &&
 					    !__atomic_load_n(&h->complete, __ATOMIC_ACQUIRE))
-						urgent_fail(f, res == 0 ? "connection closed" :
+						urgent_lost(f, res == 0 ? "connection closed" :
 									  strerror(-res));
 					else
 						f->urg_dead = true;
 					break;
 				}
+				f->urg_last_ns = pch_now_ns();
 				f->urg.fill += (size_t)res;
 				if (urgent_consume(f))
 					arm_urgent(f);
@@ -845,7 +889,7 @@ static void *fault_main(void *arg)
 				f->send_inflight = false;
 				if (res < 0) {
 					if (!helper_stopping(h))
-						urgent_fail(f, strerror(-res));
+						urgent_lost(f, strerror(-res));
 					break;
 				}
 				f->sent += (size_t)res;
@@ -883,6 +927,7 @@ static void *fault_main(void *arg)
 			stash_retry(f);
 			settle_present(f);
 			check_stalls(f);
+			check_urgent_silence(f);
 		}
 	}
 stop:
@@ -908,7 +953,7 @@ int fault_start(struct helper *h)
 {
 	int rc;
 
-	/* called again, it starts the thread again: keep its counters */
+	/* a resumed session starts the thread again: keep its counters */
 	if (!h->ft.h) {
 		h->ft.h = h;
 		pthread_mutex_init(&h->ft.st.hist_lock, NULL);
@@ -923,7 +968,7 @@ int fault_start(struct helper *h)
 		struct pollfd pfd = { .fd = h->ft.sweep_efd, .events = POLLIN };
 		uint64_t v;
 
-		/* a sweep asked of the old thread: the new one decides anew */
+		/* a sweep asked of the old thread: the new session decides anew */
 		if (poll(&pfd, 1, 0) == 1 && read(h->ft.sweep_efd, &v, sizeof(v)) < 0)
 			pch_warn("fault thread: sweep eventfd: %s", strerror(errno));
 	}

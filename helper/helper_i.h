@@ -171,6 +171,9 @@ struct helper_opts {
 	int chan_timeout_s;     /* ... and give it up after this long (0: never) */
 	int rx_nice;            /* niceness added to rx threads */
 	bool poison;            /* poison pages that can never arrive */
+	int keepalive_ms;       /* CONTROL or URGENT silent this long: lost (0: never) */
+	int resume_s;           /* reconnect for this long after losing the source (0: fail) */
+	int max_resumes;        /* ... at most this many times per migration */
 };
 
 struct helper {
@@ -214,7 +217,17 @@ struct helper {
 	bool have_owner;                 /* main: a VMM said HELLO and is connected */
 	unsigned nmonitors;              /* main: monitor connections open */
 	bool sweep_started;              /* main asked the fault thread to sweep */
-	bool urgent_dead;                /* set by the fault thread (atomic) */
+	bool urgent_dead;                /* set by the fault thread (atomic): bad stream */
+	bool urgent_lost;                /* ... (atomic): connection lost, resume */
+	uint64_t cc_last_rx_ns, cc_last_tx_ns; /* main: CONTROL traffic, for keep-alives */
+	/* resume (docs/protocol.md 5.8); main only */
+	bool cc_lost;                    /* a CONTROL send failed: pause */
+	bool paused;                     /* the source is lost; reconnecting */
+	char pause_why[160];
+	uint64_t pause_t0_ns, pause_deadline_ns, next_attempt_ns;
+	unsigned resume_attempts;        /* in this pause */
+	unsigned resumes;                /* sessions resumed */
+	uint64_t paused_ns, pause_max_ns; /* time spent paused: total, longest */
 	bool fault_exited;               /* fault thread ended on an error (atomic) */
 	bool vmm_gone;                   /* an install saw ESRCH: the VMM exited (atomic) */
 	bool wake_failed;                /* a UFFDIO_WAKE failed: reported once (atomic) */
@@ -305,12 +318,17 @@ void fault_sweep(struct helper *h);
 void fault_kick(struct helper *h);
 
 /* session.c */
-/* Connect and authenticate every channel, check the source's block table. */
-int session_connect(struct helper *h);
+/*
+ * Connect and authenticate every channel, check the source's block table.
+ * resume: CONTROL first, flagged PCH_HELLO_F_RESUME.
+ */
+int session_connect(struct helper *h, bool resume);
 /* Send HAVE for premarked pages, then START. */
 int session_start(struct helper *h);
 int session_sync_req(struct helper *h, uint64_t epoch);
 int session_done(struct helper *h);
+/* PCH_CC_KEEPALIVE: nothing else was sent on CONTROL for a while. */
+int session_keepalive(struct helper *h);
 void session_close(struct helper *h);
 
 /* stats.c */

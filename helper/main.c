@@ -543,7 +543,7 @@ static int start_serving(struct helper *h, char *whybuf, size_t whylen)
 	if (rc)
 		return rc;
 	h->t_start_ns = pch_now_ns();
-	rc = session_connect(h);
+	rc = session_connect(h, false);
 	if (rc) {
 		snprintf(whybuf, whylen, "START: cannot open the session with %s:%u: %s",
 			 h->o.src_host, h->o.src_port, strerror(-rc));
@@ -570,6 +570,8 @@ static int start_serving(struct helper *h, char *whybuf, size_t whylen)
 	return 0;
 }
 
+static void lose_source(struct helper *h, const char *why);
+
 static int do_sync(struct helper *h, struct conn *c, const void *msg, int *fds, int nfds,
 		   char *whybuf, size_t whylen)
 {
@@ -587,10 +589,14 @@ static int do_sync(struct helper *h, struct conn *c, const void *msg, int *fds, 
 	}
 	/* before the request: the rx threads check SYNC frames against it */
 	__atomic_store_n(&h->sync_asked, m->epoch, __ATOMIC_RELEASE);
-	rc = session_sync_req(h, m->epoch);
-	if (rc) {
-		snprintf(whybuf, whylen, "SYNC: cannot ask the source: %s", strerror(-rc));
-		return rc;
+	/*
+	 * Paused, or losing CONTROL now: the sync point will be reached once
+	 * every page is in place (after a resume nothing less proves it).
+	 */
+	if (!h->paused && !h->cc_lost) {
+		rc = session_sync_req(h, m->epoch);
+		if (rc)
+			lose_source(h, "CONTROL: cannot send SYNC_REQ");
 	}
 	helper_kick(h);
 	return 0;
@@ -836,10 +842,11 @@ static void check_progress(struct helper *h)
 	 * A sync point is reached when every channel delivered SYNC(epoch) after
 	 * everything before it.  A dead channel never will, and the pages it
 	 * owed come back only through the sweep: then the sync point is proven
-	 * only once every page is in place.
+	 * only once every page is in place.  So after a resume, whose source
+	 * sends again what the lost connections carried, in any order.
 	 */
 	if (h->sync_asked > h->sync_reached &&
-	    ((!dead && live && min_epoch >= h->sync_asked) || all_in)) {
+	    ((!dead && live && !h->resumes && min_epoch >= h->sync_asked) || all_in)) {
 		h->sync_reached = h->sync_asked;
 		pch_info("sync point %llu reached", (unsigned long long)h->sync_reached);
 		post(h, PCH_RING_SYNC_REACHED, 0, h->sync_reached, "sync point reached");
@@ -974,6 +981,197 @@ static int write_stats(struct helper *h)
 	return rc;
 }
 
+static void stop_threads(struct helper *h)
+{
+	unsigned i;
+
+	__atomic_store_n(&h->stop, true, __ATOMIC_RELEASE);
+	/* Wake receives blocked on sockets: their threads see the stop flag. */
+	if (h->urgent_fd >= 0)
+		shutdown(h->urgent_fd, SHUT_RDWR);
+	if (h->ft.started)
+		fault_kick(h); /* its URGENT may be closed already: not wait for a tick */
+	for (i = 0; i < h->o.channels; i++)
+		if (h->pages[i].fd >= 0)
+			shutdown(h->pages[i].fd, SHUT_RDWR);
+	fault_join(h);
+	rx_join(h);
+}
+
+/* ------------------------------------------------------------------ */
+/* Pause and resume (docs/protocol.md 5.8)                            */
+/* ------------------------------------------------------------------ */
+
+/* A send on CONTROL failed: main pauses the session at its next look. */
+static void lose_source(struct helper *h, const char *why)
+{
+	if (h->cc_lost)
+		return;
+	h->cc_lost = true;
+	snprintf(h->pause_why, sizeof(h->pause_why), "%s", why);
+}
+
+/*
+ * After the threads are joined, put the page state of shared blocks back
+ * to what a new session can start from: nobody writes any page, no fault
+ * waits for one (the new fault thread learns of them again), a page whose
+ * every byte is in but which was never mapped is mapped now.
+ */
+static void tidy_shared(struct helper *h)
+{
+	unsigned i;
+
+	for (i = 0; i < h->nblk; i++) {
+		struct hblock *b = &h->blk[i];
+		uint64_t p;
+
+		if (!hblock_shared(b))
+			continue;
+		for (p = 0; p < b->d.npages; p++) {
+			uint8_t st = pages_own(b, p);
+
+			if (!st)
+				continue;
+			if ((st & OWN_MASK) == OWN_FULL) {
+				__atomic_store_n(&b->own[p], OWN_FULL, __ATOMIC_RELEASE);
+				if (!pch_bitmap_test(&b->present, p) &&
+				    pages_continue(h, &h->ft.st, i, p, 1, PUT_BULK))
+					pch_warn("block %s page %llu: received but cannot be mapped",
+						 b->d.name, (unsigned long long)p);
+				continue;
+			}
+			if ((st & OWN_MASK) != OWN_FREE &&
+			    madvise(b->local + (p << b->d.page_shift), b->d.page_size,
+				    MADV_REMOVE) < 0)
+				pch_warn("block %s page %llu: MADV_REMOVE: %s", b->d.name,
+					 (unsigned long long)p, strerror(errno));
+			__atomic_store_n(&b->own[p], OWN_FREE, __ATOMIC_RELEASE);
+		}
+	}
+}
+
+/* Stop the threads and drop every connection; the uffd and pages stay. */
+static void pause_threads(struct helper *h)
+{
+	stop_threads(h);
+	session_close(h);
+	__atomic_store_n(&h->stop, false, __ATOMIC_RELEASE);
+	__atomic_store_n(&h->urgent_lost, false, __ATOMIC_RELEASE);
+	h->cc_lost = false;
+	h->sweep_started = false;
+	tidy_shared(h);
+}
+
+/*
+ * The source is lost (a connection closed, reset or silent): pause.  The
+ * threads stop, faulting vCPUs wait in the kernel, nothing is lost, and main
+ * reconnects.  0, or -1 when resuming is off or used up (the caller fails).
+ */
+static int pause_begin(struct helper *h, const char *why)
+{
+	char text[200];
+
+	if (why != h->pause_why)
+		snprintf(h->pause_why, sizeof(h->pause_why), "%s", why);
+	if (!h->o.resume_s) {
+		pch_err("source lost (%s); resuming is off (--resume-timeout-s 0)", h->pause_why);
+		return -1;
+	}
+	if (h->resumes >= (unsigned)h->o.max_resumes) {
+		pch_err("source lost (%s) after %u resumes, the most allowed (--max-resumes)",
+			h->pause_why, h->resumes);
+		return -1;
+	}
+	h->paused = true;
+	h->pause_t0_ns = pch_now_ns();
+	h->pause_deadline_ns = h->pause_t0_ns + (uint64_t)h->o.resume_s * 1000000000ull;
+	h->next_attempt_ns = h->pause_t0_ns;
+	h->resume_attempts = 0;
+	pch_warn("session paused: %s; %llu of %llu pages in place; reconnecting for up to %d s",
+		 h->pause_why, (unsigned long long)pages_inplace(h),
+		 (unsigned long long)pages_total(h), h->o.resume_s);
+	snprintf(text, sizeof(text), "paused: %s", h->pause_why);
+	post(h, PCH_RING_PAUSED, 0, h->resumes, text);
+	pause_threads(h);
+	return 0;
+}
+
+/* Wake every thread waiting on a fault of ours: a missing page faults again. */
+static void wake_all(struct helper *h)
+{
+	unsigned i;
+
+	for (i = 0; i < h->nblk; i++) {
+		struct uffdio_range r = { .start = h->blk[i].host_addr, .len = h->blk[i].d.size };
+
+		if (ioctl(h->uffd, UFFDIO_WAKE, &r) < 0)
+			pch_warn("block %s: UFFDIO_WAKE of the whole block: %s", h->blk[i].d.name,
+				 strerror(errno));
+	}
+}
+
+/*
+ * One try at resuming: reconnect every channel with the same session, send
+ * HAVE (every page in place) and START, start the threads again.  Faults
+ * the old fault thread read and had not answered are lost with it: waking
+ * the whole range makes their threads fault again, and the new thread hears
+ * of them.  0 or -errno (the connections closed again).
+ */
+static int resume_attempt(struct helper *h)
+{
+	int rc;
+
+	h->resume_attempts++;
+	rc = session_connect(h, true);
+	if (!rc)
+		rc = rx_start(h);
+	if (!rc)
+		rc = fault_start(h);
+	if (!rc)
+		rc = session_start(h);
+	if (rc) {
+		pause_threads(h);
+		return rc;
+	}
+	wake_all(h);
+	return 0;
+}
+
+/* While paused: try again when it is time.  0 going on, -1 failed (given up). */
+static int resume_step(struct helper *h)
+{
+	uint64_t now = pch_now_ns(), took, backoff;
+	char text[96];
+	int rc;
+
+	if (now < h->next_attempt_ns)
+		return 0;
+	rc = resume_attempt(h);
+	now = pch_now_ns();
+	if (rc) {
+		if (now >= h->pause_deadline_ns) {
+			pch_err("source lost (%s) and not back after %u attempts in %d s: %s",
+				h->pause_why, h->resume_attempts, h->o.resume_s, strerror(-rc));
+			return -1;
+		}
+		backoff = PCH_MIN(200ull << PCH_MIN(h->resume_attempts, 3u), 1000ull);
+		h->next_attempt_ns = now + backoff * 1000000ull;
+		return 0;
+	}
+	took = now - h->pause_t0_ns;
+	h->paused = false;
+	h->resumes++;
+	h->paused_ns += took;
+	h->pause_max_ns = PCH_MAX(h->pause_max_ns, took);
+	pch_info("session resumed after %.3f s (attempt %u, resume %u): %llu of %llu pages in place",
+		 took / 1e9, h->resume_attempts, h->resumes, (unsigned long long)pages_inplace(h),
+		 (unsigned long long)pages_total(h));
+	snprintf(text, sizeof(text), "resumed after %llu ms", (unsigned long long)(took / 1000000));
+	post(h, PCH_RING_RESUMED, 0, h->resumes, text);
+	helper_kick(h);
+	return 0;
+}
+
 #define MAX_CONNS (1 + MAX_MONITORS + 3) /* the VMM, monitors, not yet introduced */
 #define HELLO_MS 5000                   /* a new connection's HELLO */
 
@@ -1050,6 +1248,40 @@ static int run(struct helper *h, int lfd)
 				fail_pages(h, -EPIPE, "URGENT channel lost: faults cannot be served", true);
 				break;
 			}
+			if (!h->complete && !h->paused) {
+				const char *lost = NULL;
+				char t[160];
+
+				if (__atomic_load_n(&h->urgent_lost, __ATOMIC_ACQUIRE)) {
+					lost = "URGENT channel lost";
+				} else if (h->cc_lost) {
+					lost = h->pause_why;
+				} else if (h->o.keepalive_ms &&
+					   now - h->cc_last_rx_ns >
+						   (uint64_t)h->o.keepalive_ms * 1000000ull) {
+					snprintf(t, sizeof(t), "CONTROL channel silent for %llu ms, "
+						 "not even a keep-alive",
+						 (unsigned long long)((now - h->cc_last_rx_ns) / 1000000));
+					lost = t;
+				}
+				if (lost && pause_begin(h, lost)) {
+					snprintf(t, sizeof(t), "source lost: %.140s", h->pause_why);
+					fail_pages(h, -EPIPE, t, true);
+					break;
+				}
+			}
+			if (h->paused && resume_step(h)) {
+				char t[200];
+
+				snprintf(t, sizeof(t), "source lost (%.140s) and not back within %d s",
+					 h->pause_why, h->o.resume_s);
+				fail_pages(h, -EHOSTUNREACH, t, true);
+				break;
+			}
+			if (!h->complete && !h->paused && !h->cc_lost &&
+			    now - h->cc_last_tx_ns >= PCH_KEEPALIVE_MS * 1000000ull &&
+			    session_keepalive(h))
+				lose_source(h, "CONTROL: cannot send a keep-alive");
 			if (__atomic_load_n(&h->fault_exited, __ATOMIC_ACQUIRE) && !h->complete) {
 				fail(h, -EIO, "fault thread stopped");
 				break;
@@ -1057,7 +1289,7 @@ static int run(struct helper *h, int lfd)
 		}
 
 		p[np++] = (struct pollfd){ .fd = h->wake_efd, .events = POLLIN };
-		p[np++] = (struct pollfd){ .fd = started && !h->complete ? h->cc_fd : -1,
+		p[np++] = (struct pollfd){ .fd = started && !h->complete && !h->paused ? h->cc_fd : -1,
 					   .events = POLLIN };
 		p[np++] = (struct pollfd){ .fd = nconn < MAX_CONNS ? lfd : -1, .events = POLLIN };
 		for (i = 0; i < nconn; i++)
@@ -1073,9 +1305,9 @@ static int run(struct helper *h, int lfd)
 			if (read(h->wake_efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 				pch_warn("wake eventfd: %s", strerror(errno));
 		}
-		if (started && !h->complete)
+		if (started && !h->complete && !h->paused)
 			check_silence(h);
-		if (started)
+		if (started && !h->paused)
 			check_progress(h);
 		if (h->have_ring)
 			flush_posts(h);
@@ -1085,8 +1317,20 @@ static int run(struct helper *h, int lfd)
 			const char *why;
 
 			rc = pch_read_full(h->cc_fd, &hdr, sizeof(hdr), 1000);
+			if (rc) { /* the connection, not the peer's words: resume */
+				char t[96];
+
+				snprintf(t, sizeof(t), "CONTROL: %s", rc == -ECONNRESET ?
+					 "source closed the connection" : strerror(-rc));
+				lose_source(h, t);
+				continue;
+			}
 			if (!rc)
 				rc = pch_cc_check_hdr(&hdr, &why) ? -EBADMSG : 0;
+			if (!rc && hdr.type == PCH_CC_KEEPALIVE) {
+				h->cc_last_rx_ns = pch_now_ns();
+				continue;
+			}
 			if (!rc && hdr.type == PCH_CC_ERROR && hdr.len == sizeof(e) &&
 			    !pch_read_full(h->cc_fd, &e, sizeof(e), 1000)) {
 				e.text[sizeof(e.text) - 1] = '\0';
@@ -1156,21 +1400,6 @@ static int run(struct helper *h, int lfd)
 	return h->complete && !h->failed ? 0 : 1;
 }
 
-static void stop_threads(struct helper *h)
-{
-	unsigned i;
-
-	__atomic_store_n(&h->stop, true, __ATOMIC_RELEASE);
-	/* Wake receives blocked on sockets: their threads see the stop flag. */
-	if (h->urgent_fd >= 0)
-		shutdown(h->urgent_fd, SHUT_RDWR);
-	for (i = 0; i < h->o.channels; i++)
-		if (h->pages[i].fd >= 0)
-			shutdown(h->pages[i].fd, SHUT_RDWR);
-	fault_join(h);
-	rx_join(h);
-}
-
 /* Release what main and the threads left; every thread is joined. */
 static void helper_free(struct helper *h)
 {
@@ -1218,7 +1447,8 @@ static int parse_args(int argc, char **argv, struct helper_opts *o)
 	gchar *source = NULL, *debug = NULL, *ctl = NULL, *key = NULL, *stats = NULL;
 	gchar *uffd_read = NULL, *order = NULL;
 	gint channels = 4, rx = 1, timeout = 600, stall = 1000, nice_inc = 5, accept_s = 30;
-	gint silent = 5000, chan_timeout = 30;
+	gint silent = 5000, chan_timeout = 30, keepalive = PCH_KEEPALIVE_TIMEOUT_MS, resume = 30;
+	gint max_resumes = 20;
 	gboolean verbose = FALSE, quiet = FALSE, no_poison = FALSE;
 	GOptionEntry entries[] = {
 		{ "control", 'c', 0, G_OPTION_ARG_FILENAME, &ctl, "control socket path (listen)", "PATH" },
@@ -1242,6 +1472,14 @@ static int parse_args(int argc, char **argv, struct helper_opts *o)
 		{ "channel-timeout-s", 0, 0, G_OPTION_ARG_INT, &chan_timeout,
 		  "give up a channel silent this long; its pages are requested (default 30, "
 		  "0 = never)", "S" },
+		{ "keepalive-timeout-ms", 0, 0, G_OPTION_ARG_INT, &keepalive,
+		  "CONTROL or URGENT silent this long (keep-alives come every second) is a "
+		  "lost connection (default 5000, 0 = never)", "MS" },
+		{ "resume-timeout-s", 0, 0, G_OPTION_ARG_INT, &resume,
+		  "after losing the source, reconnect for this long before failing (default 30, "
+		  "0 = fail at once)", "S" },
+		{ "max-resumes", 0, 0, G_OPTION_ARG_INT, &max_resumes,
+		  "resume at most this many times per migration (default 20)", "N" },
 		{ "rx-nice", 0, 0, G_OPTION_ARG_INT, &nice_inc,
 		  "niceness added to bulk receive threads (default 5)", "N" },
 		{ "no-poison", 0, 0, G_OPTION_ARG_NONE, &no_poison,
@@ -1280,7 +1518,8 @@ static int parse_args(int argc, char **argv, struct helper_opts *o)
 	}
 	if (channels < 1 || channels > PCH_MAX_CHANNELS || rx < 1 || rx > HELPER_MAX_RX ||
 	    timeout < 0 || stall < 0 || accept_s < 1 || nice_inc < 0 || nice_inc > 19 ||
-	    silent < 1 || chan_timeout < 0) {
+	    silent < 1 || chan_timeout < 0 || (keepalive && keepalive < 2 * PCH_KEEPALIVE_MS) ||
+	    keepalive < 0 || resume < 0 || max_resumes < 0) {
 		fprintf(stderr, "pch-helper: option out of range\n");
 		goto out;
 	}
@@ -1303,6 +1542,9 @@ static int parse_args(int argc, char **argv, struct helper_opts *o)
 	o->chan_timeout_s = chan_timeout;
 	o->rx_nice = nice_inc;
 	o->poison = !no_poison;
+	o->keepalive_ms = keepalive;
+	o->resume_s = resume;
+	o->max_resumes = max_resumes;
 	ctl = key = stats = uffd_read = order = NULL; /* kept for the whole run */
 	rc = 0;
 out:

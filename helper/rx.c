@@ -518,6 +518,10 @@ static int frame_step(struct rx_thread *t, struct rx_chan *c)
 			helper_kick(h);
 			chan_expect(c, 0, sizeof(c->hdr));
 			return 1;
+		case PCH_FRAME_KEEPALIVE:
+			/* the source is there, with nothing to send on this channel */
+			chan_expect(c, 0, sizeof(c->hdr));
+			return 1;
 		case PCH_FRAME_END:
 			__atomic_store_n(&c->state, CHAN_ENDED, __ATOMIC_RELEASE);
 			pch_dbg(PCH_DBG_CHAN, "PAGES channel %u: END after %llu frames", c->index,
@@ -688,6 +692,10 @@ static void *rx_main(void *arg)
 					live--;
 					continue;
 				}
+				if (helper_stopping(h)) {
+					live--;
+					continue;
+				}
 				rc = res < 0 && res != -EINTR && res != -EAGAIN ? res :
 				     splice_data(t, c, &what);
 				if (rc == -ESRCH || (rc && __atomic_load_n(&h->complete,
@@ -711,6 +719,11 @@ static void *rx_main(void *arg)
 			if (res <= 0) {
 				int st = __atomic_load_n(&c->state, __ATOMIC_ACQUIRE);
 
+				if (helper_stopping(h)) {
+					/* main shut the sockets: exiting, or pausing to resume */
+					live--;
+					continue;
+				}
 				if (st == CHAN_DEAD) {
 					release_frame(t, c);
 					live--;
@@ -778,8 +791,8 @@ int rx_start(struct helper *h)
 	if (n > HELPER_MAX_RX)
 		n = HELPER_MAX_RX;
 	/*
-	 * Called again, it starts the threads again on new connections:
-	 * buffers, eventfds and counters stay.
+	 * A resumed session (docs/protocol.md 5.8) starts the threads again
+	 * on new connections: buffers, eventfds and counters stay.
 	 */
 	if (!h->nrx) {
 		for (i = 0; i < n; i++) {

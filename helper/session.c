@@ -22,6 +22,7 @@
 struct chan_spec {
 	uint8_t kind;
 	uint16_t index;
+	uint8_t flags; /* PCH_HELLO_F_* */
 };
 
 /*
@@ -35,6 +36,7 @@ static int open_channel(struct helper *h, const struct chan_spec *cs)
 		.index = cs->index,
 		.count = (uint16_t)h->o.channels,
 		.page_size = h->vtab.min_page_size,
+		.flags = cs->flags,
 	}, got;
 	union {
 		struct pch_hello ack;
@@ -130,6 +132,8 @@ static int cc_send(struct helper *h, uint16_t type, const void *payload, uint32_
 		rc = pch_write_full(h->cc_fd, payload, len, CC_SEND_MS);
 	if (rc)
 		pch_err("CONTROL channel: sending message type %u: %s", type, strerror(-rc));
+	else
+		h->cc_last_tx_ns = pch_now_ns();
 	return rc;
 }
 
@@ -149,7 +153,7 @@ static void shuffle(struct chan_spec *cs, unsigned n, const char *order)
 	}
 }
 
-int session_connect(struct helper *h)
+int session_connect(struct helper *h, bool resume)
 {
 	struct chan_spec cs[PCH_MAX_CHANNELS + 2];
 	unsigned n = 0, i;
@@ -159,12 +163,20 @@ int session_connect(struct helper *h)
 	void *buf;
 	int rc;
 
-	cs[n++] = (struct chan_spec){ PCH_CHAN_CONTROL, 0 };
-	cs[n++] = (struct chan_spec){ PCH_CHAN_URGENT, 0 };
+	/*
+	 * Resuming, CONTROL goes first and says so: the source drops what is
+	 * left of the old connections before it takes the new ones.
+	 */
+	cs[n++] = (struct chan_spec){ PCH_CHAN_CONTROL, 0, resume ? PCH_HELLO_F_RESUME : 0 };
+	cs[n++] = (struct chan_spec){ PCH_CHAN_URGENT, 0, 0 };
 	for (i = 0; i < h->o.channels; i++)
-		cs[n++] = (struct chan_spec){ PCH_CHAN_PAGES, (uint16_t)i };
-	if (h->o.connect_order && !strncmp(h->o.connect_order, "shuffle", 7))
-		shuffle(cs, n, h->o.connect_order);
+		cs[n++] = (struct chan_spec){ PCH_CHAN_PAGES, (uint16_t)i, 0 };
+	if (h->o.connect_order && !strncmp(h->o.connect_order, "shuffle", 7)) {
+		if (resume)
+			shuffle(cs + 1, n - 1, h->o.connect_order);
+		else
+			shuffle(cs, n, h->o.connect_order);
+	}
 
 	for (i = 0; i < n; i++) {
 		uint64_t busy_until = pch_now_ns() + BUSY_RETRY_MS * 1000000ull;
@@ -214,6 +226,7 @@ int session_connect(struct helper *h)
 	}
 	pch_info("source's RAM block table matches the VMM's (%u blocks, %llu pages)",
 		 stab.count, (unsigned long long)stab.total_pages);
+	h->cc_last_rx_ns = h->cc_last_tx_ns = pch_now_ns();
 out:
 	free(buf);
 	return rc;
@@ -260,6 +273,11 @@ int session_sync_req(struct helper *h, uint64_t epoch)
 int session_done(struct helper *h)
 {
 	return cc_send(h, PCH_CC_DONE, NULL, 0);
+}
+
+int session_keepalive(struct helper *h)
+{
+	return cc_send(h, PCH_CC_KEEPALIVE, NULL, 0);
 }
 
 void session_close(struct helper *h)

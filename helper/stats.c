@@ -68,6 +68,10 @@ char *stats_json(struct helper *h)
 	pch_json_int(b, "pages_inplace", inplace);
 	pch_json_int(b, "pages_premarked", h->premarked);
 	pch_json_int(b, "pages_poisoned", h->poisoned);
+	pch_json_int(b, "resumes", h->resumes);
+	pch_json_int(b, "paused_ms", (h->paused_ns + (h->paused ? pch_now_ns() - h->pause_t0_ns : 0)) /
+					     1000000);
+	pch_json_int(b, "pause_max_ms", h->pause_max_ns / 1000000);
 	pch_json_int(b, "pages_bulk", s->pages_bulk);
 	pch_json_int(b, "pages_urgent", s->pages_urgent);
 	pch_json_int(b, "pages_zero", s->pages_zero);

@@ -229,6 +229,7 @@ void pch_hello_build(struct pch_hello *h, const struct pch_hello_params *p,
 	h->count = p->count;
 	h->page_size = p->page_size;
 	h->nonce = p->nonce;
+	h->flags = ack ? 0 : p->flags;
 	memcpy(h->session, s->id, sizeof(h->session));
 	hello_auth(h, s, h->auth);
 }
@@ -265,9 +266,11 @@ int pch_hello_check(const struct pch_hello *h, const struct pch_session *s, bool
 		HFAIL(-EPROTO, PCH_REFUSE_VERSION, "hello: unsupported version");
 	if (h->kind < PCH_CHAN_CONTROL || h->kind > PCH_CHAN_PAGES)
 		HFAIL(-EBADMSG, PCH_REFUSE_KIND, "hello: unknown channel kind");
-	/* Non-zero flags mean a feature this version lacks. */
-	if (h->flags)
+	/* Other flags mean a feature this version lacks. */
+	if (h->flags & ~PCH_HELLO_F_RESUME)
 		HFAIL(-EBADMSG, PCH_REFUSE_VERSION, "hello: unknown flags");
+	if ((h->flags & PCH_HELLO_F_RESUME) && (ack || h->kind != PCH_CHAN_CONTROL))
+		HFAIL(-EBADMSG, PCH_REFUSE_VERSION, "hello: RESUME flags allowed on CONTROL only");
 	if (!h->count)
 		HFAIL(-EBADMSG, PCH_REFUSE_INDEX, "hello: channel count 0");
 	if (h->count > PCH_MAX_CHANNELS)
@@ -294,6 +297,7 @@ int pch_hello_check(const struct pch_hello *h, const struct pch_session *s, bool
 		p->count = h->count;
 		p->page_size = h->page_size;
 		p->nonce = h->nonce;
+		p->flags = h->flags;
 	}
 	return 0;
 }
@@ -395,6 +399,11 @@ int pch_frame_check_hdr(const struct pch_frame_hdr *h, const struct pch_blocktab
 			FAIL(-EBADMSG, "frame: URGENT flag on SYNC/END");
 		if (h->type == PCH_FRAME_END && h->arg)
 			FAIL(-EBADMSG, "frame: arg not 0 on END");
+		break;
+	case PCH_FRAME_KEEPALIVE:
+		/* on either kind of channel; URGENT's carry the URGENT flag */
+		if (h->count || h->block || h->arg)
+			FAIL(-EBADMSG, "frame: count, block or arg not 0 on KEEPALIVE");
 		break;
 	}
 
@@ -541,8 +550,9 @@ int pch_cc_check_hdr(const struct pch_cc_hdr *h, const char **why)
 		break;
 	case PCH_CC_START:
 	case PCH_CC_DONE:
+	case PCH_CC_KEEPALIVE:
 		if (h->len)
-			FAIL(-EBADMSG, "cc: START/DONE carry no payload");
+			FAIL(-EBADMSG, "cc: START/DONE/KEEPALIVE carry no payload");
 		break;
 	case PCH_CC_SYNC_REQ:
 		if (h->len != sizeof(struct pch_cc_sync))

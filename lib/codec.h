@@ -67,6 +67,7 @@ struct pch_hello_params {
 	uint16_t count;
 	uint32_t page_size;
 	uint64_t nonce;
+	uint8_t flags;  /* PCH_HELLO_F_*; checked by pch_hello_check */
 };
 
 /* Fill h (magic PCH_HELLO_MAGIC or PCH_ACK_MAGIC when ack) and its auth. */

@@ -332,6 +332,8 @@ const char *pch_ring_type_name(uint16_t type)
 	    [PCH_RING_SYNC_REACHED] = "SYNC_REACHED",
 	    [PCH_RING_COMPLETE] = "COMPLETE",
 	    [PCH_RING_ERROR] = "ERROR",
+	    [PCH_RING_PAUSED] = "PAUSED",
+	    [PCH_RING_RESUMED] = "RESUMED",
 	};
 
 	if (type >= PCH_RING_TYPE_MAX || !names[type])

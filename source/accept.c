@@ -119,6 +119,25 @@ static void handshake(struct src *s, int fd, const char *peer)
 
 	ch = &s->chans[hello_slot(&p)];
 	pthread_mutex_lock(&s->lock);
+	if ((p.flags & PCH_HELLO_F_RESUME) && ch->state == SLOT_READY) {
+		/*
+		 * The helper comes back while we still hold its old channels
+		 * (a cut that sent us no reset): end that session, then take
+		 * this CONTROL in the new one (docs/protocol.md 5.8).
+		 */
+		uint64_t until = pch_now_ns() + (uint64_t)s->opt.handshake_timeout_ms * 1000000ull;
+
+		pthread_mutex_unlock(&s->lock);
+		src_lost(s, "CONTROL: the helper resumes the session from %s", peer);
+		pthread_mutex_lock(&s->lock);
+		while (ch->state == SLOT_READY && !src_exiting(s) && pch_now_ns() < until) {
+			struct timespec ts = { 0, 10 * 1000000l };
+
+			pthread_mutex_unlock(&s->lock);
+			nanosleep(&ts, NULL);
+			pthread_mutex_lock(&s->lock);
+		}
+	}
 	if (ch->state != SLOT_FREE) {
 		pthread_mutex_unlock(&s->lock);
 		snprintf(text, sizeof(text), "%s is already connected", ch->name);
@@ -143,7 +162,7 @@ static void handshake(struct src *s, int fd, const char *peer)
 	}
 
 	pthread_mutex_lock(&s->lock);
-	if (src_stopping(s)) {
+	if (src_exiting(s)) {
 		/* the session ended while we answered: the slot is not ours now */
 		pthread_mutex_unlock(&s->lock);
 		close(fd);
@@ -221,12 +240,12 @@ static void *accept_main(void *arg)
 	struct src *s = arg;
 
 	pch_thread_name("pch-accept");
-	while (!src_stopping(s)) {
+	while (!src_exiting(s)) {
 		int fd = pch_accept(s->lfd, SRC_TICK_MS * 2);
 
 		if (fd >= 0) {
 			dispatch(s, fd);
-		} else if (src_stopping(s)) {
+		} else if (src_exiting(s)) {
 			break;
 		} else if (fd != -ETIMEDOUT && fd != -EINTR && fd != -ECONNABORTED) {
 			/* EMFILE and friends: say so, back off, keep serving */

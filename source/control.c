@@ -34,6 +34,8 @@ int src_ctl_send(struct src *s, uint16_t type, const void *payload, uint32_t len
 	ret = pch_write_full(ch->fd, &h, sizeof(h), SRC_CC_WRITE_MS);
 	if (!ret && len)
 		ret = pch_write_full(ch->fd, payload, len, SRC_CC_WRITE_MS);
+	if (!ret)
+		__atomic_store_n(&s->cc_last_tx_ns, pch_now_ns(), __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&s->ctl_lock);
 	return ret;
 }
@@ -67,7 +69,7 @@ int src_ctl_send_blocks(struct src *s)
 	}
 	ret = src_ctl_send(s, PCH_CC_BLOCKS, buf, len);
 	if (ret) {
-		src_fail(s, "CONTROL: sending BLOCKS to %s: %s", s->chans[SRC_SLOT_CONTROL].peer,
+		src_lost(s, "CONTROL: sending BLOCKS to %s: %s", s->chans[SRC_SLOT_CONTROL].peer,
 			 strerror(-ret));
 		return ret;
 	}
@@ -224,6 +226,11 @@ static int cc_error(struct src *s, const void *payload, uint32_t len)
 	return -EPROTO;
 }
 
+static int cc_keepalive(struct src *s, const void *payload, uint32_t len)
+{
+	return 0; /* the helper is there: the time of arrival is all it says */
+}
+
 static const struct {
 	int (*fn)(struct src *s, const void *payload, uint32_t len);
 	const char *name;
@@ -234,6 +241,7 @@ static const struct {
 	[PCH_CC_SYNC_REQ] = { cc_sync, "SYNC_REQ" },
 	[PCH_CC_DONE] = { cc_done, "DONE" },
 	[PCH_CC_ERROR] = { cc_error, "ERROR" },
+	[PCH_CC_KEEPALIVE] = { cc_keepalive, "KEEPALIVE" },
 };
 
 /*
@@ -260,14 +268,16 @@ int src_ctl_handle(struct src *s)
 	if (!ret && h.len)
 		ret = pch_read_full(ch->fd, payload, h.len, ms);
 	if (ret) {
+		/* the connection, not the helper's words: it may come back */
 		__atomic_store_n(&s->ctl_error_sent, true, __ATOMIC_RELEASE);
 		if (ret == -ECONNRESET)
-			src_fail(s, "CONTROL: helper closed the channel before DONE");
+			src_lost(s, "CONTROL: helper closed the channel before DONE");
 		else
-			src_fail(s, "CONTROL: reading a message from %s: %s", ch->peer,
+			src_lost(s, "CONTROL: reading a message from %s: %s", ch->peer,
 				 strerror(-ret));
 		return ret;
 	}
+	s->cc_last_rx_ns = pch_now_ns();
 
 	if (h.type >= PCH_CC_TYPE_MAX || !cc_handlers[h.type].name)
 		return malformed(s, "message header", "type");

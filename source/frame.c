@@ -118,9 +118,14 @@ static void tx_hdr(struct src_tx *tx, uint16_t type, uint16_t flags, uint32_t co
 /* Add a frame without pages (SYNC with arg = epoch, or END). */
 void src_tx_add_empty(struct src_tx *tx, uint16_t type, uint64_t arg)
 {
+	src_tx_add_empty_flags(tx, type, 0, arg);
+}
+
+void src_tx_add_empty_flags(struct src_tx *tx, uint16_t type, uint16_t flags, uint64_t arg)
+{
 	if (tx->nhdr >= tx->cap_hdr)
 		abort(); /* callers add at most SRC_TX_EMPTY_SLOTS - 1 per batch */
-	tx_hdr(tx, type, 0, 0, arg, NULL);
+	tx_hdr(tx, type, flags, 0, arg, NULL);
 }
 
 /*

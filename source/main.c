@@ -96,6 +96,25 @@ void src_fail(struct src *s, const char *fmt, ...)
 	src_wake(s);
 }
 
+void src_lost(struct src *s, const char *fmt, ...)
+{
+	char buf[160];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	pthread_mutex_lock(&s->err_lock);
+	if (__atomic_exchange_n(&s->lost, true, __ATOMIC_ACQ_REL)) {
+		pthread_mutex_unlock(&s->err_lock);
+		return; /* the first reason is the one that counts */
+	}
+	snprintf(s->lost_why, sizeof(s->lost_why), "%s", buf);
+	pthread_mutex_unlock(&s->err_lock);
+	pch_warn("%s", buf);
+	src_wake(s);
+}
+
 /* Wait up to ms for shutdown to begin; true if it did. */
 bool src_wait_stop(struct src *s, int ms)
 {
@@ -162,7 +181,7 @@ static int parse_opts(int argc, char **argv, struct src_opts *o, uint32_t *dbg_m
 	g_autofree char *channels = NULL, *ram = NULL, *seed = NULL, *zero = NULL,
 			*repeat = NULL, *page_size = NULL, *chunk = NULL, *rate = NULL,
 			*hs_timeout = NULL, *timeout = NULL, *dbg = NULL, *backing = NULL,
-			*slow = NULL;
+			*slow = NULL, *resume = NULL, *keepalive = NULL;
 	gboolean zero_first = FALSE;
 	gint corrupt = -1;
 	GOptionEntry entries[] = {
@@ -201,6 +220,12 @@ static int parse_opts(int argc, char **argv, struct src_opts *o, uint32_t *dbg_m
 		  "Time a connection has to send its hello (5000)", "MS" },
 		{ "timeout-s", 0, 0, G_OPTION_ARG_STRING, &timeout,
 		  "Give up on the whole session after S seconds (600)", "S" },
+		{ "resume-timeout-s", 0, 0, G_OPTION_ARG_STRING, &resume,
+		  "After losing the helper, wait this long for it to resume the session "
+		  "(30; 0: fail at once)", "S" },
+		{ "keepalive-timeout-ms", 0, 0, G_OPTION_ARG_STRING, &keepalive,
+		  "CONTROL silent this long after START is a lost helper; keep-alives come "
+		  "every second (5000; 0: never)", "MS" },
 		{ "test-corrupt-channel", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_INT, &corrupt,
 		  "Tests only: send a frame with a bad block on PAGES channel N", "N" },
 		{ "test-slow-frames", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_STRING, &slow,
@@ -237,6 +262,8 @@ static int parse_opts(int argc, char **argv, struct src_opts *o, uint32_t *dbg_m
 	o->page_size = 4096;
 	o->handshake_timeout_ms = 5000;
 	o->timeout_s = 600;
+	o->resume_s = 30;
+	o->keepalive_ms = PCH_KEEPALIVE_TIMEOUT_MS;
 	o->zero_first = zero_first;
 	o->corrupt_channel = corrupt;
 	if (!o->block_name)
@@ -288,6 +315,15 @@ static int parse_opts(int argc, char **argv, struct src_opts *o, uint32_t *dbg_m
 		bad = "--timeout-s: expected a positive number of seconds";
 	else if (!bad && timeout)
 		o->timeout_s = v;
+	if (!bad && resume && pch_parse_u64(resume, 0, 86400, &v))
+		bad = "--resume-timeout-s: expected 0..86400";
+	else if (!bad && resume)
+		o->resume_s = v;
+	if (!bad && keepalive && (pch_parse_u64(keepalive, 0, 3600000, &v) ||
+				  (v && v < 2 * PCH_KEEPALIVE_MS)))
+		bad = "--keepalive-timeout-ms: expected 0 or 2000..3600000";
+	else if (!bad && keepalive)
+		o->keepalive_ms = v;
 	if (!bad && dbg && pch_log_parse_mask(dbg, dbg_mask))
 		bad = "-d: unknown debug subsystem";
 	if (bad) {
@@ -480,10 +516,68 @@ static void waiting_for(struct src *s, enum phase ph, char *buf, size_t len)
 	}
 }
 
+/*
+ * End this generation of the session (docs/protocol.md 5.8): stop the
+ * urgent thread and the senders, close every channel, free the slots and
+ * forget the bulk plan, so that the helper's new channels, its HAVE and its
+ * START begin the session again.  The listener keeps running.
+ */
+static int end_generation(struct src *s)
+{
+	unsigned i, p;
+	int ret;
+
+	__atomic_store_n(&s->gen_stop, true, __ATOMIC_RELEASE);
+	pthread_mutex_lock(&s->lock);
+	for (i = 0; i < s->nchans; i++)
+		if (s->chans[i].state == SLOT_READY)
+			shutdown(s->chans[i].fd, SHUT_RDWR);
+	pthread_mutex_unlock(&s->lock);
+	src_urgent_join(s);
+	src_bulk_join(s);
+
+	pthread_mutex_lock(&s->lock);
+	for (i = 0; i < s->nchans; i++) {
+		struct src_chan *ch = &s->chans[i];
+
+		/* a slot being acked belongs to the helper's new channels: keep it */
+		if (ch->state != SLOT_READY)
+			continue;
+		close(ch->fd);
+		ch->fd = -1;
+		ch->state = SLOT_FREE;
+		ch->seq = 0;
+		s->nready--;
+	}
+	pthread_mutex_unlock(&s->lock);
+
+	for (p = 0; p < s->npasses; p++) {
+		pch_bitmap_free(&s->pass[p].claim);
+		ret = pch_bitmap_init(&s->pass[p].claim, s->nchunks);
+		if (ret)
+			return ret;
+		s->pass[p].cursor = 0;
+	}
+	pch_bitmap_free(&s->skip);
+	ret = pch_bitmap_init(&s->skip, s->be.npages);
+	if (ret)
+		return ret;
+	s->hint = SRC_NO_HINT;
+	s->senders_done = s->senders_dead = s->senders_over = 0;
+	pthread_mutex_lock(&s->sync_lock);
+	s->nepochs = 0;
+	pthread_mutex_unlock(&s->sync_lock);
+	s->started = false;
+	__atomic_store_n(&s->ctl_error_sent, false, __ATOMIC_RELEASE);
+	__atomic_store_n(&s->lost, false, __ATOMIC_RELEASE);
+	__atomic_store_n(&s->gen_stop, false, __ATOMIC_RELEASE);
+	return 0;
+}
+
 /* Run the session until DONE (0) or failure (-1; logged and recorded). */
 static int run(struct src *s)
 {
-	uint64_t deadline = s->deadline_ns;
+	uint64_t deadline = s->deadline_ns, resume_until = 0;
 	enum phase ph = PH_CHANNELS;
 	bool blocks_sent = false;
 	char what[160];
@@ -494,10 +588,34 @@ static int run(struct src *s)
 			{ .fd = s->wake_fd, .events = POLLIN },
 			{ .fd = -1, .events = POLLIN },
 		};
+		uint64_t now;
 		int ms, n, ret;
 
 		if (__atomic_load_n(&s->failed, __ATOMIC_ACQUIRE))
 			return -1;
+		if (__atomic_load_n(&s->lost, __ATOMIC_ACQUIRE)) {
+			char why[sizeof(s->lost_why)];
+
+			pthread_mutex_lock(&s->err_lock);
+			memcpy(why, s->lost_why, sizeof(why));
+			pthread_mutex_unlock(&s->err_lock);
+			if (!s->opt.resume_s) {
+				src_fail(s, "helper lost (%s); resuming is off (--resume-timeout-s 0)",
+					 why);
+				return -1;
+			}
+			pch_warn("session paused: %s; waiting up to %u s for the helper to resume it",
+				 why, s->opt.resume_s);
+			ret = end_generation(s);
+			if (ret) {
+				src_fail(s, "ending the lost session: %s", strerror(-ret));
+				return -1;
+			}
+			ph = PH_CHANNELS;
+			blocks_sent = false;
+			resume_until = pch_now_ns() + s->opt.resume_s * 1000000000ull;
+			continue;
+		}
 		if (ph == PH_CHANNELS) {
 			bool ctl, all;
 
@@ -513,8 +631,11 @@ static int run(struct src *s)
 			 * during setup.
 			 */
 			if (ctl && !blocks_sent) {
-				if (src_ctl_send_blocks(s))
+				if (src_ctl_send_blocks(s)) {
+					if (__atomic_load_n(&s->lost, __ATOMIC_ACQUIRE))
+						continue; /* pause, above */
 					return -1;
+				}
 				blocks_sent = true;
 			}
 			if (all) {
@@ -525,12 +646,40 @@ static int run(struct src *s)
 		if (blocks_sent)
 			pfd[2].fd = s->chans[SRC_SLOT_CONTROL].fd;
 
+		now = pch_now_ns();
+		if (resume_until && now >= resume_until) {
+			waiting_for(s, ph, what, sizeof(what));
+			src_fail(s, "the helper did not resume the session within %u s (waiting for %s)",
+				 s->opt.resume_s, what);
+			return -1;
+		}
+		/* keep-alives both ways on CONTROL, once the helper reads it */
+		if (blocks_sent && now - __atomic_load_n(&s->cc_last_tx_ns, __ATOMIC_RELAXED) >=
+					   PCH_KEEPALIVE_MS * 1000000ull) {
+			ret = src_ctl_send(s, PCH_CC_KEEPALIVE, NULL, 0);
+			if (ret) {
+				src_lost(s, "CONTROL: keep-alive to %s: %s",
+					 s->chans[SRC_SLOT_CONTROL].peer, strerror(-ret));
+				continue;
+			}
+		}
+		if (ph == PH_RUNNING && s->opt.keepalive_ms &&
+		    now - s->cc_last_rx_ns > s->opt.keepalive_ms * 1000000ull) {
+			src_lost(s, "CONTROL: nothing from the helper for %llu ms, not even a keep-alive",
+				 (unsigned long long)((now - s->cc_last_rx_ns) / 1000000));
+			continue;
+		}
+
 		ms = pch_ms_until(deadline);
 		if (ms == 0) {
 			waiting_for(s, ph, what, sizeof(what));
 			src_fail(s, "timed out after %u s waiting for %s", s->opt.timeout_s, what);
 			return -1;
 		}
+		if (blocks_sent)
+			ms = PCH_MIN(ms, SRC_TICK_MS * 2);
+		if (resume_until)
+			ms = PCH_MIN(ms, PCH_MAX(pch_ms_until(resume_until), 1));
 		n = poll(pfd, 3, ms);
 		if (n < 0 && errno != EINTR) {
 			src_fail(s, "poll: %s", strerror(errno));
@@ -561,12 +710,22 @@ static int run(struct src *s)
 			return -1;
 		if (pfd[2].revents) {
 			ret = src_ctl_handle(s);
+			if (ret < 0 && __atomic_load_n(&s->lost, __ATOMIC_ACQUIRE) &&
+			    !__atomic_load_n(&s->failed, __ATOMIC_ACQUIRE))
+				continue; /* the connection broke: pause, above */
 			if (ret < 0)
 				return -1;
 			if (ret == 1)
 				return 0;
-			if (s->started)
+			if (s->started && ph != PH_RUNNING) {
 				ph = PH_RUNNING;
+				s->cc_last_rx_ns = pch_now_ns();
+				if (resume_until) {
+					s->resumes++;
+					resume_until = 0;
+					pch_info("session resumed (%u so far)", s->resumes);
+				}
+			}
 		}
 	}
 }

@@ -158,7 +158,7 @@ static void *sender_main(void *arg)
 	struct src_chan *ch = &s->chans[SRC_SLOT_PAGES0 + sd->index];
 	uint32_t cp = s->opt.chunk_pages;
 	double bps = s->opt.bulk_rate_mbps * 1e6 / s->opt.channels;
-	uint64_t t0 = pch_now_ns(), sent = 0;
+	uint64_t t0 = pch_now_ns(), sent = 0, last_tx = t0;
 	unsigned pass = 0, next_sync = 0, batches = 0;
 	bool end_sent = false;
 	struct src_tx tx;
@@ -198,8 +198,12 @@ static void *sender_main(void *arg)
 						 s->pass[pass].what, &s->skip, 0, 0);
 			}
 		} else if (!tx.nhdr) {
-			wait_sync(s, next_sync);
-			continue;
+			/* after END: idle, but a keep-alive every second says not dead */
+			if (pch_now_ns() - last_tx < PCH_KEEPALIVE_MS * 1000000ull) {
+				wait_sync(s, next_sync);
+				continue;
+			}
+			src_tx_add_empty(&tx, PCH_FRAME_KEEPALIVE, 0);
 		}
 
 		/* Fault injection for tests: a frame naming a block that does not exist. */
@@ -214,6 +218,7 @@ static void *sender_main(void *arg)
 			sender_dead(s, ch, ret);
 			break;
 		}
+		last_tx = pch_now_ns();
 		sd->st.bytes_bulk += tx.bytes;
 		sd->st.frames_bulk += tx.frames;
 		sd->st.pages_bulk += tx.pages_data;

@@ -77,6 +77,8 @@ struct src_opts {
 	double bulk_rate_mbps; /* MB/s (10^6 bytes), whole session; 0: unlimited */
 	int handshake_timeout_ms;
 	unsigned timeout_s;
+	unsigned resume_s;     /* after losing the helper, wait this long for it (0: fail) */
+	unsigned keepalive_ms; /* CONTROL silent this long after START: lost (0: never) */
 	char *stats;
 };
 
@@ -173,6 +175,8 @@ void src_tx_free(struct src_tx *tx);
 void src_tx_reset(struct src_tx *tx);
 /* Add a frame without pages (SYNC, END). */
 void src_tx_add_empty(struct src_tx *tx, uint16_t type, uint64_t arg);
+/* ... with frame flags (a KEEPALIVE on URGENT carries PCH_FRAME_F_URGENT). */
+void src_tx_add_empty_flags(struct src_tx *tx, uint16_t type, uint16_t flags, uint64_t arg);
 void src_tx_add_pages(struct src_tx *tx, uint64_t first, uint64_t n, unsigned what,
 		      const struct pch_bitmap *skip, uint16_t flags, uint64_t arg);
 int src_tx_send(struct src_tx *tx);
@@ -265,21 +269,45 @@ struct src {
 
 	bool started; /* START received */
 	bool done;    /* DONE received */
-	bool stop;    /* atomic: every thread winds down */
+	bool stop;    /* atomic: every thread winds down, the process exits */
+	bool gen_stop; /* atomic: the threads of this session wind down (resume) */
 	bool failed;  /* atomic: a thread hit a fatal error */
+	/*
+	 * The helper is lost (a connection closed, reset, silent) or comes back
+	 * with a RESUME hello: main ends this generation of the session and
+	 * waits for the helper's new channels (docs/protocol.md 5.8).
+	 */
+	bool lost;    /* atomic */
+	char lost_why[160]; /* under err_lock */
+	unsigned resumes;   /* main: generations started after the first */
+	uint64_t cc_last_rx_ns, cc_last_tx_ns; /* CONTROL traffic, for keep-alives */
 
 	pthread_mutex_t err_lock;
 	char **errors; /* NULL-terminated, for the stats */
 	unsigned nerrors;
 };
 
+/* The threads of the current session should wind down (exit or resume). */
 static inline bool src_stopping(const struct src *s)
+{
+	return __atomic_load_n(&s->stop, __ATOMIC_ACQUIRE) ||
+	       __atomic_load_n(&s->gen_stop, __ATOMIC_ACQUIRE);
+}
+
+/* The process is shutting down (the listener and handshakes end too). */
+static inline bool src_exiting(const struct src *s)
 {
 	return __atomic_load_n(&s->stop, __ATOMIC_ACQUIRE);
 }
 
 /* Log an error, record it for the stats, mark the session failed, wake main. */
 void src_fail(struct src *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/*
+ * The helper is lost: a connection to it closed, reset or went silent.
+ * Log it and wake main, which pauses the session and waits for a resume
+ * (or fails, with --resume-timeout-s 0).
+ */
+void src_lost(struct src *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Record an error that was already logged. */
 void src_record_error(struct src *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Wake the main loop. */

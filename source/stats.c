@@ -50,6 +50,7 @@ int src_stats_write(struct src *s, const char *path, const struct src_stats *tot
 	pch_json_int(b, "bytes_bulk", tot->bytes_bulk);
 	pch_json_int(b, "frames_bulk", tot->frames_bulk);
 	pch_json_int(b, "requests", tot->requests);
+	pch_json_int(b, "resumes", s->resumes);
 	pch_json_int(b, "pages_urgent", tot->pages_urgent);
 	pch_json_int(b, "pages_urgent_zero", tot->urgent_zero);
 	pch_json_int(b, "bytes_urgent", tot->bytes_urgent);

@@ -19,19 +19,31 @@
 /* Once a request has started arriving, the rest must follow within this. */
 #define SRC_REQ_READ_MS 30000
 
-/* Wait for the next request; 1 when one is readable, 0 when stopping. */
-static int wait_request(struct src *s, int fd)
+/*
+ * Wait for the next request; 1 when one is readable, 0 when stopping.
+ * There is no deadline between requests (a guest may not fault for
+ * minutes), but every PCH_KEEPALIVE_MS without an answer to send, a
+ * KEEPALIVE frame tells the helper the source is still there.
+ */
+static int wait_request(struct src *s, struct src_tx *tx, uint64_t *last_tx)
 {
-	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+	struct pollfd pfd = { .fd = tx->ch->fd, .events = POLLIN };
 
-	/* no deadline between requests: a guest may not fault for minutes */
 	while (!src_stopping(s)) {
-		int n = poll(&pfd, 1, SRC_TICK_MS * 2);
+		int n = poll(&pfd, 1, SRC_TICK_MS * 2), ret;
 
 		if (n > 0)
 			return 1;
 		if (n < 0 && errno != EINTR)
 			return -errno;
+		if (pch_now_ns() - *last_tx < PCH_KEEPALIVE_MS * 1000000ull)
+			continue;
+		src_tx_reset(tx);
+		src_tx_add_empty_flags(tx, PCH_FRAME_KEEPALIVE, PCH_FRAME_F_URGENT, 0);
+		ret = src_tx_send(tx);
+		if (ret)
+			return ret;
+		*last_tx = pch_now_ns();
 	}
 	return 0;
 }
@@ -42,6 +54,7 @@ static void *urgent_main(void *arg)
 	struct src_chan *ch = &s->chans[SRC_SLOT_URGENT];
 	struct src_stats *st = &s->urgent_st;
 	uint32_t ps = s->be.page_size;
+	uint64_t last_tx = pch_now_ns();
 	struct src_tx tx;
 	int ret;
 
@@ -60,7 +73,7 @@ static void *urgent_main(void *arg)
 		const char *why = "?";
 		uint64_t first;
 
-		ret = wait_request(s, ch->fd);
+		ret = wait_request(s, &tx, &last_tx);
 		if (ret == 0)
 			break;
 		if (ret > 0)
@@ -68,8 +81,9 @@ static void *urgent_main(void *arg)
 		if (ret) {
 			if (src_stopping(s) || src_wait_stop(s, 1000))
 				break; /* the helper closes URGENT once it is done */
-			src_fail(s, "URGENT: read from %s: %s", ch->peer,
-				 ret == -ECONNRESET ? "helper closed the channel" : strerror(-ret));
+			src_lost(s, "URGENT: %s %s: %s", ret > 0 ? "read from" : "keep-alive to",
+				 ch->peer, ret == -ECONNRESET ? "helper closed the channel" :
+				 strerror(-ret));
 			break;
 		}
 
@@ -95,11 +109,12 @@ static void *urgent_main(void *arg)
 		if (ret) {
 			if (ret == -ECANCELED || src_wait_stop(s, 1000))
 				break;
-			src_fail(s, "URGENT: send to %s (request %llu): %s", ch->peer,
+			src_lost(s, "URGENT: send to %s (request %llu): %s", ch->peer,
 				 (unsigned long long)req.id,
 				 ret == -ETIMEDOUT ? "no progress for 30 s" : strerror(-ret));
 			break;
 		}
+		last_tx = pch_now_ns();
 		/* after the answer, so the fault is served before its neighbours */
 		src_bulk_hint(s, first);
 

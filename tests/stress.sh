@@ -17,6 +17,13 @@
 #   proxy-cut, proxy-stall, proxy-delay
 #                through pch-proxy: a PAGES channel cut or stalled mid-stream,
 #                or the first PAGES channel delayed (when pch-proxy is built)
+#   proxy-urgent, proxy-control
+#                through pch-proxy: URGENT cut or reset, or CONTROL cut, reset
+#                or stalled (found by keep-alives): the session pauses and
+#                resumes (docs/protocol.md 5.8)
+#   kill-source  pch-source is killed (SIGKILL) mid-run and started again
+#                from the same image on the same port: the helper resumes
+# The summary also gives the longest pause (loss to resumed) of any run.
 set -u
 
 BUILD=${BUILD:-build}
@@ -32,6 +39,7 @@ RANDOM=$SEED
 ok=0 hangs=0 mism=0 errors=0
 declare -A per_fault=()
 slowest_ms=0 slowest=""
+recov_ms=0 recov=""
 top=$(mktemp -d /tmp/pch-stress.XXXXXX)
 HUGE_RESTORE=""
 PIDS=""
@@ -79,8 +87,8 @@ wait_gone() {
 	return 124
 }
 
-faults=(none corrupt slow stop)
-[ -x "$BIN/pch-proxy" ] && faults+=(proxy-cut proxy-stall proxy-delay)
+faults=(none corrupt slow stop kill-source)
+[ -x "$BIN/pch-proxy" ] && faults+=(proxy-cut proxy-stall proxy-delay proxy-urgent proxy-control)
 
 for ((run = 1; run <= RUNS; run++)); do
 	d="$top/run$run"
@@ -108,6 +116,14 @@ for ((run = 1; run <= RUNS; run++)); do
 	proxy-stall) proxy_args+=(--fault "pages:$((RANDOM % ch)):stall@bytes=$((RANDOM * 32))")
 	             hlp_args+=(--silent-ms 400 --channel-timeout-s 1) ;;
 	proxy-delay) proxy_args+=(--fault "any-pages:delay=$((RANDOM % 20 + 1))@ms=$((RANDOM % 200))") ;;
+	proxy-urgent) pick cut reset
+	              proxy_args+=(--fault "urgent:$PICK@bytes=$((RANDOM * 16 + 72))")
+	              src_args+=(--bulk-rate 100) ;;
+	proxy-control) pick cut reset stall
+	               proxy_args+=(--fault "control:$PICK@ms=$((RANDOM % 600))")
+	               src_args+=(--bulk-rate 50 --keepalive-timeout-ms 2000)
+	               hlp_args+=(--keepalive-timeout-ms 2000) ;;
+	kill-source) src_args+=(--bulk-rate 100) ;;
 	esac
 	desc="run $run: $fault, $backing ${ram}M, $ch channels, $vcpus vCPUs $wl, zero $zf"
 	echo "$desc" >"$d/desc"
@@ -148,6 +164,18 @@ for ((run = 1; run <= RUNS; run++)); do
 		sleep 1.5
 		kill -CONT "$spid" 2>/dev/null
 	fi
+	if [ "$fault" = kill-source ] && [ -n "$port" ]; then
+		# killed at a random point, back after a random while, same image
+		sleep 0.$((RANDOM % 8 + 1))
+		kill -KILL "$spid" 2>/dev/null
+		wait "$spid" 2>/dev/null
+		sleep 0.$((RANDOM % 6))
+		"$BIN/pch-source" --listen "127.0.0.1:$port" --key-file "$d/key" \
+			--channels "$ch" --ram "${ram}M" --page-size "$psz" --zero-fraction "$zf" \
+			--timeout-s "$RUN_TIMEOUT" "${src_args[@]}" >"$d/source2.log" 2>&1 &
+		spid=$!
+		PIDS="$PIDS $spid"
+	fi
 	wait "$vpid"
 	vrc=$?
 	ms=$((($(date +%s%N) - start) / 1000000))
@@ -172,6 +200,10 @@ for ((run = 1; run <= RUNS; run++)); do
 		if [ "$fault" != none ] && [ "$ms" -gt "$slowest_ms" ]; then
 			slowest_ms=$ms slowest=$desc
 		fi
+		p=$(jq -r '.pause_max_ms // 0' "$d/helper.json" 2>/dev/null || echo 0)
+		if [ "${p:-0}" -gt "$recov_ms" ]; then
+			recov_ms=$p recov=$desc
+		fi
 		rm -rf "$d"
 	else
 		mkdir -p "$KEEP"
@@ -186,5 +218,6 @@ done
 counts=""
 for f in "${!per_fault[@]}"; do counts="$counts $f=${per_fault[$f]}"; done
 echo "stress: seed $SEED; runs per fault:$counts; slowest run with a fault: ${slowest_ms} ms ($slowest)"
+echo "stress: longest pause before a resume: ${recov_ms} ms (${recov:-no run paused})"
 echo "stress: runs=$RUNS ok=$ok hangs=$hangs mismatched=$mism errors=$errors"
 [ "$ok" -eq "$RUNS" ]

@@ -52,7 +52,7 @@ struct pch_hello {
 	uint32_t magic;     /* PCH_HELLO_MAGIC, or PCH_ACK_MAGIC in the reply */
 	uint16_t version;   /* PCH_PROTO_VERSION */
 	uint8_t kind;       /* enum pch_chan_kind */
-	uint8_t flags;      /* 0 */
+	uint8_t flags;      /* PCH_HELLO_F_*: RESUME on a CONTROL hello only */
 	uint16_t index;     /* PAGES: 0..count-1; CONTROL/URGENT: 0 */
 	uint16_t count;     /* number of PAGES channels in the session */
 	uint32_t page_size; /* smallest page size of the session, bytes */
@@ -62,6 +62,21 @@ struct pch_hello {
 	uint8_t auth[PCH_AUTH_LEN];
 };
 _Static_assert(sizeof(struct pch_hello) == 72, "pch_hello size");
+
+/*
+ * hello flags.  RESUME, on a CONTROL hello: the helper lost its channels and
+ * comes back with the same session; the source drops whatever is left of the
+ * old ones and starts the session again from the helper's HAVE bitmap.
+ */
+#define PCH_HELLO_F_RESUME 0x01u
+
+/*
+ * Keep-alives: each side sends one on a connection it has written nothing
+ * on for this long, so silence means a broken connection, not an idle one.
+ */
+#define PCH_KEEPALIVE_MS 1000
+/* Silence after which a connection is taken for lost (default). */
+#define PCH_KEEPALIVE_TIMEOUT_MS 5000
 _Static_assert(offsetof(struct pch_hello, auth) == 40, "pch_hello.auth");
 
 /* Refusal, sent by the source instead of an ack; then it closes. */
@@ -97,6 +112,7 @@ enum pch_frame_type {
 	PCH_FRAME_ZERO = 2,  /* count offsets of all-zero pages, no data */
 	PCH_FRAME_SYNC = 3,  /* sync point: arg = epoch, count = 0 */
 	PCH_FRAME_END = 4,   /* no more bulk pages on this channel, count = 0 */
+	PCH_FRAME_KEEPALIVE = 5, /* nothing; the channel is idle, not dead; count = 0 */
 	PCH_FRAME_TYPE_MAX
 };
 
@@ -158,6 +174,7 @@ enum pch_cc_type {
 	PCH_CC_SYNC_REQ = 4, /* helper -> source: put SYNC(epoch) on all PAGES */
 	PCH_CC_DONE = 5,     /* helper -> source: every page is in place */
 	PCH_CC_ERROR = 6,    /* either: fatal error, payload pch_cc_error */
+	PCH_CC_KEEPALIVE = 7, /* either: nothing to say, still here; no payload */
 	PCH_CC_TYPE_MAX
 };
 

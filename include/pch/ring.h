@@ -47,6 +47,8 @@ enum pch_ring_type {
 	PCH_RING_SYNC_REACHED = 1, /* epoch: every page before SYNC(epoch) in */
 	PCH_RING_COMPLETE = 2,     /* every page in place; ranges unregistered */
 	PCH_RING_ERROR = 3,        /* code: -errno; text: what failed; epoch: pages poisoned */
+	PCH_RING_PAUSED = 4,       /* the source is lost, reconnecting; text: why; epoch: resumes so far */
+	PCH_RING_RESUMED = 5,      /* streaming again; epoch: resumes so far (this one included) */
 	PCH_RING_TYPE_MAX
 };
 

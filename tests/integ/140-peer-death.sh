@@ -17,8 +17,8 @@ begin() {
 	new_key_file=$T/session.key
 	rm -f "$new_key_file"
 	new_key
-	start_source --channels 2 --ram 512M --bulk-rate 100
-	start_helper --channels 2 --stall-ms 500 $POISON_ARGS
+	start_source --channels 2 --ram 512M --bulk-rate 100 --resume-timeout-s 1
+	start_helper --channels 2 --stall-ms 500 --resume-timeout-s 1 $POISON_ARGS
 	"$BIN/pch-vm" --helper "$T/helper.sock" --report "$T/vm.json" --ram 512M --vcpus 2 \
 		--workload hotset --timeout-s 60 >"$T/vm.log" 2>&1 &
 	VM_PID=$!
@@ -26,7 +26,8 @@ begin() {
 	sleep 1
 }
 
-# the source dies: helper fails, poisons the pages that can never arrive
+# the source dies and does not come back within the resume deadline (1 s):
+# helper fails, poisons the pages that can never arrive
 # (vCPUs on them get a memory error, never a hang, never zeros), posts
 # ERROR with their count; vm fails naming it, and no page reads wrong
 begin

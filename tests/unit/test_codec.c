@@ -292,6 +292,18 @@ START_TEST(test_hello_roundtrip)
 	}
 	/* NULL outputs are allowed */
 	ck_assert_int_eq(pch_hello_check(&h, &sess, false, NULL, NULL, NULL), 0);
+
+	/* a resuming helper flags its CONTROL hello; the ack never echoes it */
+	in.kind = PCH_CHAN_CONTROL;
+	in.flags = PCH_HELLO_F_RESUME;
+	pch_hello_build(&h, &in, &sess, false);
+	ck_assert_uint_eq(h.flags, PCH_HELLO_F_RESUME);
+	EXPECT(pch_hello_check(&h, &sess, false, &p, NULL, why), 0, "");
+	ck_assert_uint_eq(p.flags, PCH_HELLO_F_RESUME);
+	pch_hello_build(&a, &in, &sess, true);
+	ck_assert_uint_eq(a.flags, 0);
+	EXPECT(pch_hello_check(&a, &sess, true, &p, NULL, why), 0, "");
+	ck_assert_uint_eq(p.flags, 0);
 }
 END_TEST
 
@@ -337,6 +349,9 @@ START_TEST(test_hello_bad_fields)
 	HELLO_BAD(h->kind = 4, -EBADMSG, PCH_REFUSE_KIND, "kind");
 	HELLO_BAD(h->flags = 1, -EBADMSG, PCH_REFUSE_VERSION, "flags");
 	HELLO_BAD(h->flags = 0x80, -EBADMSG, PCH_REFUSE_VERSION, "flags");
+	HELLO_BAD(h->flags = 2, -EBADMSG, PCH_REFUSE_VERSION, "unknown flags");
+	HELLO_BAD((h->kind = PCH_CHAN_URGENT, h->index = 0, h->flags = PCH_HELLO_F_RESUME),
+		  -EBADMSG, PCH_REFUSE_VERSION, "CONTROL only");
 	HELLO_BAD((h->count = 0, h->index = 0), -EBADMSG, PCH_REFUSE_INDEX, "count 0");
 	HELLO_BAD(h->count = PCH_MAX_CHANNELS + 1, -E2BIG, PCH_REFUSE_INDEX, "PCH_MAX_CHANNELS");
 	HELLO_BAD(h->count = 0xffff, -E2BIG, PCH_REFUSE_INDEX, "PCH_MAX_CHANNELS");
@@ -470,6 +485,14 @@ START_TEST(test_frame_roundtrip)
 	EXPECT(pch_frame_check_hdr(&h, &tab, 0, true, why), 0, "");
 	pch_frame_build(&h, PCH_FRAME_ZERO, PCH_FRAME_F_URGENT, 1, 1, 1, 7);
 	EXPECT(pch_frame_check_hdr(&h, &tab, 1, true, why), 0, "");
+
+	/* keep-alives: on PAGES plain, on URGENT flagged */
+	pch_frame_build(&h, PCH_FRAME_KEEPALIVE, 0, 0, 0, 3, 0);
+	EXPECT(pch_frame_check_hdr(&h, &tab, 3, false, why), 0, "");
+	ck_assert_uint_eq(pch_frame_offsets_len(&h), 0);
+	ck_assert_uint_eq(pch_frame_data_len(&h, &tab), 0);
+	pch_frame_build(&h, PCH_FRAME_KEEPALIVE, PCH_FRAME_F_URGENT, 0, 0, 4, 0);
+	EXPECT(pch_frame_check_hdr(&h, &tab, 4, true, why), 0, "");
 }
 END_TEST
 
@@ -540,6 +563,12 @@ START_TEST(test_frame_bad_hdr)
 	FRAME_BAD(PCH_FRAME_SYNC, 0, 0, 0, UINT64_MAX, 1, 0, false, -EPROTO, "seq");
 	FRAME_BAD(PCH_FRAME_PAGES, PCH_FRAME_F_URGENT, 0, 1, 0, 9, 0, false, -EPROTO, "URGENT");
 	FRAME_BAD(PCH_FRAME_ZERO, PCH_FRAME_F_URGENT, 0, 1, 0, 9, 0, false, -EPROTO, "URGENT");
+	/* KEEPALIVE: count, block, arg 0; either kind of channel */
+	FRAME_BAD(PCH_FRAME_KEEPALIVE, 0, 0, 1, 0, 0, 0, false, -EBADMSG, "KEEPALIVE");
+	FRAME_BAD(PCH_FRAME_KEEPALIVE, 0, 1, 0, 0, 0, 0, false, -EBADMSG, "KEEPALIVE");
+	FRAME_BAD(PCH_FRAME_KEEPALIVE, PCH_FRAME_F_URGENT, 0, 0, 0, 7, 0, true, -EBADMSG,
+		  "KEEPALIVE");
+	FRAME_BAD(PCH_FRAME_KEEPALIVE, PCH_FRAME_F_URGENT, 0, 0, 0, 0, 0, false, -EPROTO, "URGENT");
 	/* SYNC and END: count 0, block 0, never urgent; END arg 0 */
 	FRAME_BAD(PCH_FRAME_SYNC, 0, 0, 1, 0, 1, 0, false, -EBADMSG, "count not 0");
 	FRAME_BAD(PCH_FRAME_END, 0, 0, 1, 0, 0, 0, false, -EBADMSG, "count not 0");
@@ -659,6 +688,7 @@ START_TEST(test_cc_hdr)
 	    {PCH_CC_SYNC_REQ, 8},
 	    {PCH_CC_DONE, 0},
 	    {PCH_CC_ERROR, 128},
+	    {PCH_CC_KEEPALIVE, 0},
 	    {PCH_CC_HAVE, PCH_CC_MAX_PAYLOAD},
 	};
 	struct pch_cc_hdr h;
@@ -690,6 +720,8 @@ START_TEST(test_cc_hdr)
 	pch_cc_build(&h, PCH_CC_START, 1);
 	EXPECT(pch_cc_check_hdr(&h, why), -EBADMSG, "no payload");
 	pch_cc_build(&h, PCH_CC_DONE, 8);
+	EXPECT(pch_cc_check_hdr(&h, why), -EBADMSG, "no payload");
+	pch_cc_build(&h, PCH_CC_KEEPALIVE, 1);
 	EXPECT(pch_cc_check_hdr(&h, why), -EBADMSG, "no payload");
 	pch_cc_build(&h, PCH_CC_SYNC_REQ, 7);
 	EXPECT(pch_cc_check_hdr(&h, why), -EBADMSG, "SYNC_REQ");
