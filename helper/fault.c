@@ -949,10 +949,8 @@ out:
 	return NULL;
 }
 
-int fault_start(struct helper *h)
+int fault_prepare(struct helper *h)
 {
-	int rc;
-
 	/* a resumed session starts the thread again: keep its counters */
 	if (!h->ft.h) {
 		h->ft.h = h;
@@ -972,6 +970,13 @@ int fault_start(struct helper *h)
 		if (poll(&pfd, 1, 0) == 1 && read(h->ft.sweep_efd, &v, sizeof(v)) < 0)
 			pch_warn("fault thread: sweep eventfd: %s", strerror(errno));
 	}
+	return 0;
+}
+
+int fault_start(struct helper *h)
+{
+	int rc;
+
 	rc = pthread_create(&h->ft.tid, NULL, fault_main, &h->ft);
 	if (rc)
 		return -rc;

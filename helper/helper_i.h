@@ -191,7 +191,10 @@ struct helper {
 	bool have_ring;
 	struct pch_ring_event pending[16]; /* main: posts waiting for room */
 	unsigned npending;
-	uint64_t premarked;              /* pages the VMM had in place */
+	uint64_t premarked;              /* pages the VMM had in place (or a dead helper put) */
+	void *state;                     /* the VMM's page state memfd, mapped (pch/state.h) */
+	size_t state_len;
+	bool recovered;                  /* a helper served this migration before us */
 	uint64_t poisoned;               /* pages that could never arrive, poisoned */
 	uint8_t *zero_buf;               /* zeros, as large as the largest page */
 	size_t zero_len;
@@ -310,6 +313,8 @@ void rx_kick_all(struct helper *h);
 void rx_join(struct helper *h);
 
 /* fault.c */
+/* Its eventfds and counters, before any rx thread may kick it. */
+int fault_prepare(struct helper *h);
 int fault_start(struct helper *h);
 void fault_join(struct helper *h);
 /* Ask the fault thread to request every page still missing. */

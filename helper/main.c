@@ -32,6 +32,7 @@
 #include "net.h"
 #include "util.h"
 #include "pch/ctl.h"
+#include "pch/state.h"
 #include "pch/uffd-compat.h"
 
 #define CTL_SETUP_MS 30000     /* the VMM's next setup message */
@@ -175,7 +176,8 @@ static int do_hello(struct helper *h, struct conn *c, const void *msg, int *fds,
 	r.hdr = (struct pch_ctl_hdr){ PCH_CTL_MAGIC, PCH_CTL_HELLO, 0, sizeof(r), m->hdr.seq };
 	r.version = PCH_CTL_VERSION;
 	r.pid = (uint32_t)getpid();
-	r.features = PCH_CTL_F_RING | PCH_CTL_F_BITMAP | PCH_CTL_F_STATS | PCH_CTL_F_SHARED;
+	r.features = PCH_CTL_F_RING | PCH_CTL_F_BITMAP | PCH_CTL_F_STATS | PCH_CTL_F_SHARED |
+		     PCH_CTL_F_STATE;
 	snprintf(r.name, sizeof(r.name), "pch-helper");
 	/* HELLO is answered by HELLO, not REPLY: 1 tells the caller so. */
 	return pch_seqpkt_send(c->fd, &r, sizeof(r), NULL, 0, CTL_SEND_MS) ?: 1;
@@ -416,6 +418,110 @@ static int do_bitmap(struct helper *h, struct conn *c, const void *msg, int *fds
 }
 
 /*
+ * STATE: keep the page bitmaps in the VMM's memfd (pch/state.h), so that a
+ * helper started after this one dies knows what is in place.  Its layout
+ * must match the blocks announced.  A state a helper used before (its
+ * generation above 0) is a recovery: the pages it records count as in
+ * place, and START goes to the source as a resume.
+ */
+static int do_state(struct helper *h, struct conn *c, const void *msg, int *fds, int nfds,
+		    char *whybuf, size_t whylen)
+{
+	const struct pch_ctl_state *m = msg;
+	const struct pch_state_hdr *sh;
+	const struct pch_state_block *sb;
+	uint64_t npages[PCH_MAX_BLOCKS], gen, total = 0;
+	struct stat st;
+	unsigned i;
+	void *mem;
+
+	if (nfds != 1 || m->flags || m->reserved) {
+		snprintf(whybuf, whylen, "STATE: expected one fd and no flags");
+		return -EINVAL;
+	}
+	if (h->state) {
+		snprintf(whybuf, whylen, "STATE: already received");
+		return -EEXIST;
+	}
+	if (!h->nblk) {
+		snprintf(whybuf, whylen, "STATE: before any BLOCK");
+		return -EINVAL;
+	}
+	for (i = 0; i < h->nblk; i++)
+		npages[i] = h->blk[i].d.npages;
+	if (m->size != pch_state_size(h->nblk, npages)) {
+		snprintf(whybuf, whylen, "STATE: %llu bytes, the %u blocks need %llu",
+			 (unsigned long long)m->size, h->nblk,
+			 (unsigned long long)pch_state_size(h->nblk, npages));
+		return -EINVAL;
+	}
+	if (fstat(fds[0], &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size < m->size) {
+		snprintf(whybuf, whylen, "STATE: the fd is not a memfd of %llu bytes",
+			 (unsigned long long)m->size);
+		return -EINVAL;
+	}
+	mem = mmap(NULL, m->size, PROT_READ | PROT_WRITE, MAP_SHARED, fds[0], 0);
+	if (mem == MAP_FAILED) {
+		snprintf(whybuf, whylen, "STATE: mmap: %s", strerror(errno));
+		return -errno;
+	}
+	sh = mem;
+	sb = (const struct pch_state_block *)(sh + 1);
+	if (sh->magic != PCH_STATE_MAGIC || sh->version != PCH_STATE_VERSION ||
+	    sh->nr_blocks != h->nblk || sh->size != m->size) {
+		munmap(mem, m->size);
+		snprintf(whybuf, whylen, "STATE: header does not describe the %u blocks announced",
+			 h->nblk);
+		return -EINVAL;
+	}
+	for (i = 0; i < h->nblk; i++) {
+		uint64_t w = pch_state_words(npages[i]);
+
+		if (sb[i].npages != npages[i] || sb[i].page_size != h->blk[i].d.page_size ||
+		    sb[i].words != w || sb[i].offset % 64 || sb[i].offset > m->size ||
+		    3 * 8 * w > m->size - sb[i].offset) {
+			munmap(mem, m->size);
+			snprintf(whybuf, whylen, "STATE: block %u descriptor does not match BLOCK %s",
+				 i, h->blk[i].d.name);
+			return -EINVAL;
+		}
+	}
+	/* the bitmaps move in; a BITMAP already received is merged */
+	for (i = 0; i < h->nblk; i++) {
+		struct hblock *b = &h->blk[i];
+		uint64_t *words = (uint64_t *)((uint8_t *)mem + sb[i].offset);
+		uint64_t w = sb[i].words, p;
+
+		pch_bitmap_move_to(&b->present, words);
+		pch_bitmap_move_to(&b->zero, words + w);
+		pch_bitmap_move_to(&b->inplace, words + 2 * w);
+		/* a crash may have left a bit of present or zero without inplace */
+		for (p = 0; p < w; p++)
+			__atomic_fetch_or(&words[2 * w + p], __atomic_load_n(&words[p], __ATOMIC_ACQUIRE) |
+					  __atomic_load_n(&words[w + p], __ATOMIC_ACQUIRE),
+					  __ATOMIC_ACQ_REL);
+		/* the VMM has present pages mapped: nobody may write them here */
+		for (p = 0; b->own && p < b->d.npages; p++)
+			if (pch_bitmap_test(&b->present, p))
+				b->own[p] = OWN_FULL;
+		total += pch_bitmap_count(&b->inplace);
+	}
+	gen = __atomic_add_fetch(&((struct pch_state_hdr *)mem)->generation, 1, __ATOMIC_ACQ_REL);
+	h->state = mem;
+	h->state_len = m->size;
+	h->premarked = total; /* nothing was served yet: in place means premarked */
+	h->recovered = gen > 1;
+	if (h->recovered)
+		pch_info("STATE: helper %llu on this migration: %llu of %llu pages already in "
+			 "place; resuming it", (unsigned long long)gen, (unsigned long long)total,
+			 (unsigned long long)pages_total(h));
+	else
+		pch_info("STATE: page state kept in the VMM's memfd (%llu bytes)",
+			 (unsigned long long)m->size);
+	return 0;
+}
+
+/*
  * The ioctls the uffd registration offers (UFFD's ioctls field) must cover
  * what each block is installed with: CONTINUE on shared blocks, which the
  * kernel offers only on ranges registered for MINOR faults (without MINOR,
@@ -530,6 +636,8 @@ static int do_ring(struct helper *h, struct conn *c, const void *msg, int *fds, 
 	return 0;
 }
 
+static void wake_all(struct helper *h);
+
 static int start_serving(struct helper *h, char *whybuf, size_t whylen)
 {
 	int rc;
@@ -543,7 +651,7 @@ static int start_serving(struct helper *h, char *whybuf, size_t whylen)
 	if (rc)
 		return rc;
 	h->t_start_ns = pch_now_ns();
-	rc = session_connect(h, false);
+	rc = session_connect(h, h->recovered);
 	if (rc) {
 		snprintf(whybuf, whylen, "START: cannot open the session with %s:%u: %s",
 			 h->o.src_host, h->o.src_port, strerror(-rc));
@@ -554,7 +662,9 @@ static int start_serving(struct helper *h, char *whybuf, size_t whylen)
 	 * rx first: it sets the thread count every thread reads when it sums
 	 * the pages in place, so it must be final before the fault thread runs.
 	 */
-	rc = rx_start(h);
+	rc = fault_prepare(h);
+	if (!rc)
+		rc = rx_start(h);
 	if (!rc)
 		rc = fault_start(h);
 	if (!rc)
@@ -564,6 +674,12 @@ static int start_serving(struct helper *h, char *whybuf, size_t whylen)
 		h->failed = true;
 		return rc;
 	}
+	/*
+	 * The helper before us may have read faults it never answered: their
+	 * threads wait on nobody.  Woken, they fault again, and we hear of it.
+	 */
+	if (h->recovered)
+		wake_all(h);
 	pch_info("serving %llu pages over %u channels",
 		 (unsigned long long)pages_total(h), h->o.channels);
 	helper_kick(h);
@@ -622,6 +738,7 @@ static const struct ctl_op ctl_ops[PCH_CTL_TYPE_MAX] = {
 	[PCH_CTL_STATS] = { NULL, "STATS", sizeof(struct pch_ctl_simple), false, true, false },
 	[PCH_CTL_SHUTDOWN] = { NULL, "SHUTDOWN", sizeof(struct pch_ctl_simple), false, false,
 			       false },
+	[PCH_CTL_STATE] = { do_state, "STATE", sizeof(struct pch_ctl_state), false, false, true },
 };
 
 enum { CTL_OK, CTL_CLOSED, CTL_SHUTDOWN };
@@ -681,7 +798,7 @@ static int ctl_handle(struct helper *h, struct conn *c, int timeout_ms)
 		snprintf(whybuf, sizeof(whybuf), "%s after START", op->name);
 		rc = -EPROTO;
 	} else if (m->hdr.type != PCH_CTL_UFFD && m->hdr.type != PCH_CTL_RING &&
-		   m->hdr.type != PCH_CTL_BLOCK && nfds) {
+		   m->hdr.type != PCH_CTL_BLOCK && m->hdr.type != PCH_CTL_STATE && nfds) {
 		snprintf(whybuf, sizeof(whybuf), "%s carries %d unexpected fds", op->name, nfds);
 		rc = -EINVAL;
 	} else if (m->hdr.type == PCH_CTL_START) {
@@ -846,7 +963,8 @@ static void check_progress(struct helper *h)
 	 * sends again what the lost connections carried, in any order.
 	 */
 	if (h->sync_asked > h->sync_reached &&
-	    ((!dead && live && !h->resumes && min_epoch >= h->sync_asked) || all_in)) {
+	    ((!dead && live && !h->resumes && !h->recovered && min_epoch >= h->sync_asked) ||
+	     all_in)) {
 		h->sync_reached = h->sync_asked;
 		pch_info("sync point %llu reached", (unsigned long long)h->sync_reached);
 		post(h, PCH_RING_SYNC_REACHED, 0, h->sync_reached, "sync point reached");
@@ -1123,6 +1241,8 @@ static int resume_attempt(struct helper *h)
 
 	h->resume_attempts++;
 	rc = session_connect(h, true);
+	if (!rc)
+		rc = fault_prepare(h);
 	if (!rc)
 		rc = rx_start(h);
 	if (!rc)
@@ -1408,6 +1528,8 @@ static void helper_free(struct helper *h)
 
 	for (i = 0; i < h->nblk; i++)
 		hblock_free(&h->blk[i]);
+	if (h->state)
+		munmap(h->state, h->state_len);
 	if (h->zero_buf)
 		munmap(h->zero_buf, h->zero_len);
 	for (i = 0; i < PCH_MAX_CHANNELS; i++) {

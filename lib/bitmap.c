@@ -47,6 +47,7 @@ int pch_bitmap_init(struct pch_bitmap *b, uint64_t nbits)
 {
 	b->words = NULL;
 	b->nbits = 0;
+	b->external = false;
 	if (!nbits)
 		return -EINVAL;
 	/* calloc checks nmemb * size for overflow itself. */
@@ -62,9 +63,23 @@ int pch_bitmap_init(struct pch_bitmap *b, uint64_t nbits)
 /* Free the words; the bitmap reads as empty afterwards.  Idempotent. */
 void pch_bitmap_free(struct pch_bitmap *b)
 {
-	free(b->words);
+	if (!b->external)
+		free(b->words);
 	b->words = NULL;
 	b->nbits = 0;
+	b->external = false;
+}
+
+void pch_bitmap_move_to(struct pch_bitmap *b, uint64_t *words)
+{
+	uint64_t i, n = nwords(b->nbits);
+
+	for (i = 0; i < n; i++)
+		__atomic_fetch_or(&words[i], load_word(b, i), __ATOMIC_ACQ_REL);
+	if (!b->external)
+		free(b->words);
+	b->words = words;
+	b->external = true;
 }
 
 /* Test bit with acquire ordering; bits >= nbits read as 0. */

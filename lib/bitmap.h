@@ -12,11 +12,18 @@
 struct pch_bitmap {
 	uint64_t *words; /* accessed only through __atomic builtins */
 	uint64_t nbits;
+	bool external;   /* words belong to someone else (shared memory): not freed */
 };
 
 /* Allocate a zeroed bitmap of nbits bits.  0 or -ENOMEM/-EINVAL. */
 int pch_bitmap_init(struct pch_bitmap *b, uint64_t nbits);
 void pch_bitmap_free(struct pch_bitmap *b);
+/*
+ * Move b into words (ceil(nbits / 64) words that the caller owns, e.g. in
+ * shared memory): the bits of b are ORed into words, b's own storage is
+ * freed, and from then on b reads and sets words.  nbits must equal b's.
+ */
+void pch_bitmap_move_to(struct pch_bitmap *b, uint64_t *words);
 
 /* Test bit (acquire).  Bits >= nbits read as 0. */
 bool pch_bitmap_test(const struct pch_bitmap *b, uint64_t bit);

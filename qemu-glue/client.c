@@ -21,12 +21,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "pch/client.h"
 #include "pch/ctl.h"
 #include "pch/proto.h"
 #include "pch/ring.h"
+#include "pch/state.h"
 
 #include "log.h"
 #include "net.h"
@@ -38,13 +41,19 @@
 #define CLIENT_START_TIMEOUT_MS 60000
 
 /* Features this client speaks (sent in HELLO). */
-#define CLIENT_FEATURES (PCH_CTL_F_RING | PCH_CTL_F_BITMAP | PCH_CTL_F_STATS | PCH_CTL_F_SHARED)
+#define CLIENT_FEATURES (PCH_CTL_F_RING | PCH_CTL_F_BITMAP | PCH_CTL_F_STATS | PCH_CTL_F_SHARED | \
+			 PCH_CTL_F_STATE)
 
 #define CLIENT_ERR_LEN 256
 
-/* What the client remembers of a block, to check later calls against. */
+/*
+ * What the client remembers of a block: to check later calls against, and
+ * to announce it again to a new helper (pch_client_reattach).
+ */
 struct client_block {
 	uint64_t npages;
+	struct pch_ctl_block msg; /* as sent */
+	int fd;                   /* the caller's memfd, or -1 */
 };
 
 struct pch_client {
@@ -58,6 +67,15 @@ struct pch_client {
 
 	bool have_ring;
 	struct pch_ring ring;
+	uint32_t ring_nr;
+
+	/* kept for a new helper (pch_client_reattach) */
+	int uffd;             /* the caller's, or -1 before send_uffd */
+	uint64_t uffd_features, uffd_ioctls;
+	int state_fd;         /* the page state memfd (ours), or -1 */
+	void *state;          /* ... mapped */
+	uint64_t state_len;
+	unsigned reattaches;
 
 	/* state learned from ring events, so no wait misses one */
 	bool complete;        /* COMPLETE seen */
@@ -106,7 +124,7 @@ static const char *const ctl_type_names[PCH_CTL_TYPE_MAX] = {
 	[PCH_CTL_HELLO] = "HELLO",   [PCH_CTL_BLOCK] = "BLOCK", [PCH_CTL_BITMAP] = "BITMAP",
 	[PCH_CTL_UFFD] = "UFFD",     [PCH_CTL_RING] = "RING",   [PCH_CTL_START] = "START",
 	[PCH_CTL_SYNC] = "SYNC",     [PCH_CTL_STATS] = "STATS", [PCH_CTL_SHUTDOWN] = "SHUTDOWN",
-	[PCH_CTL_REPLY] = "REPLY",
+	[PCH_CTL_REPLY] = "REPLY",   [PCH_CTL_STATE] = "STATE",
 };
 
 static const char *ctl_type_name(unsigned type)
@@ -387,6 +405,8 @@ int pch_client_connect(const char *path, int timeout_ms, struct pch_client **out
 		return -ENOMEM;
 	}
 	c->sock = -1;
+	c->uffd = -1;
+	c->state_fd = -1;
 
 	fd = pch_unix_connect(path, timeout_ms);
 	if (fd < 0) {
@@ -465,7 +485,10 @@ int pch_client_add_block(struct pch_client *c, const struct pch_client_block *b)
 		      b->fd >= 0 ? 1 : 0, -1, NULL);
 	if (ret)
 		return ret;
-	c->blocks[c->nr_blocks++].npages = b->length / b->page_size;
+	c->blocks[c->nr_blocks].npages = b->length / b->page_size;
+	c->blocks[c->nr_blocks].msg = m;
+	c->blocks[c->nr_blocks].fd = b->fd;
+	c->nr_blocks++;
 	return 0;
 }
 
@@ -529,7 +552,83 @@ int pch_client_send_uffd(struct pch_client *c, int uffd, uint64_t features, uint
 	memset(&m, 0, sizeof(m));
 	m.features = features;
 	m.ioctls = ioctls;
+	c->uffd = uffd;
+	c->uffd_features = features;
+	c->uffd_ioctls = ioctls;
 	return request(c, &m, sizeof(m), PCH_CTL_UFFD, &uffd, 1, -1, NULL);
+}
+
+/*
+ * Create the page state memfd for the blocks announced so far and hand it
+ * to the helper (PCH_CTL_STATE).  The client keeps it: a helper that dies
+ * leaves in it which pages are in place, for the next one.  0 or -errno.
+ */
+int pch_client_setup_state(struct pch_client *c)
+{
+	uint64_t npages[PCH_MAX_BLOCKS];
+	uint32_t psz[PCH_MAX_BLOCKS];
+	struct pch_ctl_state m;
+	uint32_t i;
+	void *mem;
+	int fd;
+
+	if (!(c->helper_features & PCH_CTL_F_STATE)) {
+		set_err(c, "helper does not keep its page state in the VMM's memory");
+		return -EOPNOTSUPP;
+	}
+	if (c->state_fd >= 0) {
+		set_err(c, "the page state is already set up");
+		return -EALREADY;
+	}
+	if (!c->nr_blocks) {
+		set_err(c, "setup_state: announce the blocks first");
+		return -EINVAL;
+	}
+	for (i = 0; i < c->nr_blocks; i++) {
+		npages[i] = c->blocks[i].npages;
+		psz[i] = c->blocks[i].msg.page_size;
+	}
+	c->state_len = pch_state_size(c->nr_blocks, npages);
+	fd = memfd_create("pch-state", MFD_CLOEXEC);
+	if (fd < 0 || ftruncate(fd, (off_t)c->state_len) < 0) {
+		set_err(c, "page state memfd of %llu bytes: %s",
+			(unsigned long long)c->state_len, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -errno;
+	}
+	mem = mmap(NULL, c->state_len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (mem == MAP_FAILED) {
+		set_err(c, "mapping the page state: %s", strerror(errno));
+		close(fd);
+		return -errno;
+	}
+	pch_state_init(mem, c->nr_blocks, npages, psz);
+	c->state_fd = fd;
+	c->state = mem;
+	memset(&m, 0, sizeof(m));
+	m.size = c->state_len;
+	return request(c, &m, sizeof(m), PCH_CTL_STATE, &c->state_fd, 1, -1, NULL);
+}
+
+/* Pages the page state records in place (0 without a state). */
+uint64_t pch_client_state_inplace(const struct pch_client *c)
+{
+	const struct pch_state_hdr *h = c->state;
+	const struct pch_state_block *b;
+	uint64_t n = 0, w, i;
+
+	if (!h)
+		return 0;
+	b = (const struct pch_state_block *)(h + 1);
+	for (i = 0; i < h->nr_blocks; i++) {
+		const uint64_t *in = (const uint64_t *)((const uint8_t *)h + b[i].offset) +
+				     2 * b[i].words;
+
+		for (w = 0; w < b[i].words; w++)
+			n += (uint64_t)__builtin_popcountll(__atomic_load_n(&in[w], __ATOMIC_RELAXED));
+	}
+	return n;
 }
 
 /*
@@ -555,6 +654,7 @@ int pch_client_setup_ring(struct pch_client *c, uint32_t nr)
 		set_err(c, "creating a %u-entry ring: %s", nr, strerror(-ret));
 		return ret;
 	}
+	c->ring_nr = nr;
 
 	memset(&m, 0, sizeof(m));
 	m.nr_entries = c->ring.nr;
@@ -852,7 +952,100 @@ const char *pch_client_error(const struct pch_client *c)
 	return c ? c->err : connect_err;
 }
 
-/* Close the socket and the ring and free c (NULL is fine). */
+/*
+ * The helper died (a wait returned -EPIPE): hand everything to a new one
+ * listening on path (started by the caller), within timeout_ms: connect
+ * (retrying while the socket is not there yet), HELLO, the same blocks with
+ * their memfds, the page state, the uffd, a new ring, START, and the sync
+ * point still awaited, if any.  Needs pch_client_setup_state() before the
+ * first START: the state tells the new helper what is in place.  The new
+ * helper wakes the threads the old one left waiting and resumes the session
+ * with the source.  0 or -errno.
+ */
+int pch_client_reattach(struct pch_client *c, const char *path, int timeout_ms)
+{
+	uint64_t deadline;
+	uint32_t i;
+	int fd = -1, ret;
+
+	if (c->state_fd < 0 || c->uffd < 0 || !c->ring_nr) {
+		set_err(c, "reattach: needs the page state, the uffd and the ring set up first");
+		return -EINVAL;
+	}
+	if (timeout_ms < 0)
+		timeout_ms = CLIENT_START_TIMEOUT_MS;
+	deadline = pch_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+	if (c->have_ring)
+		pch_ring_close(&c->ring);
+	c->have_ring = false;
+	if (c->sock >= 0)
+		close(c->sock);
+	c->sock = -1;
+	c->broken = 0;
+	c->helper_features = 0;
+
+	/*
+	 * The new helper may not listen yet, and the dead one's listener may
+	 * still take a connection for a moment as the kernel closes its files:
+	 * retry until a helper answers HELLO.
+	 */
+	for (;;) {
+		struct timespec ts = { 0, 50 * 1000000l };
+
+		fd = pch_unix_connect(path, PCH_MAX(pch_ms_until(deadline), 1));
+		if (fd >= 0) {
+			c->sock = fd;
+			c->broken = 0;
+			ret = hello(c, PCH_MAX(pch_ms_until(deadline), 1));
+			if (!ret)
+				break;
+			close(c->sock);
+			c->sock = -1;
+		} else {
+			ret = fd;
+			set_err(c, "reattach: connecting to %s: %s", path, strerror(-fd));
+		}
+		if (pch_ms_until(deadline) == 0)
+			return ret;
+		nanosleep(&ts, NULL);
+	}
+	if (!(c->helper_features & PCH_CTL_F_STATE)) {
+		set_err(c, "reattach: the new helper does not take the page state");
+		return break_conn(c, -EOPNOTSUPP);
+	}
+	for (i = 0; i < c->nr_blocks; i++) {
+		struct pch_ctl_block m = c->blocks[i].msg;
+		int bfd = c->blocks[i].fd;
+
+		ret = request(c, &m, sizeof(m), PCH_CTL_BLOCK, bfd >= 0 ? &bfd : NULL,
+			      bfd >= 0 ? 1 : 0, -1, NULL);
+		if (ret)
+			return ret;
+	}
+	{
+		struct pch_ctl_state m = { .size = c->state_len };
+
+		ret = request(c, &m, sizeof(m), PCH_CTL_STATE, &c->state_fd, 1, -1, NULL);
+		if (ret)
+			return ret;
+	}
+	ret = pch_client_send_uffd(c, c->uffd, c->uffd_features, c->uffd_ioctls);
+	if (!ret)
+		ret = pch_client_setup_ring(c, c->ring_nr);
+	if (!ret)
+		ret = pch_client_start(c);
+	if (!ret && c->last_sync_req && !c->complete &&
+	    (!c->have_sync || c->sync_epoch < c->last_sync_req)) {
+		struct pch_ctl_sync m = { .epoch = c->last_sync_req };
+
+		ret = request(c, &m, sizeof(m), PCH_CTL_SYNC, NULL, 0, -1, NULL);
+	}
+	if (!ret)
+		c->reattaches++;
+	return ret;
+}
+
+/* Close the socket, the ring and the page state and free c (NULL is fine). */
 void pch_client_close(struct pch_client *c)
 {
 	if (!c)
@@ -861,5 +1054,9 @@ void pch_client_close(struct pch_client *c)
 		pch_ring_close(&c->ring);
 	if (c->sock >= 0)
 		close(c->sock);
+	if (c->state)
+		munmap(c->state, c->state_len);
+	if (c->state_fd >= 0)
+		close(c->state_fd);
 	free(c);
 }

@@ -5,7 +5,8 @@
 #   stress: runs=N ok=N hangs=N mismatched=N errors=N
 # and fails unless every run was ok.
 #
-# Usage: tests/stress.sh [RUNS]      (RUNS default 200; SEED=S to replay)
+# Usage: tests/stress.sh [RUNS]      (RUNS default 200; SEED=S to replay;
+#                                     FAULTS="a b" to inject only those)
 # Each run picks a channel count, workload, zero fraction, RAM size, vCPU
 # count, backing (hugetlb kinds only when 2 MiB huge pages can be reserved)
 # and one injected fault:
@@ -23,6 +24,8 @@
 #                resumes (docs/protocol.md 5.8)
 #   kill-source  pch-source is killed (SIGKILL) mid-run and started again
 #                from the same image on the same port: the helper resumes
+#   kill-helper  pch-helper is killed (SIGKILL) mid-run; pch-vm starts a new
+#                one (--respawn-helper), which takes over from the page state
 # The summary also gives the longest pause (loss to resumed) of any run.
 set -u
 
@@ -87,8 +90,10 @@ wait_gone() {
 	return 124
 }
 
-faults=(none corrupt slow stop kill-source)
+faults=(none corrupt slow stop kill-source kill-helper)
 [ -x "$BIN/pch-proxy" ] && faults+=(proxy-cut proxy-stall proxy-delay proxy-urgent proxy-control)
+# FAULTS="kill-helper kill-source": only these (to chase one kind of failure)
+[ -n "${FAULTS:-}" ] && read -r -a faults <<<"$FAULTS"
 
 for ((run = 1; run <= RUNS; run++)); do
 	d="$top/run$run"
@@ -124,6 +129,7 @@ for ((run = 1; run <= RUNS; run++)); do
 	               src_args+=(--bulk-rate 50 --keepalive-timeout-ms 2000)
 	               hlp_args+=(--keepalive-timeout-ms 2000) ;;
 	kill-source) src_args+=(--bulk-rate 100) ;;
+	kill-helper) src_args+=(--bulk-rate 100) ;;
 	esac
 	desc="run $run: $fault, $backing ${ram}M, $ch channels, $vcpus vCPUs $wl, zero $zf"
 	echo "$desc" >"$d/desc"
@@ -146,9 +152,12 @@ for ((run = 1; run <= RUNS; run++)); do
 		for _ in $(seq 500); do [ -s "$d/pport" ] && break; sleep 0.01; done
 		port=$(cat "$d/pport" 2>/dev/null)
 	fi
-	"$BIN/pch-helper" --control "$d/helper.sock" --source "127.0.0.1:${port:-1}" \
-		--key-file "$d/key" --channels "$ch" --stats "$d/helper.json" \
-		--timeout-s "$RUN_TIMEOUT" "${hlp_args[@]}" >"$d/helper.log" 2>&1 &
+	# every helper of the run (a new one after kill-helper too) runs this
+	hcmd="exec '$BIN/pch-helper' --control '$d/helper.sock' --source 127.0.0.1:${port:-1} \
+--key-file '$d/key' --channels $ch --stats '$d/helper.json' --timeout-s $RUN_TIMEOUT \
+${hlp_args[*]} >>'$d/helper.log' 2>&1"
+	[ "$fault" = kill-helper ] && vm_args+=(--respawn-helper "$hcmd")
+	sh -c "$hcmd" &
 	hpid=$!
 	PIDS="$PIDS $hpid"
 	start=$(date +%s%N)
@@ -163,6 +172,10 @@ for ((run = 1; run <= RUNS; run++)); do
 		kill -STOP "$spid" 2>/dev/null
 		sleep 1.5
 		kill -CONT "$spid" 2>/dev/null
+	fi
+	if [ "$fault" = kill-helper ]; then
+		sleep 0.$((RANDOM % 8 + 1))
+		kill -KILL "$hpid" 2>/dev/null
 	fi
 	if [ "$fault" = kill-source ] && [ -n "$port" ]; then
 		# killed at a random point, back after a random while, same image
@@ -181,6 +194,11 @@ for ((run = 1; run <= RUNS; run++)); do
 	ms=$((($(date +%s%N) - start) / 1000000))
 	wait_gone "$hpid" 20
 	hrc=$?
+	if [ "$fault" = kill-helper ]; then
+		# the helper pch-vm started last (and reaped) wrote the stats
+		hrc=0
+		[ "$(jq -r '.result' "$d/helper.json" 2>/dev/null)" = ok ] || hrc=1
+	fi
 	wait_gone "$spid" 20 >/dev/null
 	[ -n "$ppid" ] && { kill -TERM "$ppid" 2>/dev/null; wait_gone "$ppid" 5 >/dev/null; }
 	PIDS=""
@@ -200,7 +218,10 @@ for ((run = 1; run <= RUNS; run++)); do
 		if [ "$fault" != none ] && [ "$ms" -gt "$slowest_ms" ]; then
 			slowest_ms=$ms slowest=$desc
 		fi
+		# a pause until the session resumed, or a dead helper's takeover
 		p=$(jq -r '.pause_max_ms // 0' "$d/helper.json" 2>/dev/null || echo 0)
+		q=$(jq -r '.helper_takeover_max_ms // 0' "$d/vm.json" 2>/dev/null || echo 0)
+		[ "${q:-0}" -gt "${p:-0}" ] && p=$q
 		if [ "${p:-0}" -gt "$recov_ms" ]; then
 			recov_ms=$p recov=$desc
 		fi
@@ -218,6 +239,7 @@ done
 counts=""
 for f in "${!per_fault[@]}"; do counts="$counts $f=${per_fault[$f]}"; done
 echo "stress: seed $SEED; runs per fault:$counts; slowest run with a fault: ${slowest_ms} ms ($slowest)"
-echo "stress: longest pause before a resume: ${recov_ms} ms (${recov:-no run paused})"
+echo "stress: longest recovery (a pause until resumed, or a dead helper's takeover):" \
+	"${recov_ms} ms (${recov:-no run recovered})"
 echo "stress: runs=$RUNS ok=$ok hangs=$hangs mismatched=$mism errors=$errors"
 [ "$ok" -eq "$RUNS" ]

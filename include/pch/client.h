@@ -12,10 +12,12 @@
  *   pch_client_send_bitmap()      optional, pages already in place
  *   pch_client_send_uffd()
  *   pch_client_setup_ring()
+ *   pch_client_setup_state()      optional: lets a new helper take over
  *   pch_client_start()
  *   pch_client_request_sync() / pch_client_wait_sync()   at sync points
  *   pch_client_wait_complete()
  *   pch_client_stats()            optional
+ *   pch_client_reattach()         after a wait returned -EPIPE, to a new helper
  *   pch_client_close()
  */
 #ifndef PCH_CLIENT_H
@@ -54,6 +56,21 @@ int pch_client_send_bitmap(struct pch_client *c, uint32_t id, const uint64_t *wo
 int pch_client_send_uffd(struct pch_client *c, int uffd, uint64_t features, uint64_t ioctls);
 /* Create the event ring (nr entries, power of two) and hand it over. */
 int pch_client_setup_ring(struct pch_client *c, uint32_t nr);
+/*
+ * Keep the helper's page state in a memfd this client owns (after the
+ * blocks, before START), so that a new helper can take over if this one
+ * dies (pch_client_reattach).  -EOPNOTSUPP from a helper without it.
+ */
+int pch_client_setup_state(struct pch_client *c);
+/* Pages the page state records in place (0 without one). */
+uint64_t pch_client_state_inplace(const struct pch_client *c);
+/*
+ * The helper died (a wait returned -EPIPE) and the caller started a new one
+ * listening on path: hand it the same blocks, page state and uffd, a new
+ * ring, START, and the sync point still awaited.  Block memfds and the uffd
+ * must still be open.  0 or -errno.
+ */
+int pch_client_reattach(struct pch_client *c, const char *path, int timeout_ms);
 /* Let the helper connect to the source and serve pages. */
 int pch_client_start(struct pch_client *c);
 /* Ask for a sync point; SYNC_REACHED(epoch) arrives on the ring. */

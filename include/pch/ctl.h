@@ -12,7 +12,8 @@
  *
  * Version history:
  *   1  first version.
- *      Feature bits added within it: PCH_CTL_F_SHARED (shared blocks).
+ *      Feature bits added within it: PCH_CTL_F_SHARED (shared blocks),
+ *      PCH_CTL_F_STATE (STATE message, the VMM-owned page state).
  */
 #ifndef PCH_CTL_H
 #define PCH_CTL_H
@@ -37,6 +38,7 @@ enum pch_ctl_type {
 	PCH_CTL_STATS = 8,    /* VMM or monitor: reply text is stats JSON */
 	PCH_CTL_SHUTDOWN = 9, /* VMM: stop serving, exit */
 	PCH_CTL_REPLY = 10,   /* helper: status of one request */
+	PCH_CTL_STATE = 11,   /* VMM: received-pages state memfd (1 fd), pch/state.h */
 	PCH_CTL_TYPE_MAX
 };
 
@@ -45,6 +47,7 @@ enum pch_ctl_type {
 #define PCH_CTL_F_BITMAP 0x2ull /* blocks may carry an in-place bitmap */
 #define PCH_CTL_F_STATS 0x4ull  /* STATS answers with JSON */
 #define PCH_CTL_F_SHARED 0x8ull /* helper serves shared (memfd, hugetlb) blocks */
+#define PCH_CTL_F_STATE 0x10ull /* page state kept in a VMM-owned memfd (STATE) */
 
 struct pch_ctl_hdr {
 	uint32_t magic; /* PCH_CTL_MAGIC */
@@ -118,6 +121,19 @@ struct pch_ctl_ring {
 	uint64_t size; /* bytes of the memfd to map */
 };
 _Static_assert(sizeof(struct pch_ctl_ring) == 32, "pch_ctl_ring size");
+
+/*
+ * STATE: the VMM's memfd holding the received-pages state (pch/state.h),
+ * after every BLOCK and before START.  A new helper started after one died
+ * gets the same memfd and serves only what it does not record.
+ */
+struct pch_ctl_state {
+	struct pch_ctl_hdr hdr;
+	uint32_t flags;    /* 0 */
+	uint32_t reserved;
+	uint64_t size;     /* bytes of the memfd, as its header says */
+};
+_Static_assert(sizeof(struct pch_ctl_state) == 32, "pch_ctl_state size");
 
 /* START, STATS, SHUTDOWN carry only this. */
 struct pch_ctl_simple {

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -78,7 +79,7 @@ static int parse_args(struct vm *vm, int argc, char **argv)
 	g_autofree char *seed = NULL, *zero = NULL, *repeat = NULL, *page_size = NULL;
 	g_autofree char *block = NULL, *image_file = NULL, *precopy = NULL, *prefill = NULL;
 	g_autofree char *timeout = NULL, *report = NULL, *dbg = NULL, *backing = NULL;
-	g_autofree char *delay = NULL;
+	g_autofree char *delay = NULL, *respawn = NULL, *max_respawns = NULL;
 	gboolean verify_access = FALSE;
 	GOptionEntry entries[] = {
 		{ "helper", 0, 0, G_OPTION_ARG_FILENAME, &helper,
@@ -110,6 +111,11 @@ static int parse_args(struct vm *vm, int argc, char **argv)
 		  "start the vCPUs this long after START, after precopy (0, at most 600000)", "MS" },
 		{ "verify-access", 0, 0, G_OPTION_ARG_NONE, &verify_access,
 		  "check the whole page after every vCPU access (synthetic image only)", NULL },
+		{ "respawn-helper", 0, 0, G_OPTION_ARG_STRING, &respawn,
+		  "if the helper dies before COMPLETE, run this shell command to start a new one "
+		  "on the same socket and hand it the migration", "CMD" },
+		{ "max-respawns", 0, 0, G_OPTION_ARG_STRING, &max_respawns,
+		  "start a new helper at most this many times (3, at most 8)", "N" },
 		{ "timeout-s", 0, 0, G_OPTION_ARG_STRING, &timeout,
 		  "give up connecting, and waiting for COMPLETE, after this (300)", "S" },
 		{ "report", 0, 0, G_OPTION_ARG_FILENAME, &report, "write a JSON report here",
@@ -231,6 +237,13 @@ static int parse_args(struct vm *vm, int argc, char **argv)
 			BAD("bad --vcpu-delay-ms '%s' (0..600000)", delay);
 		cfg->vcpu_delay_ms = (uint32_t)v;
 	}
+	cfg->respawn_cmd = g_steal_pointer(&respawn);
+	cfg->max_respawns = 3;
+	if (max_respawns) {
+		if (pch_parse_u64(max_respawns, 0, 8, &v))
+			BAD("bad --max-respawns '%s' (0..8)", max_respawns);
+		cfg->max_respawns = (uint32_t)v;
+	}
 	cfg->verify_access = verify_access;
 	if (cfg->verify_access && cfg->image_file)
 		BAD("--verify-access works with the synthetic image only");
@@ -330,9 +343,73 @@ static int setup_helper(struct vm *vm, struct pch_client *c)
 		ret = pch_client_send_uffd(c, vm->uffd, vm->uffd_features, vm->uffd_ioctls);
 	if (!ret)
 		ret = pch_client_setup_ring(c, VM_RING_ENTRIES);
+	/* the page state lives here, so a new helper can take over a dead one's work */
+	if (!ret) {
+		ret = pch_client_setup_state(c);
+		if (ret == -EOPNOTSUPP && !vm->cfg.respawn_cmd)
+			ret = 0;
+	}
 	if (ret)
 		vm_fail(vm, "setting up the helper: %s", pch_client_error(c));
 	return ret;
+}
+
+/*
+ * --respawn-helper: the helper died before COMPLETE.  Start a new one with
+ * the command given (it listens on the same socket) and hand it everything
+ * again: the uffd and the page state here are what survived.  0 when the
+ * new helper serves, -errno (nothing recorded: the caller fails the run).
+ */
+static int respawn_helper(struct vm *vm, struct pch_client *c, uint64_t deadline_ns)
+{
+	uint64_t t0 = pch_now_ns();
+	pid_t pid;
+	int ret;
+
+	if (!vm->cfg.respawn_cmd || vm->helper_restarts >= vm->cfg.max_respawns)
+		return -EPIPE;
+	pch_warn("helper exited before COMPLETE with %llu of %llu pages recorded in place; "
+		 "starting a new one (%u of at most %u): %s",
+		 (unsigned long long)pch_client_state_inplace(c), (unsigned long long)vm->npages,
+		 vm->helper_restarts + 1, vm->cfg.max_respawns, vm->cfg.respawn_cmd);
+	pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (pid == 0) {
+		execl("/bin/sh", "sh", "-c", vm->cfg.respawn_cmd, (char *)NULL);
+		_exit(127);
+	}
+	vm->helper_pids[vm->helper_restarts++] = pid;
+	ret = pch_client_reattach(c, vm->cfg.helper_path,
+				  PCH_MIN(pch_ms_until(deadline_ns), 60000));
+	if (ret) {
+		pch_err("handing the migration to the new helper: %s", pch_client_error(c));
+		return ret;
+	}
+	t0 = pch_now_ns() - t0;
+	vm->helper_takeover_max_ns = PCH_MAX(vm->helper_takeover_max_ns, t0);
+	pch_info("new helper (pid %d) took over in %.3f s", (int)pid, t0 / 1e9);
+	return 0;
+}
+
+/* Reap the helpers this process started, killing one that outlives us by 10 s. */
+static void reap_helpers(struct vm *vm)
+{
+	unsigned i;
+
+	for (i = 0; i < vm->helper_restarts; i++) {
+		uint64_t until = pch_now_ns() + 10000000000ull;
+		int st;
+
+		while (waitpid(vm->helper_pids[i], &st, WNOHANG) == 0) {
+			if (pch_now_ns() > until) {
+				kill(vm->helper_pids[i], SIGKILL);
+				waitpid(vm->helper_pids[i], &st, 0);
+				break;
+			}
+			usleep(20000);
+		}
+	}
 }
 
 /*
@@ -520,6 +597,7 @@ static int finish(struct vm *vm, struct pch_client *c)
 	if (vm->cfg.report && vm_report_write(vm))
 		vm_fail(vm, "could not write the report %s", vm->cfg.report);
 	pch_client_close(c);
+	reap_helpers(vm);
 	if (vm->errors->len) {
 		pch_err("FAIL: %s", (char *)g_ptr_array_index(vm->errors, 0));
 		ret = 1;
@@ -599,6 +677,8 @@ int main(int argc, char **argv)
 	}
 
 	ret = pch_client_wait_complete(c, pch_ms_until(deadline));
+	while (ret == -EPIPE && !respawn_helper(vm, c, deadline))
+		ret = pch_client_wait_complete(c, pch_ms_until(deadline));
 	if (ret) {
 		if (ret == -ETIMEDOUT)
 			vm_fail(vm, "no COMPLETE within %u s of START", vm->cfg.timeout_s);

@@ -53,6 +53,8 @@ struct vm_config {
 	bool verify_access;     /* check the whole page after every access */
 	uint32_t timeout_s;
 	const char *report;
+	const char *respawn_cmd; /* shell command that starts a new helper, or NULL */
+	uint32_t max_respawns;
 };
 
 struct vm;
@@ -111,6 +113,9 @@ struct vm {
 	bool verified; /* verification ran */
 	uint64_t pages_verified, pages_mismatched, pages_missing;
 	uint64_t pages_poisoned;      /* read as a memory error (never arrived) */
+	unsigned helper_restarts;     /* helpers started after one died (--respawn-helper) */
+	pid_t helper_pids[8];         /* ... their pids, reaped at exit */
+	uint64_t helper_takeover_max_ns; /* helper death seen -> new one serving, longest */
 	unsigned char *resident; /* residency of each page when the migration ended */
 	char thp_enabled[16];    /* thp: /sys/kernel/mm/transparent_hugepage/enabled */
 	int64_t thp_anon_huge_kb; /* thp: AnonHugePages of the RAM then, or -1 */

@@ -74,6 +74,8 @@ int vm_report_write(struct vm *vm)
 	pch_json_int(b, "pages_mismatched", vm->pages_mismatched);
 	pch_json_int(b, "pages_missing", vm->pages_missing);
 	pch_json_int(b, "pages_poisoned", vm->pages_poisoned);
+	pch_json_int(b, "helper_restarts", vm->helper_restarts);
+	pch_json_int(b, "helper_takeover_max_ms", vm->helper_takeover_max_ns / 1000000);
 
 	pch_json_int(b, "accesses", accesses);
 	pch_json_int(b, "vcpu_faults", faults);
