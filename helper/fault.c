@@ -8,7 +8,11 @@
  *
  * uffd events come either from an io_uring READ of the uffd (needs an
  * O_NONBLOCK uffd and a kernel whose uffd supports nowait reads, probed at
- * start) or from an io_uring POLL of the uffd followed by read(2).
+ * start) or from an io_uring POLL of the uffd followed by read(2).  With
+ * memory events on, always the latter: the read runs under the write side
+ * of the events lock, every REMOVE/UNMAP read is marked before it is
+ * released, and the faults read with them are handled after, in order
+ * (events.c).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -83,6 +87,15 @@ struct fstate {
 	 * place once it gives the page up or finishes it.
 	 */
 	GHashTable *stash;
+	/*
+	 * Memory events on: messages read (events already marked), handled
+	 * at the end of the loop round, in order; an install of this thread
+	 * that sees EAGAIN reads more into it.
+	 */
+	struct uffd_msg *backlog;
+	size_t nbacklog, backlog_cap;
+	bool discards_new;         /* a REMOVE/UNMAP was marked: pending faults to look at */
+	int drain_err;             /* a read under the events lock failed: -errno */
 };
 
 static inline gpointer pkey(unsigned blk, uint64_t page)
@@ -310,11 +323,6 @@ static void handle_fault(struct fstate *f, const struct uffd_msg *m, uint64_t no
 	uint64_t page;
 	int rc;
 
-	if (m->event != UFFD_EVENT_PAGEFAULT) {
-		STAT_ADD(st, events_other, 1);
-		pch_dbg(PCH_DBG_UFFD, "uffd event 0x%x ignored", m->event);
-		return;
-	}
 	STAT_ADD(st, faults, 1);
 	if (m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_MINOR)
 		STAT_ADD(st, faults_minor, 1);
@@ -342,6 +350,24 @@ static void handle_fault(struct fstate *f, const struct uffd_msg *m, uint64_t no
 		 */
 		STAT_ADD(st, faults_late, 1);
 		pages_wake(h, blk, page);
+		return;
+	}
+	if (events_discarded(&h->blk[blk], page)) {
+		/*
+		 * Discarded by the VMM (or a fault read before the REMOVE that
+		 * discards it: either order reads zeros): never old content.
+		 */
+		STAT_ADD(st, faults_discarded, 1);
+		rc = pages_zeropage(h, st, blk, page);
+		if (rc && rc != -ESRCH)
+			helper_error(h, "block %s page %llu: zero page for a discarded page: %s",
+				     h->blk[blk].d.name, (unsigned long long)page, strerror(-rc));
+		if (!rc) {
+			if (g_hash_table_contains(f->pending, pkey(blk, page)))
+				settle(f, blk, page);
+			else
+				record_service(f, now);
+		}
 		return;
 	}
 	if (pch_bitmap_test(&h->blk[blk].present, page)) {
@@ -421,6 +447,17 @@ static void handle_fault(struct fstate *f, const struct uffd_msg *m, uint64_t no
 		(unsigned long long)page);
 }
 
+/* One uffd message: a fault, or an event (memory events: marked when read). */
+static void handle_msg(struct fstate *f, const struct uffd_msg *m, uint64_t now)
+{
+	if (m->event == UFFD_EVENT_PAGEFAULT) {
+		handle_fault(f, m, now);
+		return;
+	}
+	STAT_ADD(&f->ft->st, events_other, 1);
+	pch_dbg(PCH_DBG_UFFD, "uffd event 0x%x ignored", m->event);
+}
+
 static void handle_msgs(struct fstate *f, const struct uffd_msg *m, size_t n)
 {
 	uint64_t now = pch_now_ns();
@@ -428,12 +465,142 @@ static void handle_msgs(struct fstate *f, const struct uffd_msg *m, size_t n)
 
 	STAT_ADD(&f->ft->st, uffd_reads, 1);
 	for (i = 0; i < n; i++)
-		handle_fault(f, &m[i], now);
+		handle_msg(f, &m[i], now);
+}
+
+/*
+ * Memory events on: read everything the uffd holds under the write side of
+ * the events lock, mark each REMOVE/UNMAP as it is read, and keep the
+ * faults (and anything else) in the backlog for run_backlog.  No install
+ * can run in between, so none lands on a page discarded and not yet marked.
+ * 0 or -errno.
+ */
+static int drain_uffd(struct fstate *f, int *marked)
+{
+	struct helper *h = f->h;
+	struct hstats *st = &f->ft->st;
+	int rc = 0;
+
+	*marked = 0;
+	pthread_rwlock_wrlock(&h->ev_lock);
+	for (;;) {
+		size_t i, cnt;
+		ssize_t n;
+
+		if (f->backlog_cap - f->nbacklog < UFFD_MSGS) {
+			size_t cap = PCH_MAX(f->backlog_cap * 2, (size_t)UFFD_MSGS * 2);
+			struct uffd_msg *a = realloc(f->backlog, cap * sizeof(*a));
+
+			if (!a) {
+				rc = -ENOMEM;
+				break;
+			}
+			f->backlog = a;
+			f->backlog_cap = cap;
+		}
+		n = read(h->uffd, f->msgs, sizeof(f->msgs));
+		if (n < 0) {
+			if (errno != EAGAIN && errno != EINTR)
+				rc = -errno;
+			break;
+		}
+		if (n == 0 || n % sizeof(struct uffd_msg)) {
+			rc = -EBADMSG;
+			break;
+		}
+		cnt = (size_t)n / sizeof(struct uffd_msg);
+		STAT_ADD(st, uffd_reads, 1);
+		for (i = 0; i < cnt; i++) {
+			if (events_mark(h, st, &f->msgs[i])) {
+				f->discards_new = true;
+				++*marked;
+			} else
+				f->backlog[f->nbacklog++] = f->msgs[i];
+		}
+		if (cnt < UFFD_MSGS)
+			break;
+	}
+	pthread_rwlock_unlock(&h->ev_lock);
+	return rc;
+}
+
+/* events_eagain on this thread: read the events its own install waits for; events marked. */
+static int drain_cb(void *arg)
+{
+	struct fstate *f = arg;
+	int marked, rc = drain_uffd(f, &marked);
+
+	if (rc && !f->drain_err)
+		f->drain_err = rc;
+	return marked;
+}
+
+/*
+ * Faults waiting for pages that are now discarded or unmapped: a zero page
+ * wakes the thread (it reads zeros, as it would after the discard); on an
+ * unmapped page the wake-up finds it gone.
+ */
+static void settle_discarded(struct fstate *f)
+{
+	GHashTableIter it;
+	gpointer k, v;
+
+	g_hash_table_iter_init(&it, f->pending);
+	while (g_hash_table_iter_next(&it, &k, &v)) {
+		uint64_t key = GPOINTER_TO_SIZE(k);
+		unsigned blk = (unsigned)(key >> 56);
+		uint64_t page = key & ((1ull << 56) - 1);
+		int rc;
+
+		if (!events_discarded(&f->h->blk[blk], page))
+			continue;
+		rc = pages_zeropage(f->h, &f->ft->st, blk, page);
+		if (rc && rc != -ESRCH)
+			helper_error(f->h, "block %s page %llu: zero page for a discarded page: %s",
+				     f->h->blk[blk].d.name, (unsigned long long)page,
+				     strerror(-rc));
+		record_service(f, GPOINTER_TO_SIZE(v) & ~STALL_REPORTED);
+		g_hash_table_iter_remove(&it);
+	}
+}
+
+/*
+ * Handle what drain_uffd kept, in the order read, after the pending faults
+ * whose pages were discarded.  Handling may read more (an install seeing
+ * EAGAIN): that is handled here too, in order.
+ */
+static void run_backlog(struct fstate *f)
+{
+	uint64_t now = pch_now_ns();
+	size_t i = 0;
+
+	for (;;) {
+		if (f->discards_new) {
+			f->discards_new = false;
+			settle_discarded(f);
+			continue;
+		}
+		if (i == f->nbacklog)
+			break;
+		/* by value: handling it may grow (move) the backlog */
+		{
+			struct uffd_msg m = f->backlog[i++];
+
+			handle_msg(f, &m, now);
+		}
+	}
+	f->nbacklog = 0;
 }
 
 /* Poll mode: the uffd is readable; read until it is empty. */
 static int read_uffd(struct fstate *f)
 {
+	if (f->h->events) {
+		int marked, rc = drain_uffd(f, &marked);
+
+		run_backlog(f);
+		return rc;
+	}
 	for (;;) {
 		ssize_t n = read(f->h->uffd, f->msgs, sizeof(f->msgs));
 
@@ -533,8 +700,10 @@ static bool urgent_frame(struct fstate *f, const struct pch_frame_hdr *hd, const
 			return false;
 		}
 		STAT_ADD(st, bytes, (uint64_t)hd->count << b->d.page_shift);
+		/* a page dropped as discarded is settled by settle_discarded, with zeros */
 		for (i = 0; i < hd->count; i++)
-			settle(f, hd->block, offs[i] >> b->d.page_shift);
+			if (pch_bitmap_test(&b->present, offs[i] >> b->d.page_shift))
+				settle(f, hd->block, offs[i] >> b->d.page_shift);
 	}
 	STAT_ADD(st, frames, 1);
 	/* a request may be answered by a ZERO and a PAGES frame: count pages */
@@ -670,6 +839,8 @@ static const char *page_state(struct fstate *f, uint64_t key)
 	static const char *const own[] = { "no writer", "bulk receiving it", "being put in place",
 					   "received, not mapped" };
 
+	if (events_discarded(b, page))
+		return "discarded by the VMM (a zero page is due)";
 	if (pch_bitmap_test(&b->present, page))
 		return "in place (its waker may be late)";
 	if (g_hash_table_contains(f->stash, GSIZE_TO_POINTER(key)))
@@ -812,7 +983,13 @@ static void *fault_main(void *arg)
 		goto out;
 	}
 
-	if (!strcmp(h->o.uffd_read, "uring") && probe_uring_read(f)) {
+	if (h->events) {
+		/* events are marked under the events lock: read(2), never a queued READ */
+		f->uring_read = false;
+		h->io_path = "io_uring-poll+read";
+		events_set_drain(drain_cb, f);
+		arm_uffd(f);
+	} else if (!strcmp(h->o.uffd_read, "uring") && probe_uring_read(f)) {
 		h->io_path = "io_uring-read";
 	} else {
 		if (!strcmp(h->o.uffd_read, "uring"))
@@ -921,6 +1098,13 @@ static void *fault_main(void *arg)
 			}
 		}
 		io_uring_cq_advance(&f->ring, seen);
+		/* faults read by an install of ours that saw EAGAIN */
+		if (h->events)
+			run_backlog(f);
+		if (f->drain_err) {
+			helper_error(h, "uffd read: %s", strerror(-f->drain_err));
+			break;
+		}
 		sweep_more(f);
 		if (pch_now_ns() - last_tick > FAULT_TICK_MS * 1000000ull) {
 			last_tick = pch_now_ns();
@@ -943,6 +1127,7 @@ out:
 		g_hash_table_destroy(f->stash);
 	free(f->out);
 	free(f->sending);
+	free(f->backlog);
 	if (f->urg.buf && f->urg.buf != MAP_FAILED)
 		munmap(f->urg.buf, f->urg.cap);
 	free(f);

@@ -12,6 +12,7 @@
 #ifndef PCH_HELPER_I_H
 #define PCH_HELPER_I_H
 
+#include <linux/userfaultfd.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -56,6 +57,12 @@ struct hstats {
 	uint64_t steals;         /* bulk pages given up mid-receive to a fault */
 	uint64_t stashed;        /* urgent answers held while bulk wrote the page */
 	uint64_t rescued;        /* bulk pages put in place from the bounce buffer */
+	uint64_t events_remove;  /* UFFD_EVENT_REMOVE read (memory events on) */
+	uint64_t events_unmap;   /* UFFD_EVENT_UNMAP read */
+	uint64_t pages_discarded; /* pages those REMOVEs covered */
+	uint64_t pages_unmapped; /* pages those UNMAPs covered */
+	uint64_t pages_dropped_discarded; /* received, not installed: discarded or unmapped */
+	uint64_t faults_discarded; /* faults on discarded pages: answered with zeros */
 	pthread_mutex_t hist_lock;
 	struct pch_hist service; /* fault read -> page installed, ns */
 };
@@ -85,7 +92,12 @@ struct hblock {
 	uint64_t host_addr;       /* in the VMM's address space */
 	struct pch_bitmap present; /* installed (by us or by a racing path) */
 	struct pch_bitmap zero;    /* known zero, not (yet) installed */
-	struct pch_bitmap inplace; /* present | zero: counted once */
+	struct pch_bitmap inplace; /* present | zero | discarded: counted once */
+	/*
+	 * Memory events: removed (MADV_DONTNEED/REMOVE) or unmapped by the VMM.
+	 * Sticky; only zeros may be installed there (events.c).
+	 */
+	struct pch_bitmap discarded;
 	/* shared blocks only: received in place, mapped with UFFDIO_CONTINUE */
 	uint8_t *local;            /* the helper's mapping of the block's memfd */
 	uint8_t *own;              /* OWN_* per page, atomic */
@@ -184,6 +196,8 @@ struct helper {
 	int uffd;
 	uint64_t uffd_features;
 	uint64_t uffd_ioctls;            /* what the registration offers */
+	bool events;                     /* EVENT_REMOVE/UNMAP on: installs take ev_lock */
+	pthread_rwlock_t ev_lock;        /* read: an install; write: the fault thread reading */
 	struct pch_blocktab vtab;        /* the VMM's table */
 	struct hblock blk[PCH_MAX_BLOCKS];
 	unsigned nblk;
@@ -335,6 +349,50 @@ int session_done(struct helper *h);
 /* PCH_CC_KEEPALIVE: nothing else was sent on CONTROL for a while. */
 int session_keepalive(struct helper *h);
 void session_close(struct helper *h);
+
+/* events.c */
+/*
+ * At UFFD: refuse FORK and REMAP, and memory events with shared blocks;
+ * turn event handling on when REMOVE or UNMAP is among features.  0 or
+ * -EOPNOTSUPP with why.
+ */
+int events_setup(struct helper *h, uint64_t features, char *whybuf, size_t whylen);
+/* At BLOCK: may a block (shared or not) live with these uffd features?  0 or -EOPNOTSUPP. */
+int events_block_ok(const struct pch_block *d, bool shared, uint64_t features, char *whybuf,
+		    size_t whylen);
+void events_free(struct helper *h);
+/*
+ * The calling thread reads the uffd itself when its own install sees
+ * EAGAIN: fn reads it and returns how many events it marked.
+ */
+void events_set_drain(int (*fn)(void *arg), void *arg);
+/*
+ * An install holding the read side got EAGAIN: drop it, let the events be
+ * read, retake it.  The caller then looks at the discarded state again and
+ * retries.  false when it has waited too long in all (*waited_ns) or the
+ * helper stops.
+ */
+bool events_eagain(struct helper *h, struct hstats *st, uint64_t *waited_ns);
+/*
+ * Fault thread, write side held: mark what a REMOVE or UNMAP message
+ * covers.  true when m was such an event.
+ */
+bool events_mark(struct helper *h, struct hstats *st, const struct uffd_msg *m);
+/* Installs of page content: hold these across the discarded check and the ioctl. */
+static inline void events_install_begin(struct helper *h)
+{
+	if (h->events)
+		pthread_rwlock_rdlock(&h->ev_lock);
+}
+static inline void events_install_end(struct helper *h)
+{
+	if (h->events)
+		pthread_rwlock_unlock(&h->ev_lock);
+}
+static inline bool events_discarded(const struct hblock *b, uint64_t page)
+{
+	return b->discarded.nbits && pch_bitmap_test(&b->discarded, page);
+}
 
 /* stats.c */
 void stats_merge(struct helper *h, struct hstats *out);

@@ -199,6 +199,7 @@ static void hblock_free(struct hblock *b)
 	pch_bitmap_free(&b->present);
 	pch_bitmap_free(&b->zero);
 	pch_bitmap_free(&b->inplace);
+	pch_bitmap_free(&b->discarded);
 	if (b->local)
 		munmap(b->local, b->d.size);
 	b->local = NULL;
@@ -342,6 +343,12 @@ static int do_block(struct helper *h, struct conn *c, const void *msg, int *fds,
 	b->d = tab.b[h->nblk];
 	b->host_addr = m->host_addr;
 	b->fd = -1;
+	/* a shared block after a uffd with memory events: refused (events.c) */
+	if (h->uffd >= 0) {
+		rc = events_block_ok(&b->d, shared, h->uffd_features, whybuf, whylen);
+		if (rc)
+			return rc;
+	}
 	if (shared) {
 		rc = map_shared(b, fds[0], whybuf, whylen);
 		if (rc)
@@ -351,6 +358,7 @@ static int do_block(struct helper *h, struct conn *c, const void *msg, int *fds,
 	}
 	if (pch_bitmap_init(&b->present, b->d.npages) || pch_bitmap_init(&b->zero, b->d.npages) ||
 	    pch_bitmap_init(&b->inplace, b->d.npages) ||
+	    pch_bitmap_init(&b->discarded, b->d.npages) ||
 	    (shared && !(b->own = calloc(b->d.npages, 1)))) {
 		hblock_free(b);
 		snprintf(whybuf, whylen, "BLOCK %s: out of memory for page state", name);
@@ -594,17 +602,16 @@ static int do_uffd(struct helper *h, struct conn *c, const void *msg, int *fds, 
 		snprintf(whybuf, whylen, "UFFD: the uffd must be O_NONBLOCK");
 		return -EINVAL;
 	}
-	/* non-cooperative events would need handling this helper lacks */
-	if (m->features & (UFFD_FEATURE_EVENT_FORK | UFFD_FEATURE_EVENT_REMAP |
-			   UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP)) {
-		snprintf(whybuf, whylen, "UFFD: features 0x%llx include memory events "
-			 "(fork/remap/remove/unmap), not supported yet",
-			 (unsigned long long)m->features);
-		return -EOPNOTSUPP;
-	}
-	rc = check_ioctls(h, m->ioctls, "UFFD", whybuf, whylen);
+	/* memory events (REMOVE, UNMAP) are handled; FORK and REMAP are refused */
+	rc = events_setup(h, m->features, whybuf, whylen);
 	if (rc)
 		return rc;
+	rc = check_ioctls(h, m->ioctls, "UFFD", whybuf, whylen);
+	if (rc) {
+		events_free(h);
+		h->events = false;
+		return rc;
+	}
 	h->uffd_ioctls = m->ioctls;
 	h->uffd = fds[0];
 	fds[0] = -1;
@@ -1017,14 +1024,26 @@ static uint64_t poison_missing(struct helper *h)
 
 		while ((p = pch_bitmap_next_clear(&b->inplace, p)) < b->d.npages) {
 			struct uffdio_poison u;
+			int rc;
 
-			for (n = 1; p + n < b->d.npages && !pch_bitmap_test(&b->inplace, p + n); n++)
+			/*
+			 * Under the events lock, the run measured there: never
+			 * over a page a memory event discarded meanwhile.
+			 */
+			events_install_begin(h);
+			for (n = 0; p + n < b->d.npages && !pch_bitmap_test(&b->inplace, p + n); n++)
 				;
+			if (!n) {
+				events_install_end(h);
+				continue;
+			}
 			u = (struct uffdio_poison){
 				.range = { .start = b->host_addr + (p << b->d.page_shift),
 					   .len = n << b->d.page_shift },
 			};
-			if (ioctl(h->uffd, UFFDIO_POISON, &u) == 0) {
+			rc = ioctl(h->uffd, UFFDIO_POISON, &u) ? errno : 0;
+			events_install_end(h);
+			if (rc == 0) {
 				total += n;
 				p += n;
 				continue;
@@ -1034,17 +1053,17 @@ static uint64_t poison_missing(struct helper *h)
 				p += (uint64_t)u.updated >> b->d.page_shift;
 				continue;
 			}
-			if (errno == EEXIST) {
+			if (rc == EEXIST) {
 				p++; /* installed after all: skip it */
 				continue;
 			}
-			if (errno == EAGAIN && ++tries < 1000) {
+			if (rc == EAGAIN && ++tries < 1000) {
 				sched_yield();
 				continue;
 			}
 			helper_error(h, "block %s: UFFDIO_POISON of %llu pages at page %llu: %s",
 				     b->d.name, (unsigned long long)n, (unsigned long long)p,
-				     strerror(errno));
+				     strerror(rc));
 			break;
 		}
 	}
@@ -1546,6 +1565,7 @@ static void helper_free(struct helper *h)
 	}
 	if (h->uffd >= 0)
 		close(h->uffd);
+	events_free(h);
 	if (h->ft.sweep_efd > 0)
 		close(h->ft.sweep_efd);
 	if (h->ft.kick_efd > 0)

@@ -38,12 +38,16 @@ static bool retry_eagain(struct hstats *st, int *tries)
 
 /*
  * UFFDIO_ZEROPAGE of one page, EAGAIN retried.  0, or -errno (-EEXIST: the
- * page is there already).
+ * page is there already).  Zeros are right on a discarded page too: no
+ * discarded check, but the ioctl still runs under the events lock, whose
+ * EAGAIN path reads the pending events.
  */
 static int zeropage_ioctl(struct helper *h, struct hstats *st, struct hblock *b, uint64_t page)
 {
-	int tries = 0;
+	uint64_t waited = 0;
+	int tries = 0, rc;
 
+	events_install_begin(h);
 	for (;;) {
 		struct uffdio_zeropage z = {
 			.range = { .start = b->host_addr + (page << b->d.page_shift),
@@ -51,14 +55,20 @@ static int zeropage_ioctl(struct helper *h, struct hstats *st, struct hblock *b,
 			.mode = 0,
 		};
 
-		if (ioctl(h->uffd, UFFDIO_ZEROPAGE, &z) == 0)
-			return 0;
-		if (errno == EAGAIN && retry_eagain(st, &tries))
+		if (ioctl(h->uffd, UFFDIO_ZEROPAGE, &z) == 0) {
+			rc = 0;
+			break;
+		}
+		if (errno == EAGAIN && (h->events ? events_eagain(h, st, &waited) :
+						    retry_eagain(st, &tries)))
 			continue;
-		if (errno == ESRCH)
+		rc = -errno;
+		if (rc == -ESRCH)
 			helper_vmm_gone(h);
-		return -errno;
+		break;
 	}
+	events_install_end(h);
+	return rc;
 }
 
 int pages_lookup(struct helper *h, uint64_t addr, unsigned *blk, uint64_t *page)
@@ -111,43 +121,76 @@ int pages_wake(struct helper *h, unsigned blk, uint64_t page)
 
 /*
  * UFFDIO_COPY of n pages from src to page first of b.  Returns pages copied
- * before the first one that already existed, and sets *exists when that
- * stopped it; -errno on failure.
+ * before the first one that stopped it, and sets *stop to why (STOP_EXISTS:
+ * it existed; STOP_DISCARDED: memory events discarded or unmapped it, and
+ * only zeros may go there); -errno on failure.  With memory events on, the
+ * discarded check and the ioctl run under the read side of the events lock
+ * (events.c); zeros skip the check.
  */
+enum { STOP_NONE, STOP_EXISTS, STOP_DISCARDED };
+
 static int64_t copy_run(struct helper *h, struct hstats *st, struct hblock *b, uint64_t first,
-			uint64_t n, const uint8_t *src, bool *exists)
+			uint64_t n, const uint8_t *src, bool zeros, int *stop)
 {
-	uint64_t done = 0, len = n << b->d.page_shift;
+	unsigned shift = b->d.page_shift;
+	uint64_t done = 0, len = n << shift, waited = 0;
+	int64_t ret;
 	int tries = 0;
 
-	*exists = false;
+	*stop = STOP_NONE;
+	events_install_begin(h);
 	while (done < len) {
-		struct uffdio_copy c = {
-			.dst = b->host_addr + (first << b->d.page_shift) + done,
+		uint64_t upto = len, k;
+		struct uffdio_copy c;
+		int rc, err;
+
+		if (h->events && !zeros) {
+			/* copy up to the first discarded page, looked at under the lock */
+			for (k = first + (done >> shift); k < first + n && !events_discarded(b, k); k++)
+				;
+			upto = (k - first) << shift;
+			if (upto == done) {
+				*stop = STOP_DISCARDED;
+				break;
+			}
+		}
+		c = (struct uffdio_copy){
+			.dst = b->host_addr + (first << shift) + done,
 			.src = (uint64_t)(uintptr_t)(src + done),
-			.len = len - done,
+			.len = upto - done,
 			.mode = 0,
 		};
-		int rc = ioctl(h->uffd, UFFDIO_COPY, &c);
-		int err = rc < 0 ? errno : 0;
-
+		rc = ioctl(h->uffd, UFFDIO_COPY, &c);
+		err = rc < 0 ? errno : 0;
 		STAT_ADD(st, copy_ioctls, 1);
 		/* Partial progress is reported in c.copy whatever the errno. */
 		if (c.copy > 0)
 			done += (uint64_t)c.copy;
 		if (!err)
-			break;
+			continue; /* done, or stopped short of a discarded page: looked at next */
 		if (err == EEXIST) {
-			*exists = true;
+			*stop = STOP_EXISTS;
 			break;
 		}
 		if (err == EAGAIN && c.copy > 0)
 			continue; /* partial copy: the rest may hit a present page */
-		if (err == EAGAIN && retry_eagain(st, &tries))
+		if (err == EAGAIN && (h->events ? events_eagain(h, st, &waited) :
+						  retry_eagain(st, &tries)))
 			continue;
-		return -err;
+		/*
+		 * Unmapped under us: the UNMAP event, once read, marks the page
+		 * gone.  Read it, and look again.
+		 */
+		if (err == ENOENT && h->events && !zeros && events_eagain(h, st, &waited) &&
+		    events_discarded(b, first + (done >> shift)))
+			continue;
+		ret = -err;
+		goto out;
 	}
-	return (int64_t)(done >> b->d.page_shift);
+	ret = (int64_t)(done >> shift);
+out:
+	events_install_end(h);
+	return ret;
 }
 
 int pages_install(struct helper *h, struct hstats *st, unsigned blk, const uint64_t *offs,
@@ -160,8 +203,8 @@ int pages_install(struct helper *h, struct hstats *st, unsigned blk, const uint6
 	while (i < count) {
 		uint64_t first = offs[i] >> shift;
 		uint32_t n = 1;
-		bool exists;
 		int64_t got;
+		int stop;
 
 		/* Already installed by another path: nothing to do. */
 		if (pch_bitmap_test(&b->present, first)) {
@@ -171,7 +214,7 @@ int pages_install(struct helper *h, struct hstats *st, unsigned blk, const uint6
 		while (i + n < count && (offs[i + n] >> shift) == first + n &&
 		       !pch_bitmap_test(&b->present, first + n))
 			n++;
-		got = copy_run(h, st, b, first, n, data + ((size_t)i << shift), &exists);
+		got = copy_run(h, st, b, first, n, data + ((size_t)i << shift), false, &stop);
 		if (got == -ESRCH) {
 			helper_vmm_gone(h);
 			return -ESRCH;
@@ -190,11 +233,15 @@ int pages_install(struct helper *h, struct hstats *st, unsigned blk, const uint6
 		else
 			STAT_ADD(st, pages_bulk, (uint64_t)got);
 		i += (uint32_t)got;
-		if (exists) {
+		if (stop == STOP_EXISTS) {
 			/* Someone else installed it; the kernel woke nobody for us. */
 			STAT_ADD(st, eexist, 1);
 			mark_present(h, st, b, first + (uint64_t)got, 1);
 			pages_wake(h, blk, first + (uint64_t)got);
+			i++;
+		} else if (stop == STOP_DISCARDED) {
+			/* old content, never over a discarded page: dropped */
+			STAT_ADD(st, pages_dropped_discarded, 1);
 			i++;
 		}
 	}
@@ -252,19 +299,20 @@ int pages_zeropage(struct helper *h, struct hstats *st, unsigned blk, uint64_t p
 	}
 	if (b->d.backing == PCH_BACKING_HUGETLB_PRIVATE) {
 		/* hugetlb has no UFFDIO_ZEROPAGE: copy a huge page of zeros */
-		bool exists;
-		int64_t got = copy_run(h, st, b, page, 1, h->zero_buf, &exists);
+		int stop;
+		int64_t got = copy_run(h, st, b, page, 1, h->zero_buf, true, &stop);
 
 		if (got == -ESRCH)
 			helper_vmm_gone(h);
-		if (got == -ENOENT && __atomic_load_n(&h->complete, __ATOMIC_ACQUIRE)) {
+		if (got == -ENOENT && (__atomic_load_n(&h->complete, __ATOMIC_ACQUIRE) ||
+				       events_discarded(b, page))) {
 			STAT_ADD(st, faults_late, 1);
 			pages_wake(h, blk, page);
 			return 0;
 		}
 		if (got < 0)
 			return (int)got;
-		if (exists) {
+		if (stop == STOP_EXISTS) {
 			STAT_ADD(st, eexist, 1);
 			pages_wake(h, blk, page);
 		} else {
@@ -280,11 +328,13 @@ int pages_zeropage(struct helper *h, struct hstats *st, unsigned blk, uint64_t p
 		mark_present(h, st, b, page, 1);
 		return 0;
 	}
-	if (rc == -ENOENT && __atomic_load_n(&h->complete, __ATOMIC_ACQUIRE)) {
+	if (rc == -ENOENT && (__atomic_load_n(&h->complete, __ATOMIC_ACQUIRE) ||
+			      events_discarded(b, page))) {
 		/*
 		 * Unregistered under us at COMPLETE: a thread that faulted here
 		 * may have missed UNREGISTER's wake-up; this one is all it needs
-		 * (its retry is served by the kernel).
+		 * (its retry is served by the kernel).  Or unmapped (an UNMAP
+		 * event): a thread still waiting there is woken to find it gone.
 		 */
 		STAT_ADD(st, faults_late, 1);
 		pages_wake(h, blk, page);
@@ -400,12 +450,11 @@ static int write_page(struct hblock *b, uint64_t page, uint8_t *dst, const void 
 static int fill_hole(struct helper *h, struct hstats *st, struct hblock *b, uint64_t page,
 		     const void *src)
 {
-	bool exists = false;
 	int64_t got;
-	int rc;
+	int rc, stop;
 
 	if (src || !b->splice) {
-		got = copy_run(h, st, b, page, 1, src ? src : h->zero_buf, &exists);
+		got = copy_run(h, st, b, page, 1, src ? src : h->zero_buf, !src, &stop);
 		if (got == -ENOENT && __atomic_load_n(&h->complete, __ATOMIC_ACQUIRE))
 			return 0; /* unregistered at COMPLETE: nobody waits for it */
 		if (got < 0) {
@@ -416,7 +465,7 @@ static int fill_hole(struct helper *h, struct hstats *st, struct hblock *b, uint
 					(unsigned long long)page, strerror((int)-got));
 			return (int)got;
 		}
-		return exists ? 1 : 0;
+		return stop == STOP_EXISTS ? 1 : 0;
 	}
 	rc = zeropage_ioctl(h, st, b, page);
 	if (rc == -EEXIST)

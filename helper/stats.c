@@ -13,7 +13,8 @@ static const size_t counter_fields[] = {
 	F(frames), F(copy_ioctls), F(eexist), F(eagain), F(faults), F(faults_zero),
 	F(faults_present), F(faults_dup), F(faults_late), F(faults_outside), F(requests), F(requests_sweep), F(events_other),
 	F(uffd_reads), F(faults_minor), F(continue_ioctls), F(bytes_inplace), F(bytes_bounce),
-	F(steals), F(stashed), F(rescued),
+	F(steals), F(stashed), F(rescued), F(events_remove), F(events_unmap), F(pages_discarded),
+	F(pages_unmapped), F(pages_dropped_discarded), F(faults_discarded),
 };
 #undef F
 
@@ -90,6 +91,15 @@ char *stats_json(struct helper *h)
 	pch_json_int(b, "eexist", s->eexist);
 	pch_json_int(b, "eagain", s->eagain);
 	pch_json_int(b, "events_other", s->events_other);
+	/* memory events (docs/protocol.md, "Memory events") */
+	json_builder_set_member_name(b, "memory_events");
+	json_builder_add_boolean_value(b, h->events);
+	pch_json_int(b, "events_remove", s->events_remove);
+	pch_json_int(b, "events_unmap", s->events_unmap);
+	pch_json_int(b, "pages_discarded", s->pages_discarded);
+	pch_json_int(b, "pages_unmapped", s->pages_unmapped);
+	pch_json_int(b, "pages_dropped_discarded", s->pages_dropped_discarded);
+	pch_json_int(b, "faults_discarded", s->faults_discarded);
 	pch_json_int(b, "uffd_reads", s->uffd_reads);
 	pch_json_int(b, "faults_minor", s->faults_minor);
 	pch_json_int(b, "continue_ioctls", s->continue_ioctls);

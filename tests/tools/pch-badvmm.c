@@ -446,7 +446,10 @@ int main(int argc, char **argv)
 		fcntl(uf, F_SETFL, O_NONBLOCK);
 		u.features = UFFD_FEATURE_EVENT_FORK;
 		hdr(&u.hdr, PCH_CTL_UFFD, sizeof(u));
-		expect("uffd with fork events", ask(&u, sizeof(u), &uf, 1), "not supported yet");
+		expect("uffd with fork events", ask(&u, sizeof(u), &uf, 1), "EVENT_FORK");
+		u.features = UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_EVENT_REMOVE;
+		hdr(&u.hdr, PCH_CTL_UFFD, sizeof(u));
+		expect("uffd with remap events", ask(&u, sizeof(u), &uf, 1), "EVENT_REMAP");
 		u.features = 0;
 		close(uf);
 	}
