@@ -354,7 +354,7 @@ static int parse(int argc, char **argv, struct opts *o)
 		{ "channels", 'n', 0, G_OPTION_ARG_INT, &o->channels, "PAGES channels (default 4)", "N" },
 		{ "vcpus", 0, 0, G_OPTION_ARG_INT, &o->vcpus, "vCPU threads (default 2)", "N" },
 		{ "workload", 'w', 0, G_OPTION_ARG_STRING, &o->workload,
-		  "none|seq|random|hotset (default random)", "W" },
+		  "none|seq|random|hotset|balloon (default random)", "W" },
 		{ "zero-fraction", 0, 0, G_OPTION_ARG_DOUBLE, &o->zero_frac,
 		  "fraction of zero pages (default 0.1)", "F" },
 		{ "repeat-fraction", 0, 0, G_OPTION_ARG_DOUBLE, &o->repeat_frac,
@@ -653,7 +653,9 @@ finish:
 	vm = obj(js[P_VM]);
 	hp = obj(js[P_HELPER]);
 	ok = exited_ok(P_SOURCE) && exited_ok(P_HELPER) && exited_ok(P_VM) && vm && hp &&
-	     jint(vm, "pages_mismatched") == 0 && jint(vm, "pages_verified") == jint(vm, "pages_total") &&
+	     jint(vm, "pages_mismatched") == 0 &&
+	     /* --workload balloon: unplugged pages are gone, not verified */
+	     jint(vm, "pages_verified") + jint(vm, "pages_unplugged") == jint(vm, "pages_total") &&
 	     jint(vm, "pages_total") > 0;
 
 	b = json_builder_new();
@@ -673,6 +675,10 @@ finish:
 	copy_member(b, "pages_total", vm, "pages_total");
 	copy_member(b, "pages_verified", vm, "pages_verified");
 	copy_member(b, "pages_mismatched", vm, "pages_mismatched");
+	if (!strcmp(o.workload, "balloon")) {
+		copy_member(b, "pages_unplugged", vm, "pages_unplugged");
+		copy_member(b, "stale_after_discard", vm, "stale_after_discard");
+	}
 	copy_member(b, "pages_zero", hp, "pages_zero");
 	copy_member(b, "pages_bulk", hp, "pages_bulk");
 	copy_member(b, "pages_urgent", hp, "pages_urgent");

@@ -37,6 +37,7 @@ static const char *const workload_names[] = {
 	[VM_WL_SEQ] = "seq",
 	[VM_WL_RANDOM] = "random",
 	[VM_WL_HOTSET] = "hotset",
+	[VM_WL_BALLOON] = "balloon",
 };
 
 /* "random"..., "?" for a value out of range. */
@@ -88,7 +89,7 @@ static int parse_args(struct vm *vm, int argc, char **argv)
 		  "SIZE" },
 		{ "vcpus", 0, 0, G_OPTION_ARG_STRING, &vcpus, "vCPU threads (2)", "N" },
 		{ "workload", 0, 0, G_OPTION_ARG_STRING, &workload,
-		  "none|seq|random|hotset (random)", "W" },
+		  "none|seq|random|hotset|balloon (random)", "W" },
 		{ "seed", 0, 0, G_OPTION_ARG_STRING, &seed, "image and workload seed (1)", "S" },
 		{ "zero-fraction", 0, 0, G_OPTION_ARG_STRING, &zero,
 		  "fraction of zero pages in the image (0.1)", "F" },
@@ -189,7 +190,7 @@ static int parse_args(struct vm *vm, int argc, char **argv)
 			if (!strcmp(workload, workload_names[i]))
 				break;
 		if (i == G_N_ELEMENTS(workload_names))
-			BAD("bad --workload '%s' (none|seq|random|hotset)", workload);
+			BAD("bad --workload '%s' (none|seq|random|hotset|balloon)", workload);
 		cfg->workload = (enum vm_workload)i;
 	}
 
@@ -513,6 +514,9 @@ static int map_ram(struct vm *vm)
 	if (ret)
 		return ret;
 	vm->npages = vm->cfg.ram_bytes / vm->cfg.image.page_size;
+	vm->vcpu_pages = vm->npages;
+	if (vm->cfg.workload == VM_WL_BALLOON && vm_balloon_init(vm))
+		return -EINVAL;
 
 	/* hotset: a contiguous 10% of RAM, placed by the seed */
 	vm->hot_pages = PCH_MAX(vm->npages / 10, 1);
@@ -528,6 +532,7 @@ static void vm_free(struct vm *vm)
 		close(vm->uffd);
 	vm_ram_unmap(vm);
 	vm_vcpus_free(vm);
+	vm_balloon_free(vm);
 	g_free(vm->vcpu);
 	free(vm->resident);
 	g_ptr_array_free(vm->errors, TRUE);
@@ -550,6 +555,13 @@ static int finish(struct vm *vm, struct pch_client *c)
 	int ret;
 
 	vm_vcpus_stop(vm);
+	/* the balloon first: a discard in flight waits for the helper to read it */
+	if (vm_balloon_join(vm, VM_JOIN_TIMEOUT_MS)) {
+		vm_fail(vm, "balloon thread still blocked after the migration ended");
+		if (vm->cfg.report)
+			vm_report_write(vm);
+		_exit(1);
+	}
 	/* what the helper installed, before anything else can map a page */
 	if (vm->ram && vm->t_start_ns) {
 		vm_verify_snapshot(vm);
@@ -581,6 +593,7 @@ static int finish(struct vm *vm, struct pch_client *c)
 		vm->verified = true;
 		if (ret)
 			vm_fail(vm, "verification could not run: %s", strerror(-ret));
+		vm_balloon_finish(vm);
 		if (vm->pages_poisoned)
 			vm_fail(vm, "%llu pages could never arrive: the helper poisoned them, and "
 				"reading one is a memory error", (unsigned long long)vm->pages_poisoned);
@@ -671,7 +684,7 @@ int main(int argc, char **argv)
 		return finish(vm, c);
 
 	vm->t_vcpu_ns = pch_now_ns();
-	if (vm_vcpus_start(vm)) {
+	if (vm_vcpus_start(vm) || (vm->balloon && vm_balloon_start(vm))) {
 		vm_fail(vm, "could not start the vCPUs");
 		return finish(vm, c);
 	}

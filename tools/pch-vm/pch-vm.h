@@ -21,6 +21,7 @@ enum vm_workload {
 	VM_WL_SEQ,    /* each vCPU reads its slice once, in order */
 	VM_WL_RANDOM, /* uniform over all RAM until complete */
 	VM_WL_HOTSET, /* 90% in a hot 10%, 10% uniform, until complete */
+	VM_WL_BALLOON, /* random, while a balloon discards and unplugs RAM (balloon.c) */
 };
 
 /*
@@ -94,6 +95,8 @@ struct vm {
 	uint64_t *prefilled;          /* bitmap of pages in place at START */
 	uint64_t pages_prefilled;
 	uint64_t npages;
+	uint64_t vcpu_pages;          /* the vCPUs touch pages below this (balloon: not the tail) */
+	struct vm_balloon *balloon;   /* --workload balloon */
 	uint64_t hot_first, hot_pages; /* hotset region, in pages */
 
 	int uffd;
@@ -198,6 +201,32 @@ void vm_vcpus_free(struct vm *vm);
 int vm_verify_snapshot(struct vm *vm);
 /* Check every page against the image or cfg.image_file; fills the counts. */
 int vm_verify(struct vm *vm);
+
+/* balloon.c */
+struct _JsonBuilder;
+/* The uffd features --workload balloon needs (REMOVE, UNMAP events). */
+uint64_t vm_balloon_uffd_features(void);
+/* After the RAM is mapped: page states, the tail to unplug.  0 or -errno (recorded). */
+int vm_balloon_init(struct vm *vm);
+/* Start the balloon thread (it stops with the vCPUs).  0 or -errno (recorded). */
+int vm_balloon_start(struct vm *vm);
+/* Join it within timeout_ms; 0 or -ETIMEDOUT (blocked in a discard). */
+int vm_balloon_join(struct vm *vm, int timeout_ms);
+/* Did the balloon touch page (a vCPU check must not expect the image there)? */
+bool vm_balloon_touched(const struct vm *vm, uint64_t page);
+/*
+ * Verify a page the balloon touched: -1 not touched (check it as usual),
+ * 1 as expected (zeros; zeros and the marker when reused), 2 unplugged
+ * (gone, not checked), 0 wrong (old content counts as stale_after_discard).
+ */
+int vm_balloon_check_page(struct vm *vm, uint64_t page, const uint8_t *got);
+/* Pages unplugged (unmapped), not verifiable. */
+uint64_t vm_balloon_unplugged(const struct vm *vm);
+/* After verification: turn what it found into failures. */
+void vm_balloon_finish(struct vm *vm);
+/* The report's "balloon" object. */
+void vm_balloon_report(const struct vm *vm, struct _JsonBuilder *jb);
+void vm_balloon_free(struct vm *vm);
 
 /* report.c */
 /* Write the JSON report to cfg.report.  0 or -errno. */

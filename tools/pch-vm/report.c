@@ -76,6 +76,9 @@ int vm_report_write(struct vm *vm)
 	pch_json_int(b, "pages_poisoned", vm->pages_poisoned);
 	pch_json_int(b, "helper_restarts", vm->helper_restarts);
 	pch_json_int(b, "helper_takeover_max_ms", vm->helper_takeover_max_ns / 1000000);
+	/* --workload balloon: unplugged pages are gone, not verified */
+	pch_json_int(b, "pages_unplugged", vm_balloon_unplugged(vm));
+	vm_balloon_report(vm, b);
 
 	pch_json_int(b, "accesses", accesses);
 	pch_json_int(b, "vcpu_faults", faults);

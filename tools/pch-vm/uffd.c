@@ -132,6 +132,14 @@ int vm_uffd_setup(struct vm *vm, bool *unavailable)
 		return ret;
 	}
 	vm->uffd_features_avail = api.features;
+	/* --workload balloon: the helper must hear of every discard and unmap */
+	if (vm->cfg.workload == VM_WL_BALLOON &&
+	    (vm_balloon_uffd_features() & ~vm->uffd_features_avail)) {
+		pch_err("--workload balloon needs userfaultfd features this kernel does not offer: "
+			"EVENT_REMOVE and EVENT_UNMAP (offered 0x%llx)",
+			(unsigned long long)vm->uffd_features_avail);
+		return -EOPNOTSUPP;
+	}
 	/* one message naming all that this backing lacks */
 	lacking = bk->reg_features & ~vm->uffd_features_avail;
 	if (lacking) {
@@ -146,15 +154,16 @@ int vm_uffd_setup(struct vm *vm, bool *unavailable)
 		*unavailable = true;
 		return fd;
 	}
-	ret = uffd_api(fd, vm->uffd_features_avail & VM_UFFD_WANTED, &api);
+	vm->uffd_features = vm->uffd_features_avail & VM_UFFD_WANTED;
+	if (vm->cfg.workload == VM_WL_BALLOON)
+		vm->uffd_features |= vm_balloon_uffd_features();
+	ret = uffd_api(fd, vm->uffd_features, &api);
 	if (ret) {
 		pch_err("UFFDIO_API with features 0x%llx: %s",
-			(unsigned long long)(vm->uffd_features_avail & VM_UFFD_WANTED),
-			strerror(-ret));
+			(unsigned long long)vm->uffd_features, strerror(-ret));
 		goto err_close;
 	}
 	/* the kernel answers with all it supports; what is on is what we asked */
-	vm->uffd_features = vm->uffd_features_avail & VM_UFFD_WANTED;
 
 	memset(&reg, 0, sizeof(reg));
 	reg.range.start = (uint64_t)(uintptr_t)vm->ram;
