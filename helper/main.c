@@ -487,7 +487,7 @@ static int do_state(struct helper *h, struct conn *c, const void *msg, int *fds,
 
 		if (sb[i].npages != npages[i] || sb[i].page_size != h->blk[i].d.page_size ||
 		    sb[i].words != w || sb[i].offset % 64 || sb[i].offset > m->size ||
-		    3 * 8 * w > m->size - sb[i].offset) {
+		    PCH_STATE_BITMAPS * 8 * w > m->size - sb[i].offset) {
 			munmap(mem, m->size);
 			snprintf(whybuf, whylen, "STATE: block %u descriptor does not match BLOCK %s",
 				 i, h->blk[i].d.name);
@@ -500,13 +500,22 @@ static int do_state(struct helper *h, struct conn *c, const void *msg, int *fds,
 		uint64_t *words = (uint64_t *)((uint8_t *)mem + sb[i].offset);
 		uint64_t w = sb[i].words, p;
 
-		pch_bitmap_move_to(&b->present, words);
-		pch_bitmap_move_to(&b->zero, words + w);
-		pch_bitmap_move_to(&b->inplace, words + 2 * w);
-		/* a crash may have left a bit of present or zero without inplace */
+		pch_bitmap_move_to(&b->present, words + PCH_STATE_PRESENT * w);
+		pch_bitmap_move_to(&b->zero, words + PCH_STATE_ZERO * w);
+		pch_bitmap_move_to(&b->inplace, words + PCH_STATE_INPLACE * w);
+		pch_bitmap_move_to(&b->discarded, words + PCH_STATE_DISCARDED * w);
+		/*
+		 * A crash may have left present or zero set without inplace; the
+		 * VMM sets discarded before it discards: all are in place.
+		 */
 		for (p = 0; p < w; p++)
-			__atomic_fetch_or(&words[2 * w + p], __atomic_load_n(&words[p], __ATOMIC_ACQUIRE) |
-					  __atomic_load_n(&words[w + p], __ATOMIC_ACQUIRE),
+			__atomic_fetch_or(&words[PCH_STATE_INPLACE * w + p],
+					  __atomic_load_n(&words[PCH_STATE_PRESENT * w + p],
+							  __ATOMIC_ACQUIRE) |
+					  __atomic_load_n(&words[PCH_STATE_ZERO * w + p],
+							  __ATOMIC_ACQUIRE) |
+					  __atomic_load_n(&words[PCH_STATE_DISCARDED * w + p],
+							  __ATOMIC_ACQUIRE),
 					  __ATOMIC_ACQ_REL);
 		/* the VMM has present pages mapped: nobody may write them here */
 		for (p = 0; b->own && p < b->d.npages; p++)

@@ -611,6 +611,30 @@ int pch_client_setup_state(struct pch_client *c)
 	return request(c, &m, sizeof(m), PCH_CTL_STATE, &c->state_fd, 1, -1, NULL);
 }
 
+/*
+ * Record in the page state that pages [first, first + n) of block id are
+ * about to be discarded or unmapped (call it before the madvise/munmap): a
+ * new helper taking over from a dead one must never put old content there,
+ * even if the dead one read the REMOVE event and died before marking it.
+ * The live helper reads the same bits.  0, or -EINVAL / -ENODEV (no state).
+ */
+int pch_client_state_discard(struct pch_client *c, uint32_t id, uint64_t first, uint64_t n)
+{
+	const struct pch_state_hdr *h = c->state;
+	const struct pch_state_block *b;
+	uint64_t *words, p;
+
+	if (!h)
+		return -ENODEV;
+	b = (const struct pch_state_block *)(h + 1);
+	if (id >= h->nr_blocks || first > b[id].npages || n > b[id].npages - first)
+		return -EINVAL;
+	words = (uint64_t *)((uint8_t *)c->state + b[id].offset) + PCH_STATE_DISCARDED * b[id].words;
+	for (p = first; p < first + n; p++)
+		__atomic_fetch_or(&words[p / 64], 1ull << (p % 64), __ATOMIC_ACQ_REL);
+	return 0;
+}
+
 /* Pages the page state records in place (0 without a state). */
 uint64_t pch_client_state_inplace(const struct pch_client *c)
 {
@@ -623,7 +647,7 @@ uint64_t pch_client_state_inplace(const struct pch_client *c)
 	b = (const struct pch_state_block *)(h + 1);
 	for (i = 0; i < h->nr_blocks; i++) {
 		const uint64_t *in = (const uint64_t *)((const uint8_t *)h + b[i].offset) +
-				     2 * b[i].words;
+				     PCH_STATE_INPLACE * b[i].words;
 
 		for (w = 0; w < b[i].words; w++)
 			n += (uint64_t)__builtin_popcountll(__atomic_load_n(&in[w], __ATOMIC_RELAXED));

@@ -62,6 +62,12 @@ int pch_client_setup_ring(struct pch_client *c, uint32_t nr);
  * dies (pch_client_reattach).  -EOPNOTSUPP from a helper without it.
  */
 int pch_client_setup_state(struct pch_client *c);
+/*
+ * Before discarding (MADV_DONTNEED, MADV_REMOVE) or unmapping pages [first,
+ * first + n) of block id during postcopy, record it in the page state, so
+ * no helper ever puts old content there.  0, -EINVAL, -ENODEV (no state).
+ */
+int pch_client_state_discard(struct pch_client *c, uint32_t id, uint64_t first, uint64_t n);
 /* Pages the page state records in place (0 without one). */
 uint64_t pch_client_state_inplace(const struct pch_client *c);
 /*

@@ -5,18 +5,22 @@
  * The VMM creates a memfd of pch_state_size() bytes, writes the header and
  * one descriptor per RAM block (pch_state_init), and hands it to the helper,
  * which keeps its per-block page bitmaps in it: present (installed), zero
- * (the source said all-zero) and inplace (present | zero).  Bits are only
+ * (the source said all-zero), inplace (present | zero | discarded) and
+ * discarded (the VMM gave the page back: a balloon's MADV_DONTNEED or
+ * MADV_REMOVE, or an unmap; it reads zero from then on).  Bits are only
  * ever set, atomically, after the fact they record, so when a helper dies
  * the memfd, still held by the VMM, says which pages a new helper need not
  * fetch again.  A page installed just before the crash whose bit was not
  * set yet is fetched again and its install finds it present (EEXIST): never
- * worse than that.
+ * worse than that.  The VMM sets discarded bits itself before it discards
+ * (pch_client_state_discard), so a REMOVE event a dying helper read but
+ * never marked cannot let its successor put old content there.
  *
  * Layout (little-endian, every offset a multiple of 64 bytes):
  *   struct pch_state_hdr
  *   struct pch_state_block[nr_blocks]
- *   per block b, at blocks[b].offset: present, zero, inplace words, each
- *   ceil(npages / 64) u64 (bit i of word w = page 64 w + i)
+ *   per block b, at blocks[b].offset: present, zero, inplace, discarded
+ *   words, each ceil(npages / 64) u64 (bit i of word w = page 64 w + i)
  */
 #ifndef PCH_STATE_H
 #define PCH_STATE_H
@@ -28,6 +32,8 @@
 
 #define PCH_STATE_MAGIC 0x53484350u /* "PCHS" */
 #define PCH_STATE_VERSION 1
+#define PCH_STATE_BITMAPS 4 /* present, zero, inplace, discarded */
+enum { PCH_STATE_PRESENT, PCH_STATE_ZERO, PCH_STATE_INPLACE, PCH_STATE_DISCARDED };
 
 struct pch_state_hdr {
 	uint32_t magic;      /* PCH_STATE_MAGIC, written by the VMM */
@@ -43,7 +49,7 @@ struct pch_state_block {
 	uint64_t npages;
 	uint32_t page_size;
 	uint32_t reserved;
-	uint64_t offset;     /* of this block's three bitmaps, from the start */
+	uint64_t offset;     /* of this block's PCH_STATE_BITMAPS bitmaps, from the start */
 	uint64_t words;      /* u64 words per bitmap: ceil(npages / 64) */
 };
 _Static_assert(sizeof(struct pch_state_block) == 32, "pch_state_block size");
@@ -66,7 +72,7 @@ static inline uint64_t pch_state_size(unsigned nr, const uint64_t *npages)
 	unsigned i;
 
 	for (i = 0; i < nr; i++)
-		off += pch_state_align(3 * 8 * pch_state_words(npages[i]));
+		off += pch_state_align(PCH_STATE_BITMAPS * 8 * pch_state_words(npages[i]));
 	return off;
 }
 
@@ -87,7 +93,7 @@ static inline void pch_state_init(void *mem, unsigned nr, const uint64_t *npages
 		b[i].page_size = page_size[i];
 		b[i].offset = off;
 		b[i].words = pch_state_words(npages[i]);
-		off += pch_state_align(3 * 8 * b[i].words);
+		off += pch_state_align(PCH_STATE_BITMAPS * 8 * b[i].words);
 	}
 	h->magic = PCH_STATE_MAGIC; /* last: a reader sees all or nothing */
 }

@@ -127,6 +127,8 @@ static void discard(struct vm *vm, uint64_t first, uint64_t n)
 	int advice = vm->cfg.backing->shared ? MADV_REMOVE : MADV_DONTNEED;
 
 	set_state(b, first, n, BAL_DISCARDED);
+	/* first in the page state: no helper, even one taking over, refills them */
+	vm_state_discard(vm, first, n);
 	if (madvise(vm->ram + first * ps, n * ps, advice) < 0) {
 		/* logged here, failed by main (vm_balloon_finish): vm_fail is main's */
 		if (!b->errors)
@@ -159,6 +161,7 @@ static void unplug(struct vm *vm)
 	uint64_t n = vm->npages - b->unplug_first;
 
 	set_state(b, b->unplug_first, n, BAL_UNPLUGGED);
+	vm_state_discard(vm, b->unplug_first, n);
 	if (munmap(vm->ram + b->unplug_first * ps, n * ps) < 0) {
 		pch_err("balloon: munmap of the last %llu pages: %s", (unsigned long long)n,
 			strerror(errno));

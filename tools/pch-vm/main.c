@@ -355,6 +355,15 @@ static int setup_helper(struct vm *vm, struct pch_client *c)
 	return ret;
 }
 
+void vm_state_discard(struct vm *vm, uint64_t first, uint64_t n)
+{
+	int ret = vm->client ? pch_client_state_discard(vm->client, 0, first, n) : -ENODEV;
+
+	if (ret && ret != -ENODEV)
+		pch_warn("page state: cannot record %llu discarded pages at %llu: %s",
+			 (unsigned long long)n, (unsigned long long)first, strerror(-ret));
+}
+
 /*
  * --respawn-helper: the helper died before COMPLETE.  Start a new one with
  * the command given (it listens on the same socket) and hand it everything
@@ -666,6 +675,7 @@ int main(int argc, char **argv)
 	if (!c || setup_helper(vm, c))
 		return finish(vm, c);
 
+	vm->client = c;
 	vm->t_start_ns = pch_now_ns();
 	ret = pch_client_start(c);
 	if (ret) {

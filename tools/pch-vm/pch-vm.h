@@ -97,6 +97,7 @@ struct vm {
 	uint64_t npages;
 	uint64_t vcpu_pages;          /* the vCPUs touch pages below this (balloon: not the tail) */
 	struct vm_balloon *balloon;   /* --workload balloon */
+	struct pch_client *client;    /* set before the vCPUs (and balloon) start */
 	uint64_t hot_first, hot_pages; /* hotset region, in pages */
 
 	int uffd;
@@ -201,6 +202,12 @@ void vm_vcpus_free(struct vm *vm);
 int vm_verify_snapshot(struct vm *vm);
 /* Check every page against the image or cfg.image_file; fills the counts. */
 int vm_verify(struct vm *vm);
+
+/*
+ * main.c: the pages are about to be discarded or unmapped: record it in the
+ * page state the VMM owns (pch_client_state_discard), if there is one.
+ */
+void vm_state_discard(struct vm *vm, uint64_t first, uint64_t n);
 
 /* balloon.c */
 struct _JsonBuilder;
