@@ -236,6 +236,7 @@ struct helper {
 	bool sweep_started;              /* main asked the fault thread to sweep */
 	bool urgent_dead;                /* set by the fault thread (atomic): bad stream */
 	bool urgent_lost;                /* ... (atomic): connection lost, resume */
+	char urgent_lost_why[96];        /* ... why, written before urgent_lost */
 	uint64_t cc_last_rx_ns, cc_last_tx_ns; /* main: CONTROL traffic, for keep-alives */
 	/* resume (docs/protocol.md 5.8); main only */
 	bool cc_lost;                    /* a CONTROL send failed: pause */

@@ -1302,7 +1302,8 @@ static int resume_step(struct helper *h)
 				h->pause_why, h->resume_attempts, h->o.resume_s, strerror(-rc));
 			return -1;
 		}
-		backoff = PCH_MIN(200ull << PCH_MIN(h->resume_attempts, 3u), 1000ull);
+		/* 200, 400, 800 ms, then every second */
+		backoff = PCH_MIN(200ull << PCH_MIN(h->resume_attempts - 1, 3u), 1000ull);
 		h->next_attempt_ns = now + backoff * 1000000ull;
 		return 0;
 	}
@@ -1401,7 +1402,8 @@ static int run(struct helper *h, int lfd)
 				char t[160];
 
 				if (__atomic_load_n(&h->urgent_lost, __ATOMIC_ACQUIRE)) {
-					lost = "URGENT channel lost";
+					/* written before the flag, by the fault thread */
+					lost = h->urgent_lost_why;
 				} else if (h->cc_lost) {
 					lost = h->pause_why;
 				} else if (h->o.keepalive_ms &&
@@ -1486,8 +1488,7 @@ static int run(struct helper *h, int lfd)
 				fail_pages(h, e.code < 0 && e.code > -4096 ? e.code : -EPROTO, e.text, true);
 				break;
 			}
-			fail_pages(h, rc ? rc : -EPROTO, rc == -ECONNRESET ? "source closed CONTROL" :
-				   "unexpected message on CONTROL", true);
+			fail_pages(h, rc ? rc : -EPROTO, "unexpected message on CONTROL", true);
 			break;
 		}
 		/* the connections this poll covered; one accepted now waits a round */

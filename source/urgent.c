@@ -73,15 +73,18 @@ static void *urgent_main(void *arg)
 		const char *why = "?";
 		uint64_t first;
 
+		bool reading;
+
 		ret = wait_request(s, &tx, &last_tx);
 		if (ret == 0)
 			break;
+		reading = ret > 0; /* else a keep-alive could not be sent */
 		if (ret > 0)
 			ret = pch_read_full(ch->fd, &req, sizeof(req), SRC_REQ_READ_MS);
 		if (ret) {
 			if (src_stopping(s) || src_wait_stop(s, 1000))
 				break; /* the helper closes URGENT once it is done */
-			src_lost(s, "URGENT: %s %s: %s", ret > 0 ? "read from" : "keep-alive to",
+			src_lost(s, "URGENT: %s %s: %s", reading ? "read from" : "keep-alive to",
 				 ch->peer, ret == -ECONNRESET ? "helper closed the channel" :
 				 strerror(-ret));
 			break;

@@ -7,7 +7,7 @@
 #
 # Usage: tests/stress.sh [RUNS]      (RUNS default 200; SEED=S to replay;
 #                                     FAULTS="a b" to inject only those)
-# Each run picks a channel count, workload, zero fraction, RAM size, vCPU
+# Each run picks a channel count, workload (balloon: private RAM only), zero fraction, RAM size, vCPU
 # count, backing (hugetlb kinds only when 2 MiB huge pages can be reserved)
 # and one injected fault:
 #   none         nothing
@@ -99,17 +99,21 @@ for ((run = 1; run <= RUNS; run++)); do
 	d="$top/run$run"
 	mkdir -p "$d"
 	pick 1 2 3 4 8; ch=$PICK
-	pick none seq random hotset; wl=$PICK
+	pick none seq random hotset balloon; wl=$PICK
 	pick 0 0.1 0.3 0.6; zf=$PICK
 	pick 1 2 3; vcpus=$PICK
 	backings=(anon anon memfd memfd thp)
 	[ "$huge" = 1 ] && backings+=(hugetlb hugetlb-private)
 	pick "${backings[@]}"; backing=$PICK
+	# a balloon (memory events) needs private RAM: the helper refuses it on shared
+	case $wl:$backing in balloon:memfd | balloon:hugetlb) wl=random ;; esac
 	case $backing in
 	hugetlb*) pick 32 64; ram=$PICK; psz=2M ;;
 	*) pick 32 64 128; ram=$PICK; psz=4096 ;;
 	esac
 	pick "${faults[@]}"; fault=$PICK
+	# (and --verify-access, for the slow fault, compares pages a balloon rewrites)
+	[ "$wl:$fault" = balloon:slow ] && wl=random
 	src_args=() hlp_args=() vm_args=() proxy_args=()
 	case $fault in
 	corrupt) src_args+=(--test-corrupt-channel $((RANDOM % ch))) ;;
@@ -203,7 +207,8 @@ ${hlp_args[*]} >>'$d/helper.log' 2>&1"
 	[ -n "$ppid" ] && { kill -TERM "$ppid" 2>/dev/null; wait_gone "$ppid" 5 >/dev/null; }
 	PIDS=""
 
-	m=$(jq -r '.pages_mismatched // 0' "$d/vm.json" 2>/dev/null || echo 0)
+	# a page with stale content after a balloon discarded it is a wrong page too
+	m=$(jq -r '(.pages_mismatched // 0) + (.balloon.stale_after_discard // 0)' "$d/vm.json" 2>/dev/null || echo 0)
 	if [ "$vrc" -eq 124 ] || [ "$vrc" -eq 137 ] || [ "$hrc" -eq 124 ]; then
 		hangs=$((hangs + 1)) verdict=HANG
 	elif [ "${m:-0}" != 0 ]; then

@@ -34,7 +34,7 @@ begin
 kill -KILL "$SRC_PID"
 wait_pid "$VM_PID" 20 && fail "vm succeeded without its source"
 wait_pid "$HLP_PID" 20 && fail "helper succeeded without its source"
-grep -q "source closed CONTROL\|URGENT" "$T/helper.log" || fail "helper did not say the source went away"
+grep -q "session paused: \(CONTROL\|URGENT\)" "$T/helper.log" || fail "helper did not say the source went away"
 expect_json "$T/vm.json" '.result == "fail" and (.errors | length) > 0' '.errors'
 if [ -z "$POISON_ARGS" ]; then
 	grep -q "pages that can never arrive poisoned" "$T/helper.log" ||

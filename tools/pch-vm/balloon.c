@@ -148,7 +148,7 @@ static void reuse(struct vm *vm, uint64_t page)
 	struct vm_balloon *b = vm->balloon;
 	volatile uint64_t *w = (volatile uint64_t *)(vm->ram + page * vm->cfg.image.page_size);
 
-	*w = BAL_MARKER | page;
+	__atomic_store_n(w, BAL_MARKER | page, __ATOMIC_RELAXED); /* a vCPU may read it */
 	__atomic_store_n(&b->state[page], BAL_REUSED, __ATOMIC_RELEASE);
 	count(&b->pages_reused, 1);
 }

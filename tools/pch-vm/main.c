@@ -550,6 +550,7 @@ static void vm_free(struct vm *vm)
 	g_free((char *)vm->cfg.image_file);
 	g_free(vm->prefilled);
 	g_free((char *)vm->cfg.report);
+	g_free((char *)vm->cfg.respawn_cmd);
 }
 
 /*

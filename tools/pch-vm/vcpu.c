@@ -105,10 +105,10 @@ static void touch(struct vm_vcpu *v, uint64_t page, uint32_t word)
 		return;
 	}
 	if (vm_ram_resident(vm, page)) {
-		v->sink += *q;
+		v->sink += __atomic_load_n(q, __ATOMIC_RELAXED); /* guest memory: a balloon may write it */
 	} else {
 		clock_gettime(CLOCK_MONOTONIC, &t0);
-		v->sink += *q;
+		v->sink += __atomic_load_n(q, __ATOMIC_RELAXED); /* guest memory: a balloon may write it */
 		clock_gettime(CLOCK_MONOTONIC, &t1);
 		ns = (uint64_t)(t1.tv_sec - t0.tv_sec) * 1000000000ull + (uint64_t)t1.tv_nsec -
 		     (uint64_t)t0.tv_nsec;
