@@ -638,7 +638,7 @@ static void urgent_lost(struct fstate *f, const char *what)
 	pch_warn("URGENT channel: %s", what);
 	f->urg_dead = true;
 	shutdown(f->urg.fd, SHUT_RDWR);
-	snprintf(f->h->urgent_lost_why, sizeof(f->h->urgent_lost_why), "URGENT channel: %s", what);
+	snprintf(f->h->urgent_lost_why, sizeof(f->h->urgent_lost_why), "URGENT: %s", what);
 	__atomic_store_n(&f->h->urgent_lost, true, __ATOMIC_RELEASE);
 	helper_kick(f->h);
 }

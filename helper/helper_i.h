@@ -98,6 +98,11 @@ struct hblock {
 	 * Sticky; only zeros may be installed there (events.c).
 	 */
 	struct pch_bitmap discarded;
+	/*
+	 * Shared blocks: set before a page is mapped for the VMM, so a helper
+	 * taking over never writes a page the guest may have written (state.h).
+	 */
+	struct pch_bitmap mapping;
 	/* shared blocks only: received in place, mapped with UFFDIO_CONTINUE */
 	uint8_t *local;            /* the helper's mapping of the block's memfd */
 	uint8_t *own;              /* OWN_* per page, atomic */
@@ -186,6 +191,7 @@ struct helper_opts {
 	int keepalive_ms;       /* CONTROL or URGENT silent this long: lost (0: never) */
 	int resume_s;           /* reconnect for this long after losing the source (0: fail) */
 	int max_resumes;        /* ... at most this many times per migration */
+	uint64_t test_die_continue; /* tests: SIGKILL ourselves after this many CONTINUEs map */
 };
 
 struct helper {
@@ -246,6 +252,7 @@ struct helper {
 	unsigned resume_attempts;        /* in this pause */
 	unsigned resumes;                /* sessions resumed */
 	uint64_t paused_ns, pause_max_ns; /* time spent paused: total, longest */
+	uint64_t continues_mapped;       /* atomic: CONTINUEs that mapped (--test-die-continue) */
 	bool fault_exited;               /* fault thread ended on an error (atomic) */
 	bool vmm_gone;                   /* an install saw ESRCH: the VMM exited (atomic) */
 	bool wake_failed;                /* a UFFDIO_WAKE failed: reported once (atomic) */

@@ -200,6 +200,7 @@ static void hblock_free(struct hblock *b)
 	pch_bitmap_free(&b->zero);
 	pch_bitmap_free(&b->inplace);
 	pch_bitmap_free(&b->discarded);
+	pch_bitmap_free(&b->mapping);
 	if (b->local)
 		munmap(b->local, b->d.size);
 	b->local = NULL;
@@ -324,12 +325,17 @@ static int do_block(struct helper *h, struct conn *c, const void *msg, int *fds,
 			 name, (unsigned long long)m->host_addr);
 		return -EINVAL;
 	}
-	/* page state costs 3 bits a page: bound it (2^32 pages: 16 TiB of 4 KiB) */
+	/* page state costs 5 bits a page (+ a byte shared): bound it (2^32 pages: 16 TiB of 4 KiB) */
 	if (m->length / m->page_size > BLOCK_MAX_PAGES) {
 		snprintf(whybuf, whylen, "BLOCK %s: %llu pages, at most %llu", name,
 			 (unsigned long long)(m->length / m->page_size),
 			 (unsigned long long)BLOCK_MAX_PAGES);
 		return -E2BIG;
+	}
+	if (h->state) {
+		snprintf(whybuf, whylen, "BLOCK %s: after STATE, which describes the blocks before it",
+			 name);
+		return -EPROTO;
 	}
 	/* checked on a copy: the table changes only once everything succeeded */
 	tab = h->vtab;
@@ -359,6 +365,7 @@ static int do_block(struct helper *h, struct conn *c, const void *msg, int *fds,
 	if (pch_bitmap_init(&b->present, b->d.npages) || pch_bitmap_init(&b->zero, b->d.npages) ||
 	    pch_bitmap_init(&b->inplace, b->d.npages) ||
 	    pch_bitmap_init(&b->discarded, b->d.npages) ||
+	    pch_bitmap_init(&b->mapping, b->d.npages) ||
 	    (shared && !(b->own = calloc(b->d.npages, 1)))) {
 		hblock_free(b);
 		snprintf(whybuf, whylen, "BLOCK %s: out of memory for page state", name);
@@ -442,6 +449,7 @@ static int do_state(struct helper *h, struct conn *c, const void *msg, int *fds,
 	struct stat st;
 	unsigned i;
 	void *mem;
+	int seals;
 
 	if (nfds != 1 || m->flags || m->reserved) {
 		snprintf(whybuf, whylen, "STATE: expected one fd and no flags");
@@ -464,8 +472,15 @@ static int do_state(struct helper *h, struct conn *c, const void *msg, int *fds,
 		return -EINVAL;
 	}
 	if (fstat(fds[0], &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size < m->size) {
-		snprintf(whybuf, whylen, "STATE: the fd is not a memfd of %llu bytes",
+		snprintf(whybuf, whylen, "STATE: the fd is not a regular file (memfd) of %llu bytes",
 			 (unsigned long long)m->size);
+		return -EINVAL;
+	}
+	/* a VMM that could shrink it would crash us with SIGBUS */
+	seals = fcntl(fds[0], F_GET_SEALS);
+	if (seals < 0 || !(seals & F_SEAL_SHRINK)) {
+		snprintf(whybuf, whylen, "STATE: the memfd must be sealed against shrinking "
+			 "(F_SEAL_SHRINK)");
 		return -EINVAL;
 	}
 	mem = mmap(NULL, m->size, PROT_READ | PROT_WRITE, MAP_SHARED, fds[0], 0);
@@ -504,6 +519,7 @@ static int do_state(struct helper *h, struct conn *c, const void *msg, int *fds,
 		pch_bitmap_move_to(&b->zero, words + PCH_STATE_ZERO * w);
 		pch_bitmap_move_to(&b->inplace, words + PCH_STATE_INPLACE * w);
 		pch_bitmap_move_to(&b->discarded, words + PCH_STATE_DISCARDED * w);
+		pch_bitmap_move_to(&b->mapping, words + PCH_STATE_MAPPING * w);
 		/*
 		 * A crash may have left present or zero set without inplace; the
 		 * VMM sets discarded before it discards: all are in place.
@@ -517,9 +533,13 @@ static int do_state(struct helper *h, struct conn *c, const void *msg, int *fds,
 					  __atomic_load_n(&words[PCH_STATE_DISCARDED * w + p],
 							  __ATOMIC_ACQUIRE),
 					  __ATOMIC_ACQ_REL);
-		/* the VMM has present pages mapped: nobody may write them here */
+		/*
+		 * The VMM has present pages mapped, and may have those a dead
+		 * helper began to map: nobody may write them here (the latter
+		 * are mapped at START, recover_mapping).
+		 */
 		for (p = 0; b->own && p < b->d.npages; p++)
-			if (pch_bitmap_test(&b->present, p))
+			if (pch_bitmap_test(&b->present, p) || pch_bitmap_test(&b->mapping, p))
 				b->own[p] = OWN_FULL;
 		total += pch_bitmap_count(&b->inplace);
 	}
@@ -654,6 +674,42 @@ static int do_ring(struct helper *h, struct conn *c, const void *msg, int *fds, 
 
 static void wake_all(struct helper *h);
 
+/*
+ * Taking over (h->recovered): a shared block's page the dead helper began
+ * to map (mapping set, present not) holds every byte in the page cache and
+ * may be mapped, written by the guest since.  Map it again, never write
+ * it: CONTINUE maps it, or finds it mapped (EEXIST).  A page it was filling
+ * from a hole when it died may still be a hole: then it is fetched anew.
+ */
+static void recover_mapping(struct helper *h)
+{
+	uint64_t redone = 0, holes = 0;
+	unsigned i;
+
+	for (i = 0; i < h->nblk; i++) {
+		struct hblock *b = &h->blk[i];
+		uint64_t p;
+
+		if (!hblock_shared(b))
+			continue;
+		for (p = 0; p < b->d.npages; p++) {
+			if (!pch_bitmap_test(&b->mapping, p) || pch_bitmap_test(&b->present, p))
+				continue;
+			if (!pages_continue(h, &h->ft.st, i, p, 1, PUT_BULK)) {
+				redone++;
+				continue;
+			}
+			/* nothing in the page cache: a hole, as if never touched */
+			pch_bitmap_clear(&b->mapping, p);
+			__atomic_store_n(&b->own[p], OWN_FREE, __ATOMIC_RELEASE);
+			holes++;
+		}
+	}
+	if (redone || holes)
+		pch_info("STATE: %llu pages the helper before us was mapping are mapped; %llu "
+			 "were still holes", (unsigned long long)redone, (unsigned long long)holes);
+}
+
 static int start_serving(struct helper *h, char *whybuf, size_t whylen)
 {
 	int rc;
@@ -667,6 +723,8 @@ static int start_serving(struct helper *h, char *whybuf, size_t whylen)
 	if (rc)
 		return rc;
 	h->t_start_ns = pch_now_ns();
+	if (h->recovered)
+		recover_mapping(h);
 	rc = session_connect(h, h->recovered);
 	if (rc) {
 		snprintf(whybuf, whylen, "START: cannot open the session with %s:%u: %s",
@@ -1236,7 +1294,8 @@ static int pause_begin(struct helper *h, const char *why)
 	pch_warn("session paused: %s; %llu of %llu pages in place; reconnecting for up to %d s",
 		 h->pause_why, (unsigned long long)pages_inplace(h),
 		 (unsigned long long)pages_total(h), h->o.resume_s);
-	snprintf(text, sizeof(text), "paused: %s", h->pause_why);
+	/* the ring's text is short: the reason alone, the event type says paused */
+	snprintf(text, sizeof(text), "%s", h->pause_why);
 	post(h, PCH_RING_PAUSED, 0, h->resumes, text);
 	pause_threads(h);
 	return 0;
@@ -1600,7 +1659,7 @@ static int parse_args(int argc, char **argv, struct helper_opts *o)
 	gchar *uffd_read = NULL, *order = NULL;
 	gint channels = 4, rx = 1, timeout = 600, stall = 1000, nice_inc = 5, accept_s = 30;
 	gint silent = 5000, chan_timeout = 30, keepalive = PCH_KEEPALIVE_TIMEOUT_MS, resume = 30;
-	gint max_resumes = 20;
+	gint max_resumes = 20, die_continue = 0;
 	gboolean verbose = FALSE, quiet = FALSE, no_poison = FALSE;
 	GOptionEntry entries[] = {
 		{ "control", 'c', 0, G_OPTION_ARG_FILENAME, &ctl, "control socket path (listen)", "PATH" },
@@ -1632,6 +1691,9 @@ static int parse_args(int argc, char **argv, struct helper_opts *o)
 		  "0 = fail at once)", "S" },
 		{ "max-resumes", 0, 0, G_OPTION_ARG_INT, &max_resumes,
 		  "resume at most this many times per migration (default 20)", "N" },
+		{ "test-die-continue", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_INT, &die_continue,
+		  "tests only: SIGKILL ourselves once N UFFDIO_CONTINUEs have mapped, before the "
+		  "last is recorded", "N" },
 		{ "rx-nice", 0, 0, G_OPTION_ARG_INT, &nice_inc,
 		  "niceness added to bulk receive threads (default 5)", "N" },
 		{ "no-poison", 0, 0, G_OPTION_ARG_NONE, &no_poison,
@@ -1671,7 +1733,7 @@ static int parse_args(int argc, char **argv, struct helper_opts *o)
 	if (channels < 1 || channels > PCH_MAX_CHANNELS || rx < 1 || rx > HELPER_MAX_RX ||
 	    timeout < 0 || stall < 0 || accept_s < 1 || nice_inc < 0 || nice_inc > 19 ||
 	    silent < 1 || chan_timeout < 0 || (keepalive && keepalive < 2 * PCH_KEEPALIVE_MS) ||
-	    keepalive < 0 || resume < 0 || max_resumes < 0) {
+	    keepalive < 0 || resume < 0 || max_resumes < 0 || die_continue < 0) {
 		fprintf(stderr, "pch-helper: option out of range\n");
 		goto out;
 	}
@@ -1697,6 +1759,7 @@ static int parse_args(int argc, char **argv, struct helper_opts *o)
 	o->keepalive_ms = keepalive;
 	o->resume_s = resume;
 	o->max_resumes = max_resumes;
+	o->test_die_continue = (uint64_t)die_continue;
 	ctl = key = stats = uffd_read = order = NULL; /* kept for the whole run */
 	rc = 0;
 out:

@@ -10,6 +10,7 @@
  * pending) is retried.  ENOENT/ESRCH mean the VMM unmapped or exited.
  */
 #include <errno.h>
+#include <signal.h>
 #include <sched.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -352,9 +353,12 @@ int pages_continue(struct helper *h, struct hstats *st, unsigned blk, uint64_t f
 {
 	struct hblock *b = &h->blk[blk];
 	unsigned shift = b->d.page_shift;
-	uint64_t done = 0, len = n << shift;
+	uint64_t done = 0, len = n << shift, pg;
 	int tries = 0;
 
+	/* every byte is in: from now on a helper taking over only maps these (state.h) */
+	for (pg = first; pg < first + n; pg++)
+		pch_bitmap_set(&b->mapping, pg);
 	while (done < len) {
 		struct uffdio_continue c = {
 			.range = { .start = b->host_addr + (first << shift) + done,
@@ -368,6 +372,16 @@ int pages_continue(struct helper *h, struct hstats *st, unsigned blk, uint64_t f
 		/* pages mapped before an error are reported in c.mapped */
 		if (c.mapped > 0) {
 			uint64_t pages = (uint64_t)c.mapped >> shift;
+
+			/* tests: die where a successor finds mapping without present */
+			if (h->o.test_die_continue &&
+			    __atomic_add_fetch(&h->continues_mapped, 1, __ATOMIC_RELAXED) ==
+				    h->o.test_die_continue) {
+				pch_warn("dying after CONTINUE %llu mapped, before it is recorded "
+					 "(--test-die-continue)",
+					 (unsigned long long)h->o.test_die_continue);
+				raise(SIGKILL);
+			}
 
 			mark_present(h, st, b, first + (done >> shift), pages);
 			if (kind == PUT_URGENT)
@@ -453,11 +467,18 @@ static int fill_hole(struct helper *h, struct hstats *st, struct hblock *b, uint
 	int64_t got;
 	int rc, stop;
 
+	/*
+	 * The ioctl fills and maps the page at once: a helper taking over
+	 * from us must not write it, only map it (state.h).  Cleared again
+	 * when the page turns out not to be a hole, or the ioctl failed.
+	 */
+	pch_bitmap_set(&b->mapping, page);
 	if (src || !b->splice) {
 		got = copy_run(h, st, b, page, 1, src ? src : h->zero_buf, !src, &stop);
 		if (got == -ENOENT && __atomic_load_n(&h->complete, __ATOMIC_ACQUIRE))
 			return 0; /* unregistered at COMPLETE: nobody waits for it */
 		if (got < 0) {
+			pch_bitmap_clear(&b->mapping, page);
 			if (got == -ESRCH)
 				helper_vmm_gone(h);
 			else
@@ -465,13 +486,17 @@ static int fill_hole(struct helper *h, struct hstats *st, struct hblock *b, uint
 					(unsigned long long)page, strerror((int)-got));
 			return (int)got;
 		}
+		if (stop == STOP_EXISTS)
+			pch_bitmap_clear(&b->mapping, page);
 		return stop == STOP_EXISTS ? 1 : 0;
 	}
 	rc = zeropage_ioctl(h, st, b, page);
-	if (rc == -EEXIST)
-		return 1;
 	if (rc == -ENOENT && __atomic_load_n(&h->complete, __ATOMIC_ACQUIRE))
 		return 0;
+	if (rc)
+		pch_bitmap_clear(&b->mapping, page);
+	if (rc == -EEXIST)
+		return 1;
 	if (rc && rc != -ESRCH)
 		pch_err("block %s page %llu: UFFDIO_ZEROPAGE: %s", b->d.name,
 			(unsigned long long)page, strerror(-rc));

@@ -15,6 +15,7 @@
  * io_uring, so a VMM pulls in nothing it does not already have.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -570,7 +571,7 @@ int pch_client_setup_state(struct pch_client *c)
 	struct pch_ctl_state m;
 	uint32_t i;
 	void *mem;
-	int fd;
+	int fd, ret;
 
 	if (!(c->helper_features & PCH_CTL_F_STATE)) {
 		set_err(c, "helper does not keep its page state in the VMM's memory");
@@ -589,26 +590,37 @@ int pch_client_setup_state(struct pch_client *c)
 		psz[i] = c->blocks[i].msg.page_size;
 	}
 	c->state_len = pch_state_size(c->nr_blocks, npages);
-	fd = memfd_create("pch-state", MFD_CLOEXEC);
-	if (fd < 0 || ftruncate(fd, (off_t)c->state_len) < 0) {
+	fd = memfd_create("pch-state", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	/* sealed at its size: the helper maps it, a shrink would crash it */
+	if (fd < 0 || ftruncate(fd, (off_t)c->state_len) < 0 ||
+	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
+		ret = -errno;
 		set_err(c, "page state memfd of %llu bytes: %s",
-			(unsigned long long)c->state_len, strerror(errno));
+			(unsigned long long)c->state_len, strerror(-ret));
 		if (fd >= 0)
 			close(fd);
-		return -errno;
+		return ret;
 	}
 	mem = mmap(NULL, c->state_len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (mem == MAP_FAILED) {
-		set_err(c, "mapping the page state: %s", strerror(errno));
+		ret = -errno;
+		set_err(c, "mapping the page state: %s", strerror(-ret));
 		close(fd);
-		return -errno;
+		return ret;
 	}
 	pch_state_init(mem, c->nr_blocks, npages, psz);
-	c->state_fd = fd;
-	c->state = mem;
 	memset(&m, 0, sizeof(m));
 	m.size = c->state_len;
-	return request(c, &m, sizeof(m), PCH_CTL_STATE, &c->state_fd, 1, -1, NULL);
+	ret = request(c, &m, sizeof(m), PCH_CTL_STATE, &fd, 1, -1, NULL);
+	if (ret) {
+		/* refused: as if never set up (a retry, or no reattach) */
+		munmap(mem, c->state_len);
+		close(fd);
+		return ret;
+	}
+	c->state_fd = fd;
+	c->state = mem;
+	return 0;
 }
 
 /*
@@ -718,10 +730,13 @@ int pch_client_request_sync(struct pch_client *c, uint64_t epoch)
 	memset(&m, 0, sizeof(m));
 	m.epoch = epoch;
 	ret = request(c, &m, sizeof(m), PCH_CTL_SYNC, NULL, 0, -1, NULL);
-	if (ret)
-		return ret;
-	c->last_sync_req = epoch;
-	return 0;
+	/*
+	 * Asked, unless the helper refused it: one that died meanwhile may
+	 * have heard it or not, and pch_client_reattach asks its successor.
+	 */
+	if (!ret || ret == -EPIPE || ret == -ECONNRESET || ret == -ETIMEDOUT)
+		c->last_sync_req = epoch;
+	return ret;
 }
 
 /* Update what the client knows from one event taken off the ring. */

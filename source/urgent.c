@@ -25,7 +25,7 @@
  * minutes), but every PCH_KEEPALIVE_MS without an answer to send, a
  * KEEPALIVE frame tells the helper the source is still there.
  */
-static int wait_request(struct src *s, struct src_tx *tx, uint64_t *last_tx)
+static int wait_request(struct src *s, struct src_tx *tx, uint64_t *last_tx, const char **what)
 {
 	struct pollfd pfd = { .fd = tx->ch->fd, .events = POLLIN };
 
@@ -34,8 +34,10 @@ static int wait_request(struct src *s, struct src_tx *tx, uint64_t *last_tx)
 
 		if (n > 0)
 			return 1;
+		*what = "poll on";
 		if (n < 0 && errno != EINTR)
 			return -errno;
+		*what = "keep-alive to";
 		if (pch_now_ns() - *last_tx < PCH_KEEPALIVE_MS * 1000000ull)
 			continue;
 		src_tx_reset(tx);
@@ -73,18 +75,19 @@ static void *urgent_main(void *arg)
 		const char *why = "?";
 		uint64_t first;
 
-		bool reading;
+		const char *what = "read from";
 
-		ret = wait_request(s, &tx, &last_tx);
+		ret = wait_request(s, &tx, &last_tx, &what);
 		if (ret == 0)
 			break;
-		reading = ret > 0; /* else a keep-alive could not be sent */
-		if (ret > 0)
+		if (ret > 0) {
+			what = "read from";
 			ret = pch_read_full(ch->fd, &req, sizeof(req), SRC_REQ_READ_MS);
+		}
 		if (ret) {
 			if (src_stopping(s) || src_wait_stop(s, 1000))
 				break; /* the helper closes URGENT once it is done */
-			src_lost(s, "URGENT: %s %s: %s", reading ? "read from" : "keep-alive to",
+			src_lost(s, "URGENT: %s %s: %s", what,
 				 ch->peer, ret == -ECONNRESET ? "helper closed the channel" :
 				 strerror(-ret));
 			break;

@@ -26,7 +26,8 @@
 #                from the same image on the same port: the helper resumes
 #   kill-helper  pch-helper is killed (SIGKILL) mid-run; pch-vm starts a new
 #                one (--respawn-helper), which takes over from the page state
-# The summary also gives the longest pause (loss to resumed) of any run.
+# The summary also gives the longest recovery of any run: a pause (loss to
+# resumed), or a dead helper's takeover (death seen to the new one serving).
 set -u
 
 BUILD=${BUILD:-build}
@@ -178,7 +179,8 @@ ${hlp_args[*]} >>'$d/helper.log' 2>&1"
 		kill -CONT "$spid" 2>/dev/null
 	fi
 	if [ "$fault" = kill-helper ]; then
-		sleep 0.$((RANDOM % 8 + 1))
+		# (after START: pch-vm takes over only once it waits for COMPLETE)
+		sleep 0.$((RANDOM % 8 + 2))
 		kill -KILL "$hpid" 2>/dev/null
 	fi
 	if [ "$fault" = kill-source ] && [ -n "$port" ]; then

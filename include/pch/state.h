@@ -16,11 +16,18 @@
  * (pch_client_state_discard), so a REMOVE event a dying helper read but
  * never marked cannot let its successor put old content there.
  *
+ * mapping (shared blocks): set before the helper maps a page for the VMM
+ * (UFFDIO_CONTINUE of a page whose every byte is in the page cache, or
+ * UFFDIO_COPY/ZEROPAGE into a hole), present only after.  A helper that
+ * dies in between leaves mapping without present: the page may be mapped
+ * and written by the guest since, so its successor never writes it again,
+ * it only maps it (CONTINUE, EEXIST when mapped already).
+ *
  * Layout (little-endian, every offset a multiple of 64 bytes):
  *   struct pch_state_hdr
  *   struct pch_state_block[nr_blocks]
- *   per block b, at blocks[b].offset: present, zero, inplace, discarded
- *   words, each ceil(npages / 64) u64 (bit i of word w = page 64 w + i)
+ *   per block b, at blocks[b].offset: present, zero, inplace, discarded,
+ *   mapping words, each ceil(npages / 64) u64 (bit i of word w = page 64 w + i)
  */
 #ifndef PCH_STATE_H
 #define PCH_STATE_H
@@ -32,8 +39,14 @@
 
 #define PCH_STATE_MAGIC 0x53484350u /* "PCHS" */
 #define PCH_STATE_VERSION 1
-#define PCH_STATE_BITMAPS 4 /* present, zero, inplace, discarded */
-enum { PCH_STATE_PRESENT, PCH_STATE_ZERO, PCH_STATE_INPLACE, PCH_STATE_DISCARDED };
+#define PCH_STATE_BITMAPS 5 /* present, zero, inplace, discarded, mapping */
+enum {
+	PCH_STATE_PRESENT,
+	PCH_STATE_ZERO,
+	PCH_STATE_INPLACE,
+	PCH_STATE_DISCARDED,
+	PCH_STATE_MAPPING,
+};
 
 struct pch_state_hdr {
 	uint32_t magic;      /* PCH_STATE_MAGIC, written by the VMM */

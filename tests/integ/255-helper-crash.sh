@@ -61,3 +61,26 @@ crash twice anon 2
 crash balloon anon 1 balloon
 expect_json "$T/balloon-vm.json" '.balloon.stale_after_discard == 0 and .balloon.pages_discarded > 0' \
 	'.balloon'
+
+# The narrowest window, made to happen: a helper that dies right after a
+# UFFDIO_CONTINUE mapped a page of shared RAM and before it recorded it.
+# The guest may already have that page (and written it): its successor must
+# never write it again, only map it (the state's mapping bit; CONTINUE finds
+# it mapped).
+rm -f "$T/source.port" "$T"/*.json "$T"/helper-all.log
+start_source --channels 2 --ram $RAM --bulk-rate 40 --backing memfd
+HCMD="exec '$BIN/pch-helper' --control '$T/helper.sock' --source 127.0.0.1:$SRC_PORT \
+--key-file '$T/session.key' --channels 2 --stats '$T/helper.json' >>'$T/helper-all.log' 2>&1"
+sh -c "${HCMD/--channels 2/--channels 2 --test-die-continue 300}" &
+HLP_PID=$!
+PIDS="$PIDS $HLP_PID"
+run_vm --ram $RAM --vcpus 1 --workload random --backing memfd --timeout-s 90 \
+	--respawn-helper "$HCMD" || fail "die-mapping: pch-vm failed: $(grep -m2 error "$T/vm.log")"
+wait_pid "$SRC_PID" 20 || fail "die-mapping: pch-source failed"
+grep -q "dying after CONTINUE 300 mapped" "$T/helper-all.log" ||
+	fail "die-mapping: the first helper did not die where it was told to"
+grep -q "STATE: [1-9][0-9]* pages the helper before us was mapping are mapped" "$T/helper-all.log" ||
+	fail "die-mapping: the new helper did not map again what the dead one was mapping"
+expect_json "$T/vm.json" '.result == "ok" and .pages_mismatched == 0 and .helper_restarts == 1' \
+	'{result,pages_mismatched,helper_restarts,errors}'
+log "die-mapping ok: $(grep -o 'STATE: [0-9]* pages the helper before us.*' "$T/helper-all.log")"
