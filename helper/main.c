@@ -485,8 +485,10 @@ static int do_state(struct helper *h, struct conn *c, const void *msg, int *fds,
 	}
 	mem = mmap(NULL, m->size, PROT_READ | PROT_WRITE, MAP_SHARED, fds[0], 0);
 	if (mem == MAP_FAILED) {
-		snprintf(whybuf, whylen, "STATE: mmap: %s", strerror(errno));
-		return -errno;
+		int err = errno;
+
+		snprintf(whybuf, whylen, "STATE: mmap: %s", strerror(err));
+		return -err;
 	}
 	sh = mem;
 	sb = (const struct pch_state_block *)(sh + 1);
@@ -675,39 +677,64 @@ static int do_ring(struct helper *h, struct conn *c, const void *msg, int *fds, 
 static void wake_all(struct helper *h);
 
 /*
- * Taking over (h->recovered): a shared block's page the dead helper began
- * to map (mapping set, present not) holds every byte in the page cache and
- * may be mapped, written by the guest since.  Map it again, never write
- * it: CONTINUE maps it, or finds it mapped (EEXIST).  A page it was filling
- * from a hole when it died may still be a hole: then it is fetched anew.
+ * Taking over (h->recovered), in a shared block:
+ *  - a page the dead helper began to map (mapping set, present not) holds
+ *    every byte in the page cache and may be mapped, written by the guest
+ *    since.  Map it again, never write it: CONTINUE maps it, or finds it
+ *    mapped (EEXIST).  One it was filling from a hole when it died may
+ *    still be a hole (CONTINUE: EFAULT): then it is fetched anew.
+ *  - a page with neither bit was never mapped, but the page cache may hold
+ *    part of it, received by the dead helper: punched out, so that nothing
+ *    this helper (or one after it) could map holds bytes nobody vouches for.
+ * -errno when the VMM is gone.
  */
-static void recover_mapping(struct helper *h)
+static int recover_mapping(struct helper *h)
 {
-	uint64_t redone = 0, holes = 0;
+	uint64_t redone = 0, holes = 0, punched = 0;
 	unsigned i;
 
 	for (i = 0; i < h->nblk; i++) {
 		struct hblock *b = &h->blk[i];
-		uint64_t p;
+		uint64_t p, run = 0;
 
 		if (!hblock_shared(b))
 			continue;
-		for (p = 0; p < b->d.npages; p++) {
-			if (!pch_bitmap_test(&b->mapping, p) || pch_bitmap_test(&b->present, p))
-				continue;
-			if (!pages_continue(h, &h->ft.st, i, p, 1, PUT_BULK)) {
-				redone++;
+		for (p = 0; p <= b->d.npages; p++) {
+			bool free = p < b->d.npages && !pch_bitmap_test(&b->present, p) &&
+				    !pch_bitmap_test(&b->mapping, p);
+			int rc;
+
+			if (free) {
+				run++;
 				continue;
 			}
-			/* nothing in the page cache: a hole, as if never touched */
-			pch_bitmap_clear(&b->mapping, p);
-			__atomic_store_n(&b->own[p], OWN_FREE, __ATOMIC_RELEASE);
-			holes++;
+			if (run && fallocate(b->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+					     (off_t)((p - run) << b->d.page_shift),
+					     (off_t)(run << b->d.page_shift)) < 0)
+				pch_warn("block %s: punching %llu pages at %llu: %s", b->d.name,
+					 (unsigned long long)run, (unsigned long long)(p - run),
+					 strerror(errno));
+			punched += run;
+			run = 0;
+			if (p == b->d.npages || pch_bitmap_test(&b->present, p))
+				continue;
+			rc = pages_continue(h, &h->ft.st, i, p, 1, PUT_BULK);
+			if (!rc) {
+				redone++;
+			} else if (rc == -EFAULT || rc == -ENOENT) {
+				/* nothing in the page cache: a hole, as if never touched */
+				pch_bitmap_clear(&b->mapping, p);
+				__atomic_store_n(&b->own[p], OWN_FREE, __ATOMIC_RELEASE);
+				holes++;
+			} else if (rc == -ESRCH) {
+				return rc;
+			} /* else: it stays nobody's to write; a fault maps it again */
 		}
 	}
-	if (redone || holes)
-		pch_info("STATE: %llu pages the helper before us was mapping are mapped; %llu "
-			 "were still holes", (unsigned long long)redone, (unsigned long long)holes);
+	pch_info("STATE: %llu pages the helper before us was mapping are mapped; %llu were "
+		 "still holes; %llu pages never mapped cleared", (unsigned long long)redone,
+		 (unsigned long long)holes, (unsigned long long)punched);
+	return 0;
 }
 
 static int start_serving(struct helper *h, char *whybuf, size_t whylen)
@@ -723,8 +750,11 @@ static int start_serving(struct helper *h, char *whybuf, size_t whylen)
 	if (rc)
 		return rc;
 	h->t_start_ns = pch_now_ns();
-	if (h->recovered)
-		recover_mapping(h);
+	if (h->recovered && recover_mapping(h)) {
+		snprintf(whybuf, whylen, "START: the VMM exited");
+		h->failed = true;
+		return -ESRCH;
+	}
 	rc = session_connect(h, h->recovered);
 	if (rc) {
 		snprintf(whybuf, whylen, "START: cannot open the session with %s:%u: %s",

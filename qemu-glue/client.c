@@ -616,6 +616,7 @@ int pch_client_setup_state(struct pch_client *c)
 		/* refused: as if never set up (a retry, or no reattach) */
 		munmap(mem, c->state_len);
 		close(fd);
+		c->state_len = 0;
 		return ret;
 	}
 	c->state_fd = fd;

@@ -6,7 +6,9 @@
 # session with the source, and every page verifies.  On private (anon) and
 # shared (memfd) RAM; twice in one migration; and under a balloon (pages
 # discarded during postcopy are recorded in the page state first, so the
-# new helper never puts their old content back).
+# new helper never puts their old content back); and a helper that dies
+# right after mapping a shared page, before recording it (the successor
+# maps it again, never writes it).
 # timeout: 120
 . "$(dirname "$0")/../lib/common.sh"
 require_uffd
