@@ -179,7 +179,7 @@ ${hlp_args[*]} >>'$d/helper.log' 2>&1"
 		kill -CONT "$spid" 2>/dev/null
 	fi
 	if [ "$fault" = kill-helper ]; then
-		# (after START: pch-vm takes over only once it waits for COMPLETE)
+		# (after START: pch-vm takes over only after START)
 		sleep 0.$((RANDOM % 8 + 2))
 		kill -KILL "$hpid" 2>/dev/null
 	fi

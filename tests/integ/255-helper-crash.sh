@@ -6,7 +6,7 @@
 # session with the source, and every page verifies.  On private (anon) and
 # shared (memfd) RAM; twice in one migration; and under a balloon (pages
 # discarded during postcopy are recorded in the page state first, so the
-# new helper never puts their old content back); and a helper that dies
+# new helper never puts their old content back); during precopy; and a helper that dies
 # right after mapping a shared page, before recording it (the successor
 # maps it again, never writes it).
 # timeout: 120
@@ -28,7 +28,7 @@ crash() {
 	HLP_PID=$!
 	PIDS="$PIDS $HLP_PID"
 	"$BIN/pch-vm" --helper "$T/helper.sock" --report "$T/vm.json" --ram $RAM --vcpus 1 \
-		--workload "$wl" --backing "$backing" --timeout-s 90 --respawn-helper "$HCMD" \
+		--workload "$wl" --backing "$backing" --timeout-s 90 --respawn-helper "$HCMD" ${VM_EXTRA:-} \
 		>"$T/vm.log" 2>&1 &
 	VM_PID=$!
 	PIDS="$PIDS $VM_PID"
@@ -63,6 +63,11 @@ crash twice anon 2
 crash balloon anon 1 balloon
 expect_json "$T/balloon-vm.json" '.balloon.stale_after_discard == 0 and .balloon.pages_discarded > 0' \
 	'.balloon'
+# killed during the precopy phase (no vCPU runs yet), before sync point 1:
+# the new helper is asked for it again
+VM_EXTRA="--precopy-seconds 1" crash precopy anon 1
+grep -q "sync point 1 reached" "$T/precopy-helper-all.log" ||
+	fail "precopy: the new helper did not reach sync point 1"
 
 # The narrowest window, made to happen: a helper that dies right after a
 # UFFDIO_CONTINUE mapped a page of shared RAM and before it recorded it.

@@ -451,6 +451,9 @@ static int watch_ring(struct vm *vm, struct pch_client *c, uint64_t until_ns,
 		ret = pch_client_wait_event(c, &ev, pch_ms_until(end_ns));
 		if (ret == -ETIMEDOUT)
 			continue;
+		/* the helper died: a new one takes over (--respawn-helper) */
+		if (ret == -EPIPE && !respawn_helper(vm, c, deadline_ns))
+			continue;
 		if (ret) {
 			wait_failed(vm, c, ret);
 			return ret;
@@ -485,7 +488,10 @@ static int precopy(struct vm *vm, struct pch_client *c, uint64_t deadline_ns)
 		return ret < 0 ? ret : 0; /* COMPLETE: no switch to make */
 
 	ret = pch_client_request_sync(c, 1);
-	if (!ret)
+	if (!ret || ret == -EPIPE)
+		ret = pch_client_wait_sync(c, 1, pch_ms_until(deadline_ns));
+	/* a new helper is asked for the sync point again by the reattach */
+	while (ret == -EPIPE && !respawn_helper(vm, c, deadline_ns))
 		ret = pch_client_wait_sync(c, 1, pch_ms_until(deadline_ns));
 	if (ret) {
 		wait_failed(vm, c, ret);
