@@ -195,7 +195,8 @@ ${hlp_args[*]} >>'$d/helper.log' 2>&1"
 		spid=$!
 		PIDS="$PIDS $spid"
 	fi
-	wait "$vpid"
+	# (quiet: a helper killed on purpose is reaped here, and bash would say so)
+	wait "$vpid" 2>/dev/null
 	vrc=$?
 	ms=$((($(date +%s%N) - start) / 1000000))
 	wait_gone "$hpid" 20

@@ -52,7 +52,7 @@ crash() {
 		"$T/helper-all.log" || fail "$name: the last helper did not take over the state"
 	log "$name ok: $(grep -o 'STATE: helper [0-9]* on this migration: [0-9]* of [0-9]* pages' \
 		"$T/helper-all.log" | paste -sd ';');" \
-		"$(jq -c '{helper_restarts,fault_latency_us:.fault_latency_us.p99}' "$T/vm.json")"
+		"$(jq -c '{helper_restarts,helper_takeover_max_ms,fault_latency_us_p99:.fault_latency_us.p99}' "$T/vm.json")"
 	for f in source helper-all vm; do mv "$T/$f.log" "$T/$name-$f.log"; done
 	cp "$T/vm.json" "$T/$name-vm.json"
 }

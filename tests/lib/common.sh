@@ -149,7 +149,8 @@ run_vm() {
 # wait_pid PID SECONDS: wait for a process to exit; its status, or fail
 wait_pid() {
 	for _ in $(seq $(($2 * 20))); do
-		kill -0 "$1" 2>/dev/null || { wait "$1"; return $?; }
+		# (quiet: bash reports a job killed on purpose when it reaps it)
+		kill -0 "$1" 2>/dev/null || { wait "$1" 2>/dev/null; return $?; }
 		sleep 0.05
 	done
 	fail "process $1 still running after $2 s"
