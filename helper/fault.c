@@ -103,6 +103,17 @@ static inline gpointer pkey(unsigned blk, uint64_t page)
 	return GSIZE_TO_POINTER(((uint64_t)blk << 56) | page);
 }
 
+/* The block and the page of a key of pending or stash. */
+static inline unsigned pkey_blk(uint64_t key)
+{
+	return (unsigned)(key >> 56);
+}
+
+static inline uint64_t pkey_page(uint64_t key)
+{
+	return key & ((1ull << 56) - 1);
+}
+
 static struct io_uring_sqe *get_sqe(struct fstate *f)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&f->ring);
@@ -262,8 +273,8 @@ static void stash_retry(struct fstate *f)
 	g_hash_table_iter_init(&it, f->stash);
 	while (g_hash_table_iter_next(&it, &k, &v)) {
 		uint64_t key = GPOINTER_TO_SIZE(k);
-		unsigned blk = (unsigned)(key >> 56);
-		uint64_t page = key & ((1ull << 56) - 1);
+		unsigned blk = pkey_blk(key);
+		uint64_t page = pkey_page(key);
 		int rc = pages_put(f->h, &f->ft->st, blk, page, v == &stash_zero ? NULL : v,
 				   v == &stash_zero ? PUT_ZERO : PUT_URGENT);
 
@@ -298,8 +309,8 @@ static void settle_present(struct fstate *f)
 	while (g_hash_table_iter_next(&it, &k, &v)) {
 		uint64_t key = GPOINTER_TO_SIZE(k);
 
-		unsigned blk = (unsigned)(key >> 56);
-		uint64_t page = key & ((1ull << 56) - 1);
+		unsigned blk = pkey_blk(key);
+		uint64_t page = pkey_page(key);
 		struct hblock *b = &f->h->blk[blk];
 
 		if (g_hash_table_contains(f->stash, k))
@@ -548,8 +559,8 @@ static void settle_discarded(struct fstate *f)
 	g_hash_table_iter_init(&it, f->pending);
 	while (g_hash_table_iter_next(&it, &k, &v)) {
 		uint64_t key = GPOINTER_TO_SIZE(k);
-		unsigned blk = (unsigned)(key >> 56);
-		uint64_t page = key & ((1ull << 56) - 1);
+		unsigned blk = pkey_blk(key);
+		uint64_t page = pkey_page(key);
 		int rc;
 
 		if (!events_discarded(&f->h->blk[blk], page))
@@ -835,8 +846,8 @@ static void channel_states(struct helper *h, uint64_t now, char *buf, size_t len
 /* "held answer, bulk writing it, fault waits" ... for a stall report. */
 static const char *page_state(struct fstate *f, uint64_t key)
 {
-	const struct hblock *b = &f->h->blk[key >> 56];
-	uint64_t page = key & ((1ull << 56) - 1);
+	const struct hblock *b = &f->h->blk[pkey_blk(key)];
+	uint64_t page = pkey_page(key);
 	static const char *const own[] = { "no writer", "bulk receiving it", "being put in place",
 					   "received, not mapped" };
 
@@ -877,7 +888,7 @@ static void check_stalls(struct fstate *f)
 			channel_states(h, now, chans, sizeof(chans));
 		pch_warn("stall: block %s page %llu: fault pending for %llu ms, requested, "
 			 "no answer yet; page: %s; URGENT %s, %u requests queued; PAGES %s",
-			 h->blk[key >> 56].d.name, (unsigned long long)(key & ((1ull << 56) - 1)),
+			 h->blk[pkey_blk(key)].d.name, (unsigned long long)pkey_page(key),
 			 (unsigned long long)((now - t0) / 1000000), page_state(f, key),
 			 f->urg_dead ? "dead" : "up", f->nout, chans);
 		g_hash_table_iter_replace(&it, GSIZE_TO_POINTER(t0 | STALL_REPORTED));

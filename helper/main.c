@@ -986,18 +986,24 @@ static void post(struct helper *h, uint16_t type, int32_t code, uint64_t epoch, 
 	flush_posts(h);
 }
 
-static void unregister_all(struct helper *h)
+/* A range ioctl (UFFDIO_UNREGISTER, UFFDIO_WAKE) over every block, whole. */
+static void each_block(struct helper *h, unsigned long req, const char *name)
 {
 	unsigned i;
 
 	for (i = 0; i < h->nblk; i++) {
 		struct uffdio_range r = { .start = h->blk[i].host_addr, .len = h->blk[i].d.size };
 
-		/* Waiters on pages known zero wake up and get the kernel's zero page. */
-		if (ioctl(h->uffd, UFFDIO_UNREGISTER, &r) < 0)
-			pch_warn("block %s: UFFDIO_UNREGISTER: %s", h->blk[i].d.name,
+		if (ioctl(h->uffd, req, &r) < 0)
+			pch_warn("block %s: %s of the whole block: %s", h->blk[i].d.name, name,
 				 strerror(errno));
 	}
+}
+
+static void unregister_all(struct helper *h)
+{
+	/* Waiters on pages known zero wake up and get the kernel's zero page. */
+	each_block(h, UFFDIO_UNREGISTER, "UFFDIO_UNREGISTER");
 }
 
 /*
@@ -1334,15 +1340,7 @@ static int pause_begin(struct helper *h, const char *why)
 /* Wake every thread waiting on a fault of ours: a missing page faults again. */
 static void wake_all(struct helper *h)
 {
-	unsigned i;
-
-	for (i = 0; i < h->nblk; i++) {
-		struct uffdio_range r = { .start = h->blk[i].host_addr, .len = h->blk[i].d.size };
-
-		if (ioctl(h->uffd, UFFDIO_WAKE, &r) < 0)
-			pch_warn("block %s: UFFDIO_WAKE of the whole block: %s", h->blk[i].d.name,
-				 strerror(errno));
-	}
+	each_block(h, UFFDIO_WAKE, "UFFDIO_WAKE");
 }
 
 /*

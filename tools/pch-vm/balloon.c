@@ -85,22 +85,6 @@ int vm_balloon_init(struct vm *vm)
 	return 0;
 }
 
-static uint64_t rng_next(uint64_t *s)
-{
-	uint64_t x = *s;
-
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	*s = x;
-	return x * 0x2545f4914f6cdd1dull;
-}
-
-static uint64_t rng_below(uint64_t *s, uint64_t n)
-{
-	return (uint64_t)(((unsigned __int128)rng_next(s) * n) >> 64);
-}
-
 static void count(uint64_t *c, uint64_t n)
 {
 	__atomic_store_n(c, *c + n, __ATOMIC_RELAXED);
@@ -172,11 +156,6 @@ static void unplug(struct vm *vm)
 	pch_info("balloon: unplugged the last %llu pages", (unsigned long long)n);
 }
 
-static bool stopping(const struct vm *vm)
-{
-	return __atomic_load_n(&vm->stop, __ATOMIC_RELAXED);
-}
-
 static void *balloon_main(void *arg)
 {
 	struct vm *vm = arg;
@@ -186,16 +165,16 @@ static void *balloon_main(void *arg)
 	bool unplugged = false;
 
 	pch_thread_name("balloon");
-	while (!stopping(vm)) {
+	while (!vm_stopping(vm)) {
 		struct timespec ts = { 0, BAL_SLEEP_US * 1000 };
 
 		if (b->pages_discarded < budget) {
-			uint64_t n = 1 + rng_below(&b->rng, max);
-			uint64_t first = rng_below(&b->rng, vm->vcpu_pages - n + 1);
+			uint64_t n = 1 + vm_rng_below(&b->rng, max);
+			uint64_t first = vm_rng_below(&b->rng, vm->vcpu_pages - n + 1);
 
 			discard(vm, first, n);
-			if (rng_below(&b->rng, 3) == 0)
-				reuse(vm, first + rng_below(&b->rng, n));
+			if (vm_rng_below(&b->rng, 3) == 0)
+				reuse(vm, first + vm_rng_below(&b->rng, n));
 		}
 		if (!unplugged && b->discards >= BAL_UNPLUG_AFTER) {
 			unplug(vm);

@@ -126,6 +126,30 @@ struct vm {
 	GPtrArray *errors; /* of char *; non-empty means the run failed */
 };
 
+/* xorshift64*: small, fast, good enough to pick pages (vCPUs, the balloon). */
+static inline uint64_t vm_rng_next(uint64_t *s)
+{
+	uint64_t x = *s;
+
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	*s = x;
+	return x * 0x2545f4914f6cdd1dull;
+}
+
+/* Uniform in [0, n) without a division (Lemire's multiply-shift). */
+static inline uint64_t vm_rng_below(uint64_t *s, uint64_t n)
+{
+	return (uint64_t)(((unsigned __int128)vm_rng_next(s) * n) >> 64);
+}
+
+/* The vCPUs (and the balloon) should stop. */
+static inline bool vm_stopping(const struct vm *vm)
+{
+	return __atomic_load_n(&vm->stop, __ATOMIC_RELAXED);
+}
+
 /* Record a failure: logged once here, and listed in the report. */
 void vm_fail(struct vm *vm, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

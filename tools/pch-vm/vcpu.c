@@ -24,29 +24,6 @@ static uint64_t splitmix64(uint64_t *x)
 	return z ^ (z >> 31);
 }
 
-/* xorshift64*: small, fast, good enough to pick pages. */
-static uint64_t rng_next(uint64_t *s)
-{
-	uint64_t x = *s;
-
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	*s = x;
-	return x * 0x2545f4914f6cdd1dull;
-}
-
-/* Uniform in [0, n) without a division (Lemire's multiply-shift). */
-static uint64_t rng_below(uint64_t *s, uint64_t n)
-{
-	return (uint64_t)(((unsigned __int128)rng_next(s) * n) >> 64);
-}
-
-static bool stopping(const struct vm *vm)
-{
-	return __atomic_load_n(&vm->stop, __ATOMIC_RELAXED);
-}
-
 /*
  * --verify-access: the access to page returned, so the page is mapped and
  * must hold every byte the source sent.  A difference means it became
@@ -62,7 +39,7 @@ static void check_access(struct vm_vcpu *v, uint64_t page, const uint8_t *p)
 
 	pch_image_fill(&vm->cfg.image, 0, page, v->expect);
 	/* a page the balloon discarded reads zeros: verified at the end instead */
-	if (!memcmp(v->expect, p, ps) || stopping(vm) || vm_balloon_touched(vm, page))
+	if (!memcmp(v->expect, p, ps) || vm_stopping(vm) || vm_balloon_touched(vm, page))
 		return;
 	__atomic_store_n(&v->early_reads, v->early_reads + 1, __ATOMIC_RELAXED);
 	/* only the first is reported: claim the slot, fill it, publish it */
@@ -130,7 +107,7 @@ static void run_seq(struct vm_vcpu *v)
 	uint64_t first = v->idx * n / nv, end = (v->idx + 1) * n / nv;
 	uint64_t page;
 
-	for (page = first; page < end && !stopping(vm); page++)
+	for (page = first; page < end && !vm_stopping(vm); page++)
 		touch(v, page, 0);
 }
 
@@ -141,12 +118,12 @@ static void run_random(struct vm_vcpu *v, bool hotset)
 	uint32_t words = vm->cfg.image.page_size / 8;
 	uint64_t page;
 
-	while (!stopping(vm)) {
-		if (hotset && rng_below(&v->rng, 10) < 9)
-			page = vm->hot_first + rng_below(&v->rng, vm->hot_pages);
+	while (!vm_stopping(vm)) {
+		if (hotset && vm_rng_below(&v->rng, 10) < 9)
+			page = vm->hot_first + vm_rng_below(&v->rng, vm->hot_pages);
 		else
-			page = rng_below(&v->rng, vm->vcpu_pages);
-		touch(v, page, (uint32_t)rng_below(&v->rng, words));
+			page = vm_rng_below(&v->rng, vm->vcpu_pages);
+		touch(v, page, (uint32_t)vm_rng_below(&v->rng, words));
 	}
 }
 
