@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "helper_i.h"
+#include "ctl.h"
 #include "log.h"
 #include "net.h"
 #include "util.h"
@@ -39,7 +40,6 @@
 #define CTL_SETUP_TOTAL_MS 120000 /* HELLO to START, all of it */
 #define AFTER_COMPLETE_MS 30000 /* answer STATS this long after COMPLETE */
 #define MAX_MONITORS 4
-#define BLOCK_MAX_PAGES (1ull << 32)
 #ifndef TMPFS_MAGIC
 #define TMPFS_MAGIC 0x01021994
 #endif
@@ -312,26 +312,9 @@ static int do_block(struct helper *h, struct conn *c, const void *msg, int *fds,
 			 huge ? "not a huge page size of this host" : "base pages");
 		return -EINVAL;
 	}
-	if (m->flags & ~PCH_CTL_BLOCK_F_FD) {
-		snprintf(whybuf, whylen, "BLOCK %s: unknown flags 0x%x", name, m->flags);
-		return -EINVAL;
-	}
-	if (!memchr(m->name, '\0', PCH_BLOCK_NAME_LEN)) {
-		snprintf(whybuf, whylen, "BLOCK: name not NUL-terminated");
-		return -EINVAL;
-	}
-	if (m->host_addr & (m->page_size - 1) || m->host_addr + m->length < m->host_addr) {
-		snprintf(whybuf, whylen, "BLOCK %s: host address 0x%llx not page aligned or wraps",
-			 name, (unsigned long long)m->host_addr);
-		return -EINVAL;
-	}
-	/* page state costs 5 bits a page (+ a byte shared): bound it (2^32 pages: 16 TiB of 4 KiB) */
-	if (m->length / m->page_size > BLOCK_MAX_PAGES) {
-		snprintf(whybuf, whylen, "BLOCK %s: %llu pages, at most %llu", name,
-			 (unsigned long long)(m->length / m->page_size),
-			 (unsigned long long)BLOCK_MAX_PAGES);
-		return -E2BIG;
-	}
+	rc = pch_ctl_block_check(m, whybuf, whylen);
+	if (rc)
+		return rc;
 	if (h->state) {
 		snprintf(whybuf, whylen, "BLOCK %s: after STATE, which describes the blocks before it",
 			 name);
@@ -400,19 +383,16 @@ static int do_bitmap(struct helper *h, struct conn *c, const void *msg, int *fds
 	const struct pch_ctl_bitmap *m = msg;
 	struct hblock *b;
 	int64_t newly;
-	size_t words;
+	int rc;
 
 	if (m->block >= h->nblk) {
 		snprintf(whybuf, whylen, "BITMAP: block %u not announced", m->block);
 		return -EINVAL;
 	}
 	b = &h->blk[m->block];
-	words = PCH_DIV_ROUND_UP(m->npages, 64);
-	if (m->first_page % 64 || m->npages > b->d.npages || m->first_page > b->d.npages - m->npages ||
-	    m->hdr.len != sizeof(*m) + words * 8) {
-		snprintf(whybuf, whylen, "BITMAP: range or length wrong for block %s", b->d.name);
-		return -EINVAL;
-	}
+	rc = pch_ctl_bitmap_check(m, b->d.npages, b->d.name, whybuf, whylen);
+	if (rc)
+		return rc;
 	newly = pch_bitmap_import(&b->inplace, m->first_page, (const uint64_t *)(m + 1), m->npages);
 	if (newly < 0) {
 		snprintf(whybuf, whylen, "BITMAP: import failed");
@@ -822,27 +802,25 @@ static int do_sync(struct helper *h, struct conn *c, const void *msg, int *fds, 
 	return 0;
 }
 
+/* lengths are checked before by pch_ctl_check_len (lib/ctl.c) */
 struct ctl_op {
 	ctl_fn fn;
 	const char *name;
-	size_t min_len; /* exact, unless variable */
-	bool variable;  /* len may exceed min_len */
 	bool monitor;   /* allowed on a monitor connection */
 	bool setup;     /* only before START */
 };
 
 static const struct ctl_op ctl_ops[PCH_CTL_TYPE_MAX] = {
-	[PCH_CTL_HELLO] = { do_hello, "HELLO", sizeof(struct pch_ctl_hello), false, true, false },
-	[PCH_CTL_BLOCK] = { do_block, "BLOCK", sizeof(struct pch_ctl_block), false, false, true },
-	[PCH_CTL_BITMAP] = { do_bitmap, "BITMAP", sizeof(struct pch_ctl_bitmap), true, false, true },
-	[PCH_CTL_UFFD] = { do_uffd, "UFFD", sizeof(struct pch_ctl_uffd), false, false, true },
-	[PCH_CTL_RING] = { do_ring, "RING", sizeof(struct pch_ctl_ring), false, false, true },
-	[PCH_CTL_START] = { NULL, "START", sizeof(struct pch_ctl_simple), false, false, true },
-	[PCH_CTL_SYNC] = { do_sync, "SYNC", sizeof(struct pch_ctl_sync), false, false, false },
-	[PCH_CTL_STATS] = { NULL, "STATS", sizeof(struct pch_ctl_simple), false, true, false },
-	[PCH_CTL_SHUTDOWN] = { NULL, "SHUTDOWN", sizeof(struct pch_ctl_simple), false, false,
-			       false },
-	[PCH_CTL_STATE] = { do_state, "STATE", sizeof(struct pch_ctl_state), false, false, true },
+	[PCH_CTL_HELLO] = { do_hello, "HELLO", true, false },
+	[PCH_CTL_BLOCK] = { do_block, "BLOCK", false, true },
+	[PCH_CTL_BITMAP] = { do_bitmap, "BITMAP", false, true },
+	[PCH_CTL_UFFD] = { do_uffd, "UFFD", false, true },
+	[PCH_CTL_RING] = { do_ring, "RING", false, true },
+	[PCH_CTL_START] = { NULL, "START", false, true },
+	[PCH_CTL_SYNC] = { do_sync, "SYNC", false, false },
+	[PCH_CTL_STATS] = { NULL, "STATS", true, false },
+	[PCH_CTL_SHUTDOWN] = { NULL, "SHUTDOWN", false, false },
+	[PCH_CTL_STATE] = { do_state, "STATE", false, true },
 };
 
 enum { CTL_OK, CTL_CLOSED, CTL_SHUTDOWN };
@@ -878,20 +856,16 @@ static int ctl_handle(struct helper *h, struct conn *c, int timeout_ms)
 		ret = CTL_CLOSED;
 		goto out;
 	}
-	if ((size_t)n < sizeof(m->hdr) || m->hdr.magic != PCH_CTL_MAGIC || m->hdr.len != (uint32_t)n) {
+	if (pch_ctl_check_hdr(m, (size_t)n)) {
 		pch_err("control: malformed message (%d bytes): bad header", n);
 		close_fds(fds, nfds);
 		ret = CTL_CLOSED;
 		goto out;
 	}
-	op = m->hdr.type < PCH_CTL_TYPE_MAX ? &ctl_ops[m->hdr.type] : NULL;
-	if (!op || !op->name || m->hdr.type == PCH_CTL_REPLY) {
-		snprintf(whybuf, sizeof(whybuf), "unknown message type %u", m->hdr.type);
-		rc = -EINVAL;
-	} else if ((size_t)n < op->min_len || (!op->variable && (size_t)n != op->min_len)) {
-		snprintf(whybuf, sizeof(whybuf), "%s: %d bytes, expected %zu", op->name, n,
-			 op->min_len);
-		rc = -EINVAL;
+	rc = pch_ctl_check_len(&m->hdr, (size_t)n, whybuf, sizeof(whybuf));
+	op = rc ? NULL : &ctl_ops[m->hdr.type];
+	if (rc) {
+		/* whybuf says why */
 	} else if (!c->role && m->hdr.type != PCH_CTL_HELLO) {
 		snprintf(whybuf, sizeof(whybuf), "%s before HELLO", op->name);
 		rc = -EPROTO;

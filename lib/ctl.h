@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ctl.h - the stateless checks of control-socket messages (include/pch/ctl.h)
+ * that the helper makes before acting on one: header, length per type,
+ * BITMAP range and BLOCK fields.  What depends on the helper's state (role,
+ * START, blocks announced, fds, this host's page sizes) stays in the helper.
+ * Every input is hostile; every check is bounded by the packet length.
+ */
+#ifndef PCH_LIB_CTL_H
+#define PCH_LIB_CTL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pch/ctl.h"
+
+/* Largest page count of one block the helper keeps state for (16 TiB of 4 KiB). */
+#define PCH_CTL_BLOCK_MAX_PAGES (1ull << 32)
+
+/*
+ * Check a received packet of n bytes: at least a header, the control magic,
+ * and hdr.len == n.  0 or -EBADMSG (the connection is to be dropped).
+ */
+int pch_ctl_check_hdr(const void *msg, size_t n);
+
+/*
+ * Name of a request type the helper takes ("HELLO", ...), NULL for an
+ * unknown type and for REPLY.
+ */
+const char *pch_ctl_req_name(uint16_t type);
+
+/*
+ * Check the type and length of a packet of n bytes whose header passed
+ * pch_ctl_check_hdr: a known request type, n exactly its struct size (at
+ * least it, for BITMAP).  0 or -EINVAL with the reason in whybuf.
+ */
+int pch_ctl_check_len(const struct pch_ctl_hdr *h, size_t n, char *whybuf, size_t whylen);
+
+/*
+ * Check a BITMAP (length already checked) against the npages of its block:
+ * first_page a multiple of 64, the range inside the block, hdr.len exactly
+ * the header and ceil(npages / 64) words.  0 or -EINVAL; name is the block's
+ * name for the reason in whybuf.
+ */
+int pch_ctl_bitmap_check(const struct pch_ctl_bitmap *m, uint64_t block_npages,
+			 const char *name, char *whybuf, size_t whylen);
+
+/*
+ * Check the fields of a BLOCK (length already checked; the caller checks
+ * page_size against this host's page sizes first): page_size a power of
+ * two (never reached from the helper), flags known, name
+ * NUL-terminated, host_addr page aligned and host_addr + length not
+ * wrapping, at most PCH_CTL_BLOCK_MAX_PAGES pages.  0, -EINVAL or -E2BIG
+ * with the reason in whybuf.
+ */
+int pch_ctl_block_check(const struct pch_ctl_block *m, char *whybuf, size_t whylen);
+
+#endif
