@@ -4,6 +4,7 @@
 #   make check      unit and integration tests, and a short stress run
 #   make stress     RUNS (200) randomized migrations with faults injected
 #   make demo       a verified 1 GiB postcopy migration
+#   make fuzz       libFuzzer harnesses, FUZZ_SECONDS (60) each
 #   make V=1        show full commands
 #
 # Out-of-tree: everything goes under $(BUILD).
@@ -82,7 +83,8 @@ ALL_OBJS := $(LIB_OBJS) $(CLIENT_OBJS) \
 	$(foreach p,helper source vm migrate proxy,$($(p)_SRCS:%.c=$(OBJ)/%.o)) \
 	$(UNIT_SRCS:%.c=$(OBJ)/%.o) $(TOOL_SRCS:%.c=$(OBJ)/%.o)
 
-.PHONY: all deps build-all tests check _check unit integ demo _demo clean install bench stress _stress
+.PHONY: all deps build-all tests check _check unit integ demo _demo clean install bench stress _stress \
+	fuzz _fuzz fuzz-build
 
 all: deps
 	$(Q)$(MAKE) --no-print-directory build-all
@@ -165,6 +167,11 @@ _check: tests
 	$(Q)BUILD=$(BUILD) SANITIZE=$(SANITIZE) tests/run-integ.sh
 	$(Q)BUILD=$(BUILD) timeout -k 10 900 tests/stress.sh $(CHECK_STRESS_RUNS); \
 		rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 77 ]
+	$(Q)if BUILD=$(BUILD) FUZZ_CC=$(FUZZ_CC) tests/fuzz/run.sh probe; then \
+		$(MAKE) --no-print-directory _fuzz FUZZ_SECONDS=$(CHECK_FUZZ_SECONDS); \
+	else \
+		echo "fuzz: SKIP: clang's libFuzzer runtime is not installed (libclang-rt-14-dev)"; \
+	fi
 
 stress: deps
 	$(Q)$(MAKE) --no-print-directory _stress
@@ -180,6 +187,57 @@ unit: deps
 integ: deps
 	$(Q)$(MAKE) --no-print-directory tests
 	$(Q)BUILD=$(BUILD) SANITIZE=$(SANITIZE) tests/run-integ.sh $(T)
+
+# --- fuzzing --------------------------------------------------------------
+
+# libFuzzer harnesses (tests/fuzz/fuzz_*.c) for the wire and control
+# decoders.  The lib sources are built again with clang and the sanitizers
+# under $(BUILD)/fuzz, never mixed with the gcc objects.  make check runs
+# each for CHECK_FUZZ_SECONDS when clang's fuzzer runtime is there.
+FUZZ_CC ?= clang
+FUZZ_SECONDS ?= 60
+CHECK_FUZZ_SECONDS ?= 10
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_NAMES := $(FUZZ_SRCS:tests/fuzz/%.c=%)
+FUZZ_BINS := $(FUZZ_NAMES:%=$(BUILD)/fuzz/%)
+FUZZ_OBJ := $(BUILD)/fuzz/obj
+FUZZ_LIB_OBJS := $(LIB_SRCS:%.c=$(FUZZ_OBJ)/%.o)
+FUZZ_LIB := $(BUILD)/fuzz/libpch-fuzz.a
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+FUZZ_CFLAGS = -std=gnu11 $(WARN) -O1 -g -D_GNU_SOURCE -Iinclude -Ilib $(PKG_CFLAGS) -MMD -MP \
+	$(FUZZ_SAN)
+
+fuzz: deps
+	$(Q)$(MAKE) --no-print-directory _fuzz
+
+fuzz-build: $(FUZZ_BINS)
+
+_fuzz: fuzz-build
+	$(Q)BUILD=$(BUILD) FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/run.sh $(FUZZ_NAMES)
+
+# lib code: coverage for the fuzzer, no main
+$(FUZZ_OBJ)/lib/%.o: lib/%.c
+	@mkdir -p $(@D)
+	$(quiet) FUZZCC $@
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+$(FUZZ_OBJ)/tests/fuzz/%.o: tests/fuzz/%.c
+	@mkdir -p $(@D)
+	$(quiet) FUZZCC $@
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -c -o $@ $<
+
+# keep the harness objects make sees as intermediate
+.SECONDARY: $(FUZZ_NAMES:%=$(FUZZ_OBJ)/tests/fuzz/%.o)
+
+$(FUZZ_LIB): $(FUZZ_LIB_OBJS)
+	@mkdir -p $(@D)
+	$(quiet) AR $@
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/fuzz/%: $(FUZZ_OBJ)/tests/fuzz/%.o $(FUZZ_LIB)
+	@mkdir -p $(@D)
+	$(quiet) FUZZLD $@
+	$(Q)$(FUZZ_CC) -fsanitize=fuzzer $(FUZZ_SAN) -o $@ $^ $(LIBS)
 
 # --- the main job --------------------------------------------------------
 
@@ -204,4 +262,5 @@ install: build-all
 clean:
 	rm -rf $(BUILD)
 
--include $(ALL_OBJS:.o=.d)
+-include $(ALL_OBJS:.o=.d) $(FUZZ_LIB_OBJS:.o=.d) \
+	$(FUZZ_NAMES:%=$(FUZZ_OBJ)/tests/fuzz/%.d)

@@ -3,7 +3,8 @@
 # Safe to run again: it does nothing when everything is present.
 set -eu
 
-PKGS="build-essential pkg-config liburing-dev libglib2.0-dev libjson-glib-dev check jq"
+# clang and its runtimes (libFuzzer, ASan, UBSan) for make fuzz
+PKGS="build-essential pkg-config liburing-dev libglib2.0-dev libjson-glib-dev check jq clang libclang-rt-14-dev"
 
 missing=""
 for p in $PKGS; do
