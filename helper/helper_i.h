@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 #include <sys/uio.h>
 
 #include "bitmap.h"
@@ -192,6 +193,7 @@ struct helper_opts {
 	int resume_s;           /* reconnect for this long after losing the source (0: fail) */
 	int max_resumes;        /* ... at most this many times per migration */
 	uint64_t test_die_continue; /* tests: SIGKILL ourselves after this many CONTINUEs map */
+	uid_t allow_uid;        /* the only uid the control socket serves */
 };
 
 struct helper {
@@ -239,6 +241,7 @@ struct helper {
 	bool complete, failed;
 	bool have_owner;                 /* main: a VMM said HELLO and is connected */
 	unsigned nmonitors;              /* main: monitor connections open */
+	uint64_t ctl_refused;            /* main: control connections of another uid, refused */
 	bool sweep_started;              /* main asked the fault thread to sweep */
 	bool urgent_dead;                /* set by the fault thread (atomic): bad stream */
 	bool urgent_lost;                /* ... (atomic): connection lost, resume */

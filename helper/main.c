@@ -1382,6 +1382,29 @@ static int resume_step(struct helper *h)
 	return 0;
 }
 
+/*
+ * Only processes of the allowed uid (--allow-uid, default ours) may talk to
+ * the control socket.  Its mode 0600 already keeps others out; this holds
+ * even where the socket's mode or directory is looser than it should be.
+ */
+static bool peer_allowed(struct helper *h, int fd)
+{
+	struct ucred cr;
+	socklen_t len = sizeof(cr);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0) {
+		pch_warn("control: refused a connection: SO_PEERCRED: %s", strerror(errno));
+		h->ctl_refused++;
+		return false;
+	}
+	if (cr.uid == h->o.allow_uid)
+		return true;
+	h->ctl_refused++;
+	pch_warn("control: refused a connection from pid %d, uid %u: only uid %u may connect "
+		 "(--allow-uid)", (int)cr.pid, (unsigned)cr.uid, (unsigned)h->o.allow_uid);
+	return false;
+}
+
 #define MAX_CONNS (1 + MAX_MONITORS + 3) /* the VMM, monitors, not yet introduced */
 #define HELLO_MS 5000                   /* a new connection's HELLO */
 
@@ -1557,7 +1580,9 @@ static int run(struct helper *h, int lfd)
 		if (p[2].revents & POLLIN) {
 			int fd = pch_accept(lfd, 0);
 
-			if (fd >= 0)
+			if (fd >= 0 && !peer_allowed(h, fd))
+				close(fd);
+			else if (fd >= 0)
 				conns[nconn++] = (struct conn){ .fd = fd, .since_ns = pch_now_ns() };
 		}
 		for (i = 0; i < npolled; i++) {
@@ -1661,7 +1686,7 @@ static int parse_args(int argc, char **argv, struct helper_opts *o)
 	gchar *uffd_read = NULL, *order = NULL;
 	gint channels = 4, rx = 1, timeout = 600, stall = 1000, nice_inc = 5, accept_s = 30;
 	gint silent = 5000, chan_timeout = 30, keepalive = PCH_KEEPALIVE_TIMEOUT_MS, resume = 30;
-	gint max_resumes = 20, die_continue = 0;
+	gint max_resumes = 20, die_continue = 0, allow_uid = -1;
 	gboolean verbose = FALSE, quiet = FALSE, no_poison = FALSE;
 	GOptionEntry entries[] = {
 		{ "control", 'c', 0, G_OPTION_ARG_FILENAME, &ctl, "control socket path (listen)", "PATH" },
@@ -1685,6 +1710,8 @@ static int parse_args(int argc, char **argv, struct helper_opts *o)
 		{ "channel-timeout-s", 0, 0, G_OPTION_ARG_INT, &chan_timeout,
 		  "give up a channel silent this long; its pages are requested (default 30, "
 		  "0 = never)", "S" },
+		{ "allow-uid", 0, 0, G_OPTION_ARG_INT, &allow_uid,
+		  "only processes of this uid may use the control socket (default: ours)", "UID" },
 		{ "keepalive-timeout-ms", 0, 0, G_OPTION_ARG_INT, &keepalive,
 		  "CONTROL or URGENT silent this long (keep-alives come every second) is a "
 		  "lost connection (default 5000, 0 = never)", "MS" },
@@ -1735,7 +1762,8 @@ static int parse_args(int argc, char **argv, struct helper_opts *o)
 	if (channels < 1 || channels > PCH_MAX_CHANNELS || rx < 1 || rx > HELPER_MAX_RX ||
 	    timeout < 0 || stall < 0 || accept_s < 1 || nice_inc < 0 || nice_inc > 19 ||
 	    silent < 1 || chan_timeout < 0 || (keepalive && keepalive < 2 * PCH_KEEPALIVE_MS) ||
-	    keepalive < 0 || resume < 0 || max_resumes < 0 || die_continue < 0) {
+	    keepalive < 0 || resume < 0 || max_resumes < 0 || die_continue < 0 ||
+	    allow_uid < -1) {
 		fprintf(stderr, "pch-helper: option out of range\n");
 		goto out;
 	}
@@ -1762,6 +1790,7 @@ static int parse_args(int argc, char **argv, struct helper_opts *o)
 	o->resume_s = resume;
 	o->max_resumes = max_resumes;
 	o->test_die_continue = (uint64_t)die_continue;
+	o->allow_uid = allow_uid < 0 ? geteuid() : (uid_t)allow_uid;
 	ctl = key = stats = uffd_read = order = NULL; /* kept for the whole run */
 	rc = 0;
 out:

@@ -69,6 +69,7 @@ char *stats_json(struct helper *h)
 	pch_json_int(b, "pages_inplace", inplace);
 	pch_json_int(b, "pages_premarked", h->premarked);
 	pch_json_int(b, "pages_poisoned", h->poisoned);
+	pch_json_int(b, "control_refused", h->ctl_refused);
 	pch_json_int(b, "resumes", h->resumes);
 	pch_json_int(b, "paused_ms", (h->paused_ns + (h->paused ? pch_now_ns() - h->pause_t0_ns : 0)) /
 					     1000000);
