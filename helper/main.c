@@ -657,6 +657,26 @@ static int do_ring(struct helper *h, struct conn *c, const void *msg, int *fds, 
 static void wake_all(struct helper *h);
 
 /*
+ * On connected channels (at START, and again at each resume): the fault
+ * thread's eventfds first (an rx thread may kick it at once), then the rx
+ * threads (they set the thread count every thread reads when it sums the
+ * pages in place, so it must be final before the fault thread runs), the
+ * fault thread, and HAVE + START to the source.  0 or -errno.
+ */
+static int start_threads(struct helper *h)
+{
+	int rc = fault_prepare(h);
+
+	if (!rc)
+		rc = rx_start(h);
+	if (!rc)
+		rc = fault_start(h);
+	if (!rc)
+		rc = session_start(h);
+	return rc;
+}
+
+/*
  * Taking over (h->recovered), in a shared block:
  *  - a page the dead helper began to map (mapping set, present not) holds
  *    every byte in the page cache and may be mapped, written by the guest
@@ -742,17 +762,7 @@ static int start_serving(struct helper *h, char *whybuf, size_t whylen)
 		h->failed = true;
 		return rc;
 	}
-	/*
-	 * rx first: it sets the thread count every thread reads when it sums
-	 * the pages in place, so it must be final before the fault thread runs.
-	 */
-	rc = fault_prepare(h);
-	if (!rc)
-		rc = rx_start(h);
-	if (!rc)
-		rc = fault_start(h);
-	if (!rc)
-		rc = session_start(h);
+	rc = start_threads(h);
 	if (rc) {
 		snprintf(whybuf, whylen, "START: %s", strerror(-rc));
 		h->failed = true;
@@ -1331,13 +1341,7 @@ static int resume_attempt(struct helper *h)
 	h->resume_attempts++;
 	rc = session_connect(h, true);
 	if (!rc)
-		rc = fault_prepare(h);
-	if (!rc)
-		rc = rx_start(h);
-	if (!rc)
-		rc = fault_start(h);
-	if (!rc)
-		rc = session_start(h);
+		rc = start_threads(h);
 	if (rc) {
 		pause_threads(h);
 		return rc;
