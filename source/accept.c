@@ -5,14 +5,20 @@
  * Channels may connect in any order, and each one says what it is in its
  * hello, so a connection is placed by its hello alone.  The listener runs
  * for the whole session: a late, duplicate or unauthenticated connection is
- * refused with a reason and never touches the running migration.  Each
- * handshake gets its own short-lived thread so a silent connection cannot
- * hold up the others.
+ * refused with a reason and never touches the running migration.
+ *
+ * One thread runs one poll() loop over the listener and a table of
+ * connections whose hello has not been handled yet.  Every socket is read
+ * and written without blocking (MSG_DONTWAIT), and each connection has its
+ * own deadline counted from its accept, so a silent or slow connection
+ * cannot hold up the others.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,10 +31,32 @@
 #include "util.h"
 #include "source_i.h"
 
-struct handshake {
-	struct src *src;
+/* Connections taken off the listener per loop round, so reads keep up. */
+#define ACCEPT_BURST 16
+/* How often a RESUME hello looks whether the old CONTROL was dropped. */
+#define RESUME_POLL_MS 10
+
+enum hs_state {
+	HS_FREE = 0,    /* table entry unused */
+	HS_READING,     /* reading the hello */
+	HS_RESUME_WAIT, /* an authenticated RESUME hello waits for the old CONTROL to go */
+};
+
+/* A connection whose hello is not handled yet. */
+struct hs {
+	enum hs_state state;
 	int fd;
+	uint64_t t_accept_ns;
+	uint64_t deadline_ns; /* reading: from the accept; RESUME wait: from the hello */
+	size_t got;           /* hello bytes read */
+	struct pch_hello h;
+	struct pch_hello_params p; /* valid in HS_RESUME_WAIT */
 	char peer[64];
+};
+
+struct hs_table {
+	struct hs *e;
+	unsigned cap, n;
 };
 
 static void peer_name(int fd, char *buf, size_t len)
@@ -46,21 +74,53 @@ static void peer_name(int fd, char *buf, size_t len)
 	snprintf(buf, len, ss.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host, port);
 }
 
-/* Send a refusal, log it once, count it by reason, close the connection. */
-static void refuse(struct src *s, int fd, const char *peer, int reason, const char *why)
+/* Free a table entry (its fd already closed or handed over). */
+static void hs_release(struct src *s, struct hs_table *t, struct hs *c)
+{
+	c->state = HS_FREE;
+	c->fd = -1;
+	t->n--;
+	pthread_mutex_lock(&s->lock);
+	s->nhandshakes = t->n;
+	pthread_mutex_unlock(&s->lock);
+}
+
+/*
+ * Send a refusal without waiting (72 bytes fit in any fresh socket's send
+ * buffer; a peer that does not read cannot hold us), log it once, count it
+ * by reason, close the connection.
+ */
+static void refuse_fd(struct src *s, int fd, const char *peer, int reason, const char *why)
 {
 	struct pch_refuse r;
 
 	if (reason <= 0 || reason >= PCH_REFUSE_MAX)
 		reason = PCH_REFUSE_MAGIC_BAD; /* the codec always sets one; be safe */
 	pch_refuse_build(&r, reason, why);
-	/* best effort: a rogue peer that does not read must not hold us */
-	pch_write_full(fd, &r, sizeof(r), 1000);
+	if (send(fd, &r, sizeof(r), MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+		/* best effort: the peer may be gone already */
+	}
 	pch_warn("refused channel from %s: %s: %s", peer, pch_refuse_name(reason), why);
 	pthread_mutex_lock(&s->lock);
 	s->refused[reason]++;
 	pthread_mutex_unlock(&s->lock);
 	close(fd);
+}
+
+static void refuse(struct src *s, struct hs_table *t, struct hs *c, int reason, const char *why)
+{
+	refuse_fd(s, c->fd, c->peer, reason, why);
+	hs_release(s, t, c);
+}
+
+/* Close a connection that never delivered its hello; count it. */
+static void hs_fail(struct src *s, struct hs_table *t, struct hs *c)
+{
+	pthread_mutex_lock(&s->lock);
+	s->handshake_failed++;
+	pthread_mutex_unlock(&s->lock);
+	close(c->fd);
+	hs_release(s, t, c);
 }
 
 static unsigned hello_slot(const struct pch_hello_params *p)
@@ -75,73 +135,23 @@ static unsigned hello_slot(const struct pch_hello_params *p)
 	}
 }
 
-/* Read, check and answer one hello; on success the channel fills its slot. */
-static void handshake(struct src *s, int fd, const char *peer)
+/*
+ * Check 3 of docs/protocol.md 2.1 and what follows: take the channel's
+ * slot if it is free, write the ack, hand the connection to the session.
+ */
+static void hs_place(struct src *s, struct hs_table *t, struct hs *c)
 {
-	struct pch_hello_params p;
-	struct pch_hello h;
-	struct src_chan *ch;
-	const char *why = "?";
+	struct src_chan *ch = &s->chans[hello_slot(&c->p)];
+	struct pch_hello ack;
 	char text[64];
-	int reason = 0, one = 1, ret;
+	int one = 1;
+	ssize_t n;
 
-	ret = pch_read_full(fd, &h, sizeof(h), s->opt.handshake_timeout_ms);
-	if (ret) {
-		if (ret == -ETIMEDOUT)
-			pch_warn("channel from %s: no hello within %d ms, closed", peer,
-				 s->opt.handshake_timeout_ms);
-		else
-			pch_warn("channel from %s: %s before its hello", peer,
-				 ret == -ECONNRESET ? "closed" : strerror(-ret));
-		pthread_mutex_lock(&s->lock);
-		s->handshake_failed++;
-		pthread_mutex_unlock(&s->lock);
-		close(fd);
-		return;
-	}
-
-	if (pch_hello_check(&h, &s->sess, false, &p, &reason, &why)) {
-		refuse(s, fd, peer, reason, why);
-		return;
-	}
-	if (p.count != s->opt.channels) {
-		snprintf(text, sizeof(text), "channel count %u, expected %u", p.count,
-			 s->opt.channels);
-		refuse(s, fd, peer, PCH_REFUSE_INDEX, text);
-		return;
-	}
-	if (p.page_size != s->be.page_size) {
-		snprintf(text, sizeof(text), "page size %u, expected %u", p.page_size,
-			 s->be.page_size);
-		refuse(s, fd, peer, PCH_REFUSE_PAGE_SIZE, text);
-		return;
-	}
-
-	ch = &s->chans[hello_slot(&p)];
 	pthread_mutex_lock(&s->lock);
-	if ((p.flags & PCH_HELLO_F_RESUME) && ch->state == SLOT_READY) {
-		/*
-		 * The helper comes back while we still hold its old channels
-		 * (a cut that sent us no reset): end that session, then take
-		 * this CONTROL in the new one (docs/protocol.md 5.8).
-		 */
-		uint64_t until = pch_now_ns() + (uint64_t)s->opt.handshake_timeout_ms * 1000000ull;
-
-		pthread_mutex_unlock(&s->lock);
-		src_lost(s, "CONTROL: the helper resumes the session from %s", peer);
-		pthread_mutex_lock(&s->lock);
-		while (ch->state == SLOT_READY && !src_exiting(s) && pch_now_ns() < until) {
-			struct timespec ts = { 0, 10 * 1000000l };
-
-			pthread_mutex_unlock(&s->lock);
-			nanosleep(&ts, NULL);
-			pthread_mutex_lock(&s->lock);
-		}
-	}
 	if (ch->state != SLOT_FREE) {
 		pthread_mutex_unlock(&s->lock);
 		snprintf(text, sizeof(text), "%s is already connected", ch->name);
-		refuse(s, fd, peer, PCH_REFUSE_DUPLICATE, text);
+		refuse(s, t, c, PCH_REFUSE_DUPLICATE, text);
 		return;
 	}
 	/* held while we answer, so a twin arriving meanwhile is a duplicate */
@@ -149,15 +159,18 @@ static void handshake(struct src *s, int fd, const char *peer)
 	pthread_mutex_unlock(&s->lock);
 
 	/* fault answers are small and latency-bound */
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	pch_hello_build(&h, &p, &s->sess, true);
-	ret = pch_write_full(fd, &h, sizeof(h), s->opt.handshake_timeout_ms);
-	if (ret) {
-		pch_warn("%s from %s: sending the ack: %s", ch->name, peer, strerror(-ret));
+	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	pch_hello_build(&ack, &c->p, &s->sess, true);
+	/* 72 bytes into a socket nothing was written on: taken at once, or never */
+	n = send(c->fd, &ack, sizeof(ack), MSG_DONTWAIT | MSG_NOSIGNAL);
+	if (n != (ssize_t)sizeof(ack)) {
+		pch_warn("%s from %s: sending the ack: %s", ch->name, c->peer,
+			 n < 0 ? strerror(errno) : "short write");
 		pthread_mutex_lock(&s->lock);
 		ch->state = SLOT_FREE;
 		pthread_mutex_unlock(&s->lock);
-		close(fd);
+		close(c->fd);
+		hs_release(s, t, c);
 		return;
 	}
 
@@ -165,104 +178,250 @@ static void handshake(struct src *s, int fd, const char *peer)
 	if (src_exiting(s)) {
 		/* the session ended while we answered: the slot is not ours now */
 		pthread_mutex_unlock(&s->lock);
-		close(fd);
+		close(c->fd);
+		hs_release(s, t, c);
 		return;
 	}
-	ch->fd = fd;
-	snprintf(ch->peer, sizeof(ch->peer), "%s", peer);
+	ch->fd = c->fd;
+	snprintf(ch->peer, sizeof(ch->peer), "%s", c->peer);
 	ch->state = SLOT_READY;
 	s->nready++;
 	pthread_mutex_unlock(&s->lock);
-	pch_info("%s connected from %s", ch->name, peer);
+	pch_info("%s connected from %s", ch->name, c->peer);
+	hs_release(s, t, c);
 	src_wake(s);
 }
 
-static void *handshake_main(void *arg)
+/* A whole hello arrived: check it and answer, or start a RESUME wait. */
+static void hs_hello(struct src *s, struct hs_table *t, struct hs *c, uint64_t now)
 {
-	struct handshake *hs = arg;
-	struct src *s = hs->src;
+	struct pch_hello_params *p = &c->p;
+	const char *why = "?";
+	struct src_chan *ch;
+	char text[64];
+	bool held;
+	int reason = 0;
 
-	pch_thread_name("pch-hello");
-	handshake(s, hs->fd, hs->peer);
-	pthread_mutex_lock(&s->lock);
-	s->nhandshakes--;
-	pthread_mutex_unlock(&s->lock);
-	free(hs);
-	return NULL;
-}
-
-/* Hand a new connection to a handshake thread, or refuse it as busy. */
-static void dispatch(struct src *s, int fd)
-{
-	pthread_attr_t attr;
-	struct handshake *hs;
-	pthread_t t;
-	char peer[64];
-	bool busy;
-	int ret;
-
-	peer_name(fd, peer, sizeof(peer));
-	pthread_mutex_lock(&s->lock);
-	busy = s->nhandshakes >= SRC_MAX_HANDSHAKES;
-	if (!busy)
-		s->nhandshakes++;
-	pthread_mutex_unlock(&s->lock);
-	if (busy) {
-		refuse(s, fd, peer, PCH_REFUSE_BUSY, "too many handshakes in progress");
+	if (pch_hello_check(&c->h, &s->sess, false, p, &reason, &why)) {
+		refuse(s, t, c, reason, why);
+		return;
+	}
+	if (p->count != s->opt.channels) {
+		snprintf(text, sizeof(text), "channel count %u, expected %u", p->count,
+			 s->opt.channels);
+		refuse(s, t, c, PCH_REFUSE_INDEX, text);
+		return;
+	}
+	if (p->page_size != s->be.page_size) {
+		snprintf(text, sizeof(text), "page size %u, expected %u", p->page_size,
+			 s->be.page_size);
+		refuse(s, t, c, PCH_REFUSE_PAGE_SIZE, text);
 		return;
 	}
 
-	hs = calloc(1, sizeof(*hs));
-	ret = ENOMEM;
-	if (hs) {
-		hs->src = s;
-		hs->fd = fd;
-		memcpy(hs->peer, peer, sizeof(peer));
-		/* detached: nobody waits for a handshake; it ends by its deadline */
-		pthread_attr_init(&attr);
-		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-		ret = pthread_create(&t, &attr, handshake_main, hs);
-		pthread_attr_destroy(&attr);
-		if (!ret)
-			return;
-	}
-	pch_warn("channel from %s: no handshake thread: %s, closed", peer, strerror(ret));
-	free(hs);
-	close(fd);
+	ch = &s->chans[hello_slot(p)];
 	pthread_mutex_lock(&s->lock);
-	s->nhandshakes--;
-	s->handshake_failed++;
+	held = ch->state == SLOT_READY;
 	pthread_mutex_unlock(&s->lock);
+	if ((p->flags & PCH_HELLO_F_RESUME) && held) {
+		/*
+		 * The helper comes back while we still hold its old channels
+		 * (a cut that sent us no reset): end that session, then take
+		 * this CONTROL in the new one (docs/protocol.md 5.8).  The loop
+		 * looks every RESUME_POLL_MS, up to the handshake deadline.
+		 */
+		src_lost(s, "CONTROL: the helper resumes the session from %s", c->peer);
+		c->state = HS_RESUME_WAIT;
+		c->deadline_ns = now + (uint64_t)s->opt.handshake_timeout_ms * 1000000ull;
+		return;
+	}
+	hs_place(s, t, c);
+}
+
+/* The old CONTROL is gone, or the wait is over: go on with check 3. */
+static void hs_resume_tick(struct src *s, struct hs_table *t, struct hs *c, uint64_t now)
+{
+	bool held;
+
+	pthread_mutex_lock(&s->lock);
+	held = s->chans[SRC_SLOT_CONTROL].state == SLOT_READY;
+	pthread_mutex_unlock(&s->lock);
+	if (held && !src_exiting(s) && now < c->deadline_ns)
+		return;
+	hs_place(s, t, c);
+}
+
+/* Read what the peer sent of its hello, without waiting. */
+static void hs_read(struct src *s, struct hs_table *t, struct hs *c, uint64_t now)
+{
+	for (;;) {
+		ssize_t n = recv(c->fd, (char *)&c->h + c->got, sizeof(c->h) - c->got,
+				 MSG_DONTWAIT);
+
+		if (n > 0) {
+			c->got += (size_t)n;
+			if (c->got == sizeof(c->h)) {
+				hs_hello(s, t, c, now);
+				return;
+			}
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return;
+		pch_warn("channel from %s: %s before its hello", c->peer,
+			 n == 0 || errno == ECONNRESET ? "closed" : strerror(errno));
+		hs_fail(s, t, c);
+		return;
+	}
+}
+
+/* Take a new connection into the table, or refuse it as busy. */
+static void hs_add(struct src *s, struct hs_table *t, int fd, uint64_t now)
+{
+	char peer[64];
+	struct hs *c = NULL;
+	unsigned i;
+
+	peer_name(fd, peer, sizeof(peer));
+	for (i = 0; i < t->cap && !c; i++)
+		if (t->e[i].state == HS_FREE)
+			c = &t->e[i];
+	if (!c) {
+		refuse_fd(s, fd, peer, PCH_REFUSE_BUSY, "too many handshakes in progress");
+		return;
+	}
+	memset(c, 0, sizeof(*c));
+	c->state = HS_READING;
+	c->fd = fd;
+	c->t_accept_ns = now;
+	c->deadline_ns = now + (uint64_t)s->opt.handshake_timeout_ms * 1000000ull;
+	memcpy(c->peer, peer, sizeof(peer));
+	t->n++;
+	pthread_mutex_lock(&s->lock);
+	s->nhandshakes = t->n;
+	pthread_mutex_unlock(&s->lock);
+	/* a real peer sends its hello with the connection: often it is here */
+	hs_read(s, t, c, now);
+}
+
+/* Accept what the listener has, at most ACCEPT_BURST connections. */
+static void accept_some(struct src *s, struct hs_table *t)
+{
+	unsigned k;
+
+	for (k = 0; k < ACCEPT_BURST; k++) {
+		int fd = accept4(s->lfd, NULL, NULL, SOCK_CLOEXEC);
+
+		if (fd >= 0) {
+			hs_add(s, t, fd, pch_now_ns());
+			continue;
+		}
+		if (errno == EINTR || errno == ECONNABORTED)
+			continue;
+		if (errno != EAGAIN && !src_exiting(s)) {
+			/* EMFILE and friends: say so, back off, keep serving */
+			struct timespec ts = { 0, SRC_TICK_MS * 1000000l };
+
+			pch_warn("accept on the listener: %s", strerror(errno));
+			nanosleep(&ts, NULL);
+		}
+		return;
+	}
+}
+
+/* Deadlines and RESUME waits; the poll timeout until the next one. */
+static int hs_timers(struct src *s, struct hs_table *t, uint64_t now)
+{
+	uint64_t next = now + SRC_TICK_MS * 2 * 1000000ull;
+	unsigned i;
+
+	for (i = 0; i < t->cap; i++) {
+		struct hs *c = &t->e[i];
+
+		if (c->state == HS_READING && now >= c->deadline_ns) {
+			pch_warn("channel from %s: no hello within %d ms (%zu of %zu bytes), closed",
+				 c->peer, s->opt.handshake_timeout_ms, c->got, sizeof(c->h));
+			hs_fail(s, t, c);
+		} else if (c->state == HS_RESUME_WAIT) {
+			hs_resume_tick(s, t, c, now);
+		}
+		if (c->state == HS_READING)
+			next = PCH_MIN(next, c->deadline_ns);
+		else if (c->state == HS_RESUME_WAIT)
+			next = PCH_MIN(next, now + RESUME_POLL_MS * 1000000ull);
+	}
+	return next > now ? (int)PCH_DIV_ROUND_UP(next - now, 1000000ull) : 0;
 }
 
 static void *accept_main(void *arg)
 {
 	struct src *s = arg;
+	struct hs_table t = { .cap = SRC_MAX_HANDSHAKES };
+	struct pollfd *pfd;
+	unsigned *idx, i;
 
 	pch_thread_name("pch-accept");
-	while (!src_exiting(s)) {
-		int fd = pch_accept(s->lfd, SRC_TICK_MS * 2);
-
-		if (fd >= 0) {
-			dispatch(s, fd);
-		} else if (src_exiting(s)) {
-			break;
-		} else if (fd != -ETIMEDOUT && fd != -EINTR && fd != -ECONNABORTED) {
-			/* EMFILE and friends: say so, back off, keep serving */
-			struct timespec ts = { 0, SRC_TICK_MS * 1000000l };
-
-			pch_warn("accept on the listener: %s", strerror(-fd));
-			nanosleep(&ts, NULL);
-		}
+	t.e = calloc(t.cap, sizeof(*t.e));
+	pfd = calloc(t.cap + 1, sizeof(*pfd));
+	idx = calloc(t.cap + 1, sizeof(*idx));
+	if (!t.e || !pfd || !idx) {
+		src_fail(s, "accept loop: %s", strerror(ENOMEM));
+		goto out;
 	}
+	for (i = 0; i < t.cap; i++)
+		t.e[i].fd = -1;
+
+	while (!src_exiting(s)) {
+		uint64_t now = pch_now_ns();
+		unsigned n = 0;
+		int ms, ret;
+
+		ms = hs_timers(s, &t, now);
+		pfd[n++] = (struct pollfd){ .fd = s->lfd, .events = POLLIN };
+		for (i = 0; i < t.cap; i++) {
+			if (t.e[i].state != HS_READING)
+				continue;
+			idx[n] = i;
+			pfd[n++] = (struct pollfd){ .fd = t.e[i].fd, .events = POLLIN };
+		}
+		ret = poll(pfd, n, ms);
+		if (ret < 0 && errno != EINTR) {
+			src_fail(s, "accept loop: poll: %s", strerror(errno));
+			break;
+		}
+		if (ret <= 0 || src_exiting(s))
+			continue;
+		now = pch_now_ns();
+		for (i = 1; i < n; i++)
+			if (pfd[i].revents && t.e[idx[i]].state == HS_READING)
+				hs_read(s, &t, &t.e[idx[i]], now);
+		if (pfd[0].revents)
+			accept_some(s, &t);
+	}
+	/* the session is over: what is still in handshake is closed unanswered */
+	for (i = 0; t.e && i < t.cap; i++)
+		if (t.e[i].state != HS_FREE) {
+			close(t.e[i].fd);
+			hs_release(s, &t, &t.e[i]);
+		}
+out:
+	free(t.e);
+	free(pfd);
+	free(idx);
 	return NULL;
 }
 
 /* Start the accept loop on s->lfd.  Returns 0 or -errno (not logged). */
 int src_accept_start(struct src *s)
 {
-	int ret = pthread_create(&s->accept_thread, NULL, accept_main, s);
+	int fl = fcntl(s->lfd, F_GETFL), ret;
 
+	/* poll says when; accept4 must not block if the peer went meanwhile */
+	if (fl < 0 || fcntl(s->lfd, F_SETFL, fl | O_NONBLOCK) < 0)
+		return -errno;
+	ret = pthread_create(&s->accept_thread, NULL, accept_main, s);
 	if (ret)
 		return -ret;
 	s->accept_started = true;

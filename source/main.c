@@ -758,14 +758,13 @@ static void shut_down(struct src *s, bool ok)
 	src_bulk_join(s);
 	if (s->accept_started)
 		pthread_join(s->accept_thread, NULL);
-	/* handshake threads still running hold their own fd; slots are final */
+	/* the accept loop closed what was still in handshake; slots are final */
 	pthread_mutex_lock(&s->lock);
 	for (i = 0; s->chans && i < s->nchans; i++) {
 		if (s->chans[i].state == SLOT_READY && s->chans[i].fd >= 0) {
 			close(s->chans[i].fd);
 			s->chans[i].fd = -1;
 		}
-		/* a handshake finishing now finds its slot taken and refuses */
 		s->chans[i].state = SLOT_READY;
 	}
 	pthread_mutex_unlock(&s->lock);
@@ -804,7 +803,7 @@ int main(int argc, char **argv)
 	for (i = 0; s->senders && i < s->opt.channels; i++)
 		src_stats_add(&tot, &s->senders[i].st);
 	src_stats_add(&tot, &s->urgent_st);
-	pthread_mutex_lock(&s->lock); /* handshake threads may still count */
+	pthread_mutex_lock(&s->lock);
 	for (i = 0; i < PCH_REFUSE_MAX; i++)
 		nref += s->refused[i];
 	pthread_mutex_unlock(&s->lock);

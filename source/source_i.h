@@ -6,7 +6,7 @@
  *
  * Threads and what they own:
  *   main      options, CONTROL (both ways), the global deadline, signals, exit
- *   accept    the listener; spawns one short-lived thread per handshake
+ *   accept    the listener and every handshake, in one poll loop (accept.c)
  *   urgent    reads requests from URGENT and writes their answers there
  *   bulk i    writes frames on PAGES channel i
  * Each channel has exactly one writer thread, so per-channel frame seq
@@ -34,7 +34,7 @@
 #define SRC_SEND_STALL_MS 30000
 /* Poll tick for every wait that must notice shutdown. */
 #define SRC_TICK_MS 100
-/* At most this many handshakes run at once; more are refused as busy. */
+/* At most this many connections wait in handshake; more are refused as busy. */
 #define SRC_MAX_HANDSHAKES 16
 /* Largest bulk chunk, bytes, unless one page is larger (1 GiB pages). */
 #define SRC_MAX_CHUNK_BYTES (256u << 20)
@@ -235,7 +235,7 @@ struct src {
 	struct src_chan *chans; /* 2 + channels */
 	unsigned nchans;
 	unsigned nready;
-	unsigned nhandshakes;
+	unsigned nhandshakes;  /* connections in handshake now (accept loop) */
 	uint64_t refused[PCH_REFUSE_MAX];
 	uint64_t handshake_failed; /* closed or silent before a hello */
 
