@@ -325,6 +325,7 @@ const char *pch_refuse_name(int reason)
 	    [PCH_REFUSE_AUTH] = "authentication failed",
 	    [PCH_REFUSE_PAGE_SIZE] = "bad page size",
 	    [PCH_REFUSE_BUSY] = "too many connections",
+	    [PCH_REFUSE_REPLAY] = "replayed hello",
 	};
 
 	if (reason <= 0 || reason >= PCH_REFUSE_MAX || !names[reason])

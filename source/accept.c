@@ -206,6 +206,27 @@ static void hs_hello(struct src *s, struct hs_table *t, struct hs *c, uint64_t n
 		refuse(s, t, c, reason, why);
 		return;
 	}
+	/*
+	 * The authenticator verified: the hello was made with the key, now or
+	 * earlier.  A nonce seen before means a copy of an earlier hello, e.g.
+	 * captured off the wire; refused before it can take a slot or, flagged
+	 * RESUME, end the live session.  Every verified nonce is recorded,
+	 * whatever happens to its hello next.
+	 */
+	switch (pch_nonce_set_add(&s->nonces, p->nonce)) {
+	case 0:
+		break;
+	case -EEXIST:
+		snprintf(text, sizeof(text), "%s hello: nonce %016llx seen before",
+			 pch_chan_kind_name(p->kind), (unsigned long long)p->nonce);
+		refuse(s, t, c, PCH_REFUSE_REPLAY, text);
+		return;
+	default:
+		/* never forget a nonce: that would make its hello replayable */
+		snprintf(text, sizeof(text), "replay cache full (%u hellos)", SRC_REPLAY_CACHE);
+		refuse(s, t, c, PCH_REFUSE_REPLAY, text);
+		return;
+	}
 	if (p->count != s->opt.channels) {
 		snprintf(text, sizeof(text), "channel count %u, expected %u", p->count,
 			 s->opt.channels);
@@ -372,6 +393,10 @@ static void *accept_main(void *arg)
 	}
 	for (i = 0; i < t.cap; i++)
 		t.e[i].fd = -1;
+	if (pch_nonce_set_init(&s->nonces, SRC_REPLAY_CACHE)) {
+		src_fail(s, "accept loop: replay cache: %s", strerror(ENOMEM));
+		goto out;
+	}
 
 	while (!src_exiting(s)) {
 		uint64_t now = pch_now_ns();
@@ -407,6 +432,7 @@ static void *accept_main(void *arg)
 			hs_release(s, &t, &t.e[i]);
 		}
 out:
+	pch_nonce_set_free(&s->nonces);
 	free(t.e);
 	free(pfd);
 	free(idx);

@@ -29,6 +29,7 @@
 #include "bitmap.h"
 #include "codec.h"
 #include "image.h"
+#include "nonce.h"
 
 /* A sender that makes no progress for this long fails its channel. */
 #define SRC_SEND_STALL_MS 30000
@@ -36,6 +37,13 @@
 #define SRC_TICK_MS 100
 /* At most this many connections wait in handshake; more are refused as busy. */
 #define SRC_MAX_HANDSHAKES 16
+/*
+ * Replay cache: hello nonces whose authenticator verified in this process.
+ * Full, it refuses new hellos instead of forgetting old nonces (lib/nonce.h);
+ * 16384 is 248 rounds of 66 channels, above what the helper's limits allow
+ * one migration (docs/protocol.md 2.1).  256 KiB.
+ */
+#define SRC_REPLAY_CACHE 16384u
 /* Largest bulk chunk, bytes, unless one page is larger (1 GiB pages). */
 #define SRC_MAX_CHUNK_BYTES (256u << 20)
 /*
@@ -238,6 +246,7 @@ struct src {
 	unsigned nhandshakes;  /* connections in handshake now (accept loop) */
 	uint64_t refused[PCH_REFUSE_MAX];
 	uint64_t handshake_failed; /* closed or silent before a hello */
+	struct pch_nonce_set nonces; /* replay cache; accept loop only */
 
 	pthread_mutex_t ctl_lock; /* one CONTROL message at a time */
 	bool ctl_error_sent;      /* atomic: no (more) PCH_CC_ERROR to send */

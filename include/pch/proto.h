@@ -98,6 +98,7 @@ enum pch_refuse_reason {
 	PCH_REFUSE_AUTH = 7,      /* authenticator does not verify */
 	PCH_REFUSE_PAGE_SIZE = 8,
 	PCH_REFUSE_BUSY = 9,      /* too many connections */
+	PCH_REFUSE_REPLAY = 10,   /* a verified hello whose nonce was seen before */
 	PCH_REFUSE_MAX
 };
 

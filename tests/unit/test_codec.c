@@ -431,6 +431,8 @@ START_TEST(test_refuse)
 	ck_assert_str_eq(r.text, pch_refuse_name(PCH_REFUSE_AUTH));
 
 	ck_assert_str_eq(pch_refuse_name(PCH_REFUSE_DUPLICATE), "duplicate channel");
+	ck_assert_int_eq(PCH_REFUSE_REPLAY, 10);
+	ck_assert_str_eq(pch_refuse_name(PCH_REFUSE_REPLAY), "replayed hello");
 	for (int i = 1; i < PCH_REFUSE_MAX; i++)
 		ck_assert_str_ne(pch_refuse_name(i), "?");
 	ck_assert_str_eq(pch_refuse_name(0), "?");

@@ -28,7 +28,7 @@
 #include "pch-proxy.h"
 
 struct opts {
-	char *listen, *port_file, *target, *log_file;
+	char *listen, *port_file, *target, *log_file, *dump_dir;
 	char **faults;
 	uint64_t timeout_s;
 };
@@ -39,6 +39,7 @@ static void free_opts(struct opts *o)
 	g_free(o->port_file);
 	g_free(o->target);
 	g_free(o->log_file);
+	g_free(o->dump_dir);
 	g_strfreev(o->faults);
 }
 
@@ -60,6 +61,9 @@ static int parse_opts(int argc, char **argv, struct opts *o, struct px *px)
 		  "Exit (status 0) after S seconds (default 300)", "S" },
 		{ "log", 0, 0, G_OPTION_ARG_FILENAME, &o->log_file,
 		  "Append the log to FILE instead of stderr", "FILE" },
+		{ "dump-hellos", 0, 0, G_OPTION_ARG_FILENAME, &o->dump_dir,
+		  "Write each connection's first 72 bytes (its hello) to DIR/<conn>-<channel>.bin",
+		  "DIR" },
 		{ NULL }
 	};
 	g_autoptr(GOptionContext) ctx =
@@ -351,6 +355,7 @@ int main(int argc, char **argv)
 		}
 		close(fd);
 	}
+	px.dump_dir = o.dump_dir;
 	if (resolve_target(&px, o.target))
 		goto out;
 	sfd = setup_signals();

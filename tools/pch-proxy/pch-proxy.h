@@ -114,6 +114,7 @@ struct px {
 	unsigned nfaults;
 	struct sockaddr_storage target;
 	socklen_t target_len;
+	const char *dump_dir; /* --dump-hellos: each connection's first 72 bytes */
 	GPtrArray *conns; /* of struct px_conn *, every one ever accepted */
 	unsigned nopen;
 };

@@ -121,6 +121,23 @@ void px_conn_close(struct px *px, struct px_conn *c, bool rst, const char *fmt, 
 		 c->end, (unsigned long long)c->d[PX_DOWN].out, (unsigned long long)c->d[PX_UP].out);
 }
 
+/*
+ * --dump-hellos: write the 72 bytes to DIR/<conn>-<name>.bin, e.g.
+ * 3-pages-1.bin or 7-control-resume.bin, for a test to replay them.
+ */
+static void dump_hello(const struct px *px, const struct px_conn *c)
+{
+	const struct pch_hello *h = &c->hello;
+	g_autofree char *path = NULL, *name = g_strdup(c->name);
+	g_autoptr(GError) gerr = NULL;
+
+	g_strdelimit(name, ":", '-');
+	path = g_strdup_printf("%s/%u-%s%s.bin", px->dump_dir, c->id, name,
+			       c->is_pch && (h->flags & PCH_HELLO_F_RESUME) ? "-resume" : "");
+	if (!g_file_set_contents(path, (const char *)h, sizeof(*h), &gerr))
+		pch_warn("conn %u: --dump-hellos: %s", c->id, gerr->message);
+}
+
 /* Name c by its hello, once its first 72 bytes went by; arm its faults. */
 static void identify(struct px *px, struct px_conn *c)
 {
@@ -132,6 +149,8 @@ static void identify(struct px *px, struct px_conn *c)
 		snprintf(c->name, sizeof(c->name), "unknown");
 		pch_warn("conn %u: not a pch hello (magic 0x%08x, kind %u): relayed, no fault "
 			 "applies", c->id, h->magic, h->kind);
+		if (px->dump_dir)
+			dump_hello(px, c);
 		return;
 	}
 	c->is_pch = true;
@@ -150,6 +169,8 @@ static void identify(struct px *px, struct px_conn *c)
 		snprintf(c->name, sizeof(c->name), "pages:%u", h->index);
 		break;
 	}
+	if (px->dump_dir)
+		dump_hello(px, c);
 	px_fault_arm(px, c);
 	pch_info("conn %u: %s (hello kind %u index %u count %u)%s", c->id, c->name, h->kind,
 		 h->index, h->count, c->armed ? ", faults armed" : "");
