@@ -7,11 +7,16 @@
  * for the whole session: a late, duplicate or unauthenticated connection is
  * refused with a reason and never touches the running migration.
  *
- * One thread runs one poll() loop over the listener and a table of
- * connections whose hello has not been handled yet.  Every socket is read
- * and written without blocking (MSG_DONTWAIT), and each connection has its
- * own deadline counted from its accept, so a silent or slow connection
- * cannot hold up the others.
+ * One thread runs one poll() loop over the listener and a table of at most
+ * SRC_MAX_HALF_OPEN connections whose hello has not been handled yet
+ * (half-open).  Every socket is read and written without blocking
+ * (MSG_DONTWAIT), and each connection has its own deadline counted from its
+ * accept, which bytes trickling in do not extend (slowloris).  When the
+ * table is full, a new connection evicts the one that has waited longest:
+ * a real helper sends its whole hello with the connection, so its
+ * handshake ends at once, while a flood of idle or trickling connections
+ * only evicts itself.  Log lines about refused, silent and evicted
+ * connections are rate-limited per kind; the counters count every one.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -35,6 +40,17 @@
 #define ACCEPT_BURST 16
 /* How often a RESUME hello looks whether the old CONTROL was dropped. */
 #define RESUME_POLL_MS 10
+/* Log lines per kind per second; then one line says how many were not. */
+#define LOG_PER_SEC 10
+
+/* What a rate-limited log line is about: a refusal reason, or these. */
+enum { LOG_TIMEOUT = PCH_REFUSE_MAX, LOG_CLOSED, LOG_EVICTED, LOG_KINDS };
+
+struct log_limit {
+	uint64_t window_ns; /* start of the current one-second window */
+	unsigned n;         /* lines logged in it */
+	uint64_t suppressed; /* lines not logged in it */
+};
 
 enum hs_state {
 	HS_FREE = 0,    /* table entry unused */
@@ -57,7 +73,53 @@ struct hs {
 struct hs_table {
 	struct hs *e;
 	unsigned cap, n;
+	struct log_limit lim[LOG_KINDS];
 };
+
+static const char *log_kind_name(int kind)
+{
+	switch (kind) {
+	case LOG_TIMEOUT:
+		return "no hello in time";
+	case LOG_CLOSED:
+		return "closed before its hello";
+	case LOG_EVICTED:
+		return "evicted";
+	default:
+		return pch_refuse_name(kind);
+	}
+}
+
+/* Say how many lines of kind were suppressed in its window, if any. */
+static void log_flush(struct hs_table *t, int kind, uint64_t now)
+{
+	struct log_limit *l = &t->lim[kind];
+
+	if (!l->suppressed)
+		return;
+	pch_warn("handshakes: %llu more '%s' lines suppressed in the last %.1f s",
+		 (unsigned long long)l->suppressed, log_kind_name(kind),
+		 (now - l->window_ns) / 1e9);
+	l->suppressed = 0;
+}
+
+/* May a line of this kind be logged now?  At most LOG_PER_SEC a second. */
+static bool log_ok(struct hs_table *t, int kind, uint64_t now)
+{
+	struct log_limit *l = &t->lim[kind];
+
+	if (now - l->window_ns >= 1000000000ull) {
+		log_flush(t, kind, now);
+		l->window_ns = now;
+		l->n = 0;
+	}
+	if (l->n < LOG_PER_SEC) {
+		l->n++;
+		return true;
+	}
+	l->suppressed++;
+	return false;
+}
 
 static void peer_name(int fd, char *buf, size_t len)
 {
@@ -90,7 +152,8 @@ static void hs_release(struct src *s, struct hs_table *t, struct hs *c)
  * buffer; a peer that does not read cannot hold us), log it once, count it
  * by reason, close the connection.
  */
-static void refuse_fd(struct src *s, int fd, const char *peer, int reason, const char *why)
+static void refuse_fd(struct src *s, struct hs_table *t, int fd, const char *peer, int reason,
+		      const char *why)
 {
 	struct pch_refuse r;
 
@@ -100,7 +163,8 @@ static void refuse_fd(struct src *s, int fd, const char *peer, int reason, const
 	if (send(fd, &r, sizeof(r), MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
 		/* best effort: the peer may be gone already */
 	}
-	pch_warn("refused channel from %s: %s: %s", peer, pch_refuse_name(reason), why);
+	if (log_ok(t, reason, pch_now_ns()))
+		pch_warn("refused channel from %s: %s: %s", peer, pch_refuse_name(reason), why);
 	pthread_mutex_lock(&s->lock);
 	s->refused[reason]++;
 	pthread_mutex_unlock(&s->lock);
@@ -109,15 +173,19 @@ static void refuse_fd(struct src *s, int fd, const char *peer, int reason, const
 
 static void refuse(struct src *s, struct hs_table *t, struct hs *c, int reason, const char *why)
 {
-	refuse_fd(s, c->fd, c->peer, reason, why);
+	refuse_fd(s, t, c->fd, c->peer, reason, why);
 	hs_release(s, t, c);
 }
 
-/* Close a connection that never delivered its hello; count it. */
-static void hs_fail(struct src *s, struct hs_table *t, struct hs *c)
+/* Close a connection that never delivered its hello; count it by kind. */
+static void hs_fail(struct src *s, struct hs_table *t, struct hs *c, int kind)
 {
 	pthread_mutex_lock(&s->lock);
 	s->handshake_failed++;
+	if (kind == LOG_TIMEOUT)
+		s->handshake_timeouts++;
+	else if (kind == LOG_EVICTED)
+		s->handshake_evicted++;
 	pthread_mutex_unlock(&s->lock);
 	close(c->fd);
 	hs_release(s, t, c);
@@ -291,14 +359,48 @@ static void hs_read(struct src *s, struct hs_table *t, struct hs *c, uint64_t no
 			continue;
 		if (n < 0 && errno == EAGAIN)
 			return;
-		pch_warn("channel from %s: %s before its hello", c->peer,
-			 n == 0 || errno == ECONNRESET ? "closed" : strerror(errno));
-		hs_fail(s, t, c);
+		if (log_ok(t, LOG_CLOSED, now))
+			pch_warn("channel from %s: %s after %zu of %zu hello bytes", c->peer,
+				 n == 0 || errno == ECONNRESET ? "closed" : strerror(errno), c->got,
+				 sizeof(c->h));
+		hs_fail(s, t, c, LOG_CLOSED);
 		return;
 	}
 }
 
-/* Take a new connection into the table, or refuse it as busy. */
+/*
+ * Make room for a new connection in a full table: close the connection
+ * still reading its hello that has waited longest, with a BUSY refusal (a
+ * real helper evicted by a flood retries BUSY).  An authenticated RESUME
+ * hello waiting for the old CONTROL is never evicted.  The freed entry, or
+ * NULL when every entry is such a wait.
+ */
+static struct hs *hs_evict(struct src *s, struct hs_table *t, uint64_t now)
+{
+	struct hs *old = NULL;
+	struct pch_refuse r;
+	unsigned i;
+
+	for (i = 0; i < t->cap; i++)
+		if (t->e[i].state == HS_READING &&
+		    (!old || t->e[i].t_accept_ns < old->t_accept_ns))
+			old = &t->e[i];
+	if (!old)
+		return NULL;
+	pch_refuse_build(&r, PCH_REFUSE_BUSY, "evicted: too many connections in handshake");
+	if (send(old->fd, &r, sizeof(r), MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+		/* best effort: an attacker does not read it */
+	}
+	if (log_ok(t, LOG_EVICTED, now))
+		pch_warn("channel from %s: evicted after %llu ms with %zu of %zu hello bytes: "
+			 "%u connections in handshake", old->peer,
+			 (unsigned long long)((now - old->t_accept_ns) / 1000000), old->got,
+			 sizeof(old->h), t->cap);
+	hs_fail(s, t, old, LOG_EVICTED);
+	return old;
+}
+
+/* Take a new connection into the table, evicting the oldest if it is full. */
 static void hs_add(struct src *s, struct hs_table *t, int fd, uint64_t now)
 {
 	char peer[64];
@@ -306,11 +408,16 @@ static void hs_add(struct src *s, struct hs_table *t, int fd, uint64_t now)
 	unsigned i;
 
 	peer_name(fd, peer, sizeof(peer));
+	pthread_mutex_lock(&s->lock);
+	s->connections++;
+	pthread_mutex_unlock(&s->lock);
 	for (i = 0; i < t->cap && !c; i++)
 		if (t->e[i].state == HS_FREE)
 			c = &t->e[i];
+	if (!c)
+		c = hs_evict(s, t, now);
 	if (!c) {
-		refuse_fd(s, fd, peer, PCH_REFUSE_BUSY, "too many handshakes in progress");
+		refuse_fd(s, t, fd, peer, PCH_REFUSE_BUSY, "too many RESUME hellos waiting");
 		return;
 	}
 	memset(c, 0, sizeof(*c));
@@ -322,6 +429,7 @@ static void hs_add(struct src *s, struct hs_table *t, int fd, uint64_t now)
 	t->n++;
 	pthread_mutex_lock(&s->lock);
 	s->nhandshakes = t->n;
+	s->half_open_max = PCH_MAX(s->half_open_max, t->n);
 	pthread_mutex_unlock(&s->lock);
 	/* a real peer sends its hello with the connection: often it is here */
 	hs_read(s, t, c, now);
@@ -352,19 +460,37 @@ static void accept_some(struct src *s, struct hs_table *t)
 	}
 }
 
-/* Deadlines and RESUME waits; the poll timeout until the next one. */
+/*
+ * Deadlines, RESUME waits and the rate limiter's summaries; the poll
+ * timeout until the next of them.
+ */
 static int hs_timers(struct src *s, struct hs_table *t, uint64_t now)
 {
 	uint64_t next = now + SRC_TICK_MS * 2 * 1000000ull;
 	unsigned i;
 
+	for (i = 0; i < LOG_KINDS; i++) {
+		struct log_limit *l = &t->lim[i];
+
+		if (!l->suppressed)
+			continue;
+		if (now - l->window_ns >= 1000000000ull) {
+			log_flush(t, (int)i, now);
+			l->window_ns = now;
+			l->n = 0;
+		} else {
+			next = PCH_MIN(next, l->window_ns + 1000000000ull);
+		}
+	}
 	for (i = 0; i < t->cap; i++) {
 		struct hs *c = &t->e[i];
 
 		if (c->state == HS_READING && now >= c->deadline_ns) {
-			pch_warn("channel from %s: no hello within %d ms (%zu of %zu bytes), closed",
-				 c->peer, s->opt.handshake_timeout_ms, c->got, sizeof(c->h));
-			hs_fail(s, t, c);
+			if (log_ok(t, LOG_TIMEOUT, now))
+				pch_warn("channel from %s: no hello within %d ms (%zu of %zu bytes), "
+					 "closed", c->peer, s->opt.handshake_timeout_ms, c->got,
+					 sizeof(c->h));
+			hs_fail(s, t, c, LOG_TIMEOUT);
 		} else if (c->state == HS_RESUME_WAIT) {
 			hs_resume_tick(s, t, c, now);
 		}
@@ -379,7 +505,7 @@ static int hs_timers(struct src *s, struct hs_table *t, uint64_t now)
 static void *accept_main(void *arg)
 {
 	struct src *s = arg;
-	struct hs_table t = { .cap = SRC_MAX_HANDSHAKES };
+	struct hs_table t = { .cap = SRC_MAX_HALF_OPEN };
 	struct pollfd *pfd;
 	unsigned *idx, i;
 
@@ -431,6 +557,8 @@ static void *accept_main(void *arg)
 			close(t.e[i].fd);
 			hs_release(s, &t, &t.e[i]);
 		}
+	for (i = 0; i < LOG_KINDS; i++)
+		log_flush(&t, (int)i, pch_now_ns());
 out:
 	pch_nonce_set_free(&s->nonces);
 	free(t.e);
@@ -447,6 +575,12 @@ int src_accept_start(struct src *s)
 	/* poll says when; accept4 must not block if the peer went meanwhile */
 	if (fl < 0 || fcntl(s->lfd, F_SETFL, fl | O_NONBLOCK) < 0)
 		return -errno;
+	/*
+	 * A deeper backlog than pch_tcp_listen's 128: in a flood, the helper's
+	 * connections wait there (the loop takes them in bursts) rather than
+	 * have their SYNs dropped and retried a second later.
+	 */
+	listen(s->lfd, SOMAXCONN);
 	ret = pthread_create(&s->accept_thread, NULL, accept_main, s);
 	if (ret)
 		return -ret;

@@ -35,8 +35,11 @@
 #define SRC_SEND_STALL_MS 30000
 /* Poll tick for every wait that must notice shutdown. */
 #define SRC_TICK_MS 100
-/* At most this many connections wait in handshake; more are refused as busy. */
-#define SRC_MAX_HANDSHAKES 16
+/*
+ * At most this many connections wait in handshake (half-open: accepted,
+ * hello not handled yet); a new one evicts the one waiting longest.
+ */
+#define SRC_MAX_HALF_OPEN 64
 /*
  * Replay cache: hello nonces whose authenticator verified in this process.
  * Full, it refuses new hellos instead of forgetting old nonces (lib/nonce.h);
@@ -245,7 +248,11 @@ struct src {
 	unsigned nready;
 	unsigned nhandshakes;  /* connections in handshake now (accept loop) */
 	uint64_t refused[PCH_REFUSE_MAX];
-	uint64_t handshake_failed; /* closed or silent before a hello */
+	uint64_t handshake_failed; /* closed, silent or evicted before a hello */
+	uint64_t handshake_timeouts; /* ... of them: no hello by the deadline */
+	uint64_t handshake_evicted;  /* ... of them: evicted from a full table */
+	uint64_t connections;        /* accepted */
+	unsigned half_open_max;      /* most connections in handshake at once */
 	struct pch_nonce_set nonces; /* replay cache; accept loop only */
 
 	pthread_mutex_t ctl_lock; /* one CONTROL message at a time */
