@@ -1409,6 +1409,23 @@ static bool peer_allowed(struct helper *h, int fd)
 	return false;
 }
 
+/*
+ * The owner let go; how: CTL_CLOSED or CTL_SHUTDOWN.  It cannot come back:
+ * before START the helper ends, after it the migration fails unless
+ * complete.
+ */
+static void owner_gone(struct helper *h, int how, bool started)
+{
+	h->have_owner = false;
+	if (how == CTL_SHUTDOWN && !h->complete)
+		fail(h, -ECANCELED, started ? "VMM asked for shutdown before completion" :
+					      "VMM asked for shutdown before START");
+	else if (!started)
+		pch_err("control: VMM went away before START");
+	else if (!h->complete)
+		fail(h, -EPIPE, "VMM closed the control socket");
+}
+
 #define MAX_CONNS (1 + MAX_MONITORS + 3) /* the VMM, monitors, not yet introduced */
 #define HELLO_MS 5000                   /* a new connection's HELLO */
 
@@ -1615,14 +1632,7 @@ static int run(struct helper *h, int lfd)
 				h->nmonitors--;
 			if (!c->owner)
 				continue;
-			h->have_owner = false; /* it cannot come back */
-			if (rc == CTL_SHUTDOWN && !h->complete)
-				fail(h, -ECANCELED, started ? "VMM asked for shutdown before completion" :
-							      "VMM asked for shutdown before START");
-			else if (!started)
-				pch_err("control: VMM went away before START");
-			else if (!h->complete)
-				fail(h, -EPIPE, "VMM closed the control socket");
+			owner_gone(h, rc, started);
 			owner_left = true;
 		}
 		for (i = 0; i < nconn;) {
