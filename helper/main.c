@@ -1819,10 +1819,22 @@ out:
 	return rc;
 }
 
+/* Unlink our socket at exit, not one that a helper after us made there. */
+static void unlink_ours(const char *path, const struct stat *ours)
+{
+	struct stat st;
+
+	if (ours->st_ino && lstat(path, &st) == 0 && st.st_ino == ours->st_ino &&
+	    st.st_dev == ours->st_dev)
+		unlink(path);
+}
+
 int main(int argc, char **argv)
 {
 	struct helper *h = calloc(1, sizeof(*h));
 	struct sigaction sa = { .sa_handler = on_signal };
+	char why[PATH_MAX + 200];
+	struct stat sock_st;
 	int lfd, rc, ret = 1;
 	unsigned i;
 
@@ -1842,6 +1854,12 @@ int main(int argc, char **argv)
 		pch_err("eventfd: %s", strerror(errno));
 		return 1;
 	}
+	/* exit 2, as for a bad option: nothing is wrong but where we were told to listen */
+	rc = pch_unix_path_check(h->o.ctl_path, why, sizeof(why));
+	if (rc) {
+		pch_err("control socket: %s; refusing to run (docs/protocol.md, section 3)", why);
+		return 2;
+	}
 	rc = pch_session_load(h->o.key_file, &h->sess);
 	if (rc) {
 		pch_err("key file %s: %s%s", h->o.key_file, strerror(-rc),
@@ -1853,6 +1871,8 @@ int main(int argc, char **argv)
 		pch_err("control socket %s: %s", h->o.ctl_path, strerror(-lfd));
 		return 1;
 	}
+	if (lstat(h->o.ctl_path, &sock_st) < 0)
+		sock_st.st_ino = 0;
 	pch_info("listening on %s for the VMM", h->o.ctl_path);
 	ret = run(h, lfd);
 	/* events the VMM has not made room for yet: give it a moment */
@@ -1867,7 +1887,7 @@ int main(int argc, char **argv)
 	if (write_stats(h))
 		ret = 1;
 	close(lfd);
-	unlink(h->o.ctl_path);
+	unlink_ours(h->o.ctl_path, &sock_st);
 	if (h->have_ring)
 		pch_ring_close(&h->ring);
 	pch_info("exit %d", ret);

@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -220,19 +221,117 @@ static int unix_addr(const char *path, struct sockaddr_un *sa)
 	return 0;
 }
 
+/* Is somebody listening on the Unix socket at sa?  A stale one refuses. */
+static bool unix_live(const struct sockaddr_un *sa)
+{
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	bool live;
+
+	if (fd < 0)
+		return false;
+	/* a full backlog (EAGAIN) is somebody too */
+	live = connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0 || errno == EAGAIN;
+	close(fd);
+	return live;
+}
+
+/*
+ * What is at path now: 0 nothing, 1 a stale socket of ours (to unlink), or
+ * -EEXIST (not a socket, or another uid's) / -EADDRINUSE (live), why set.
+ */
+static int unix_existing(const char *path, const struct sockaddr_un *sa, char *why,
+			 size_t why_len)
+{
+	struct stat st;
+
+	if (lstat(path, &st) < 0) {
+		if (errno == ENOENT)
+			return 0;
+		snprintf(why, why_len, "%s: %s", path, strerror(errno));
+		return -errno;
+	}
+	if (!S_ISSOCK(st.st_mode)) {
+		snprintf(why, why_len, "%s exists and is not a socket (mode %06o): not removing it",
+			 path, (unsigned)st.st_mode);
+		return -EEXIST;
+	}
+	if (st.st_uid != geteuid()) {
+		snprintf(why, why_len, "%s is a socket of uid %u, not ours (%u): not removing it",
+			 path, (unsigned)st.st_uid, (unsigned)geteuid());
+		return -EEXIST;
+	}
+	if (unix_live(sa)) {
+		snprintf(why, why_len, "%s: another process listens on it", path);
+		return -EADDRINUSE;
+	}
+	return 1;
+}
+
+int pch_unix_path_check(const char *path, char *why, size_t why_len)
+{
+	struct sockaddr_un sa;
+	struct stat st;
+	char *dir, *slash;
+	int ret;
+
+	ret = unix_addr(path, &sa);
+	if (ret) {
+		snprintf(why, why_len, "%s: longer than a Unix socket path may be", path);
+		return ret;
+	}
+	dir = strdup(path);
+	if (!dir) {
+		snprintf(why, why_len, "%s: out of memory", path);
+		return -ENOMEM;
+	}
+	slash = strrchr(dir, '/');
+	if (!slash)
+		strcpy(dir, ".");
+	else if (slash == dir)
+		dir[1] = '\0';
+	else
+		*slash = '\0';
+	if (stat(dir, &st) < 0) {
+		ret = -errno;
+		snprintf(why, why_len, "%s: directory %s: %s", path, dir, strerror(-ret));
+	} else if ((st.st_mode & S_IWOTH) && !(st.st_mode & S_ISVTX)) {
+		snprintf(why, why_len, "%s: directory %s (mode %04o) is writable by others "
+			 "and not sticky: anybody could replace the socket", path, dir,
+			 (unsigned)(st.st_mode & 07777));
+		ret = -EPERM;
+	} else if ((st.st_mode & (S_IWGRP | S_IWOTH)) && st.st_uid != geteuid() && st.st_uid) {
+		snprintf(why, why_len, "%s: directory %s (mode %04o) is writable by %s and "
+			 "owned by uid %u, neither ours (%u) nor root", path, dir,
+			 (unsigned)(st.st_mode & 07777), st.st_mode & S_IWOTH ? "others" : "its group",
+			 (unsigned)st.st_uid, (unsigned)geteuid());
+		ret = -EPERM;
+	}
+	free(dir);
+	if (ret)
+		return ret;
+	ret = unix_existing(path, &sa, why, why_len);
+	return ret < 0 ? ret : 0;
+}
+
 int pch_unix_listen(const char *path)
 {
 	struct sockaddr_un sa;
+	char why[16];
 	mode_t old;
 	int fd, ret;
 
 	ret = unix_addr(path, &sa);
 	if (ret)
 		return ret;
+	/* a stale socket from a dead helper goes; nothing else does */
+	ret = unix_existing(path, &sa, why, sizeof(why));
+	if (ret < 0)
+		return ret;
+	if (ret && unlink(path) < 0 && errno != ENOENT)
+		return -errno;
 	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
-	unlink(path); /* a stale socket from a dead helper */
 	old = umask(077);
 	ret = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
 	umask(old);

@@ -22,8 +22,20 @@ int pch_read_full(int fd, void *buf, size_t len, int timeout_ms);
 int pch_write_full(int fd, const void *buf, size_t len, int timeout_ms);
 
 /*
- * Unix SOCK_SEQPACKET: listen (mode 0600, unlinks a stale path) / connect
- * (retrying while the path is missing or the backlog full, until timeout_ms).
+ * May a listening socket be made at path?  Refused when its directory is
+ * writable by others without the sticky bit (-EPERM), or writable by group
+ * or others and owned by a uid neither ours nor root (-EPERM): whoever can
+ * write there could replace the socket.  Refused when something is at path
+ * already that is not a socket of ours (-EEXIST), or a socket somebody
+ * listens on (-EADDRINUSE).  0 or -errno; why (why_len bytes) names the
+ * path, and the mode and owner that made it unsafe.
+ */
+int pch_unix_path_check(const char *path, char *why, size_t why_len);
+/*
+ * Unix SOCK_SEQPACKET: listen (mode 0600; a stale socket at path is
+ * unlinked only if it is ours and nobody listens on it, anything else there
+ * fails with -EEXIST or -EADDRINUSE) / connect (retrying while the path is
+ * missing or the backlog full, until timeout_ms).
  */
 int pch_unix_listen(const char *path);
 int pch_unix_connect(const char *path, int timeout_ms);
