@@ -260,9 +260,17 @@ static int unix_existing(const char *path, const struct sockaddr_un *sa, char *w
 			 path, (unsigned)st.st_uid, (unsigned)geteuid());
 		return -EEXIST;
 	}
-	if (unix_live(sa)) {
-		snprintf(why, why_len, "%s: another process listens on it", path);
-		return -EADDRINUSE;
+	/*
+	 * A predecessor killed a moment ago may still listen while the kernel
+	 * tears it down (the socket goes with its last reference, which can
+	 * outlive the process by a few ms): give it up to a second to go.
+	 */
+	for (int i = 0; unix_live(sa); i++) {
+		if (i == 50) {
+			snprintf(why, why_len, "%s: another process listens on it", path);
+			return -EADDRINUSE;
+		}
+		usleep(20 * 1000);
 	}
 	return 1;
 }
