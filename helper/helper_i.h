@@ -194,6 +194,7 @@ struct helper_opts {
 	int max_resumes;        /* ... at most this many times per migration */
 	uint64_t test_die_continue; /* tests: SIGKILL ourselves after this many CONTINUEs map */
 	uid_t allow_uid;        /* the only uid the control socket serves */
+	bool test_no_peerpidfd; /* tests: pin the VMM with pidfd_open, as before Linux 6.5 */
 };
 
 struct helper {
@@ -242,6 +243,9 @@ struct helper {
 	bool have_owner;                 /* main: a VMM said HELLO and is connected */
 	unsigned nmonitors;              /* main: monitor connections open */
 	uint64_t ctl_refused;            /* main: control connections of another uid, refused */
+	int vmm_pid;                     /* main: the owner's pid (SO_PEERCRED), 0 before */
+	int vmm_pidfd;                   /* main: ... pinned by this pidfd, -1 if not */
+	const char *vmm_pinned_by;       /* main: "SO_PEERPIDFD", "pidfd_open" or NULL */
 	bool sweep_started;              /* main asked the fault thread to sweep */
 	bool urgent_dead;                /* set by the fault thread (atomic): bad stream */
 	bool urgent_lost;                /* ... (atomic): connection lost, resume */

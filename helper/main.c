@@ -24,6 +24,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/vfs.h>
 #include <unistd.h>
 
@@ -833,7 +834,8 @@ static const struct ctl_op ctl_ops[PCH_CTL_TYPE_MAX] = {
 	[PCH_CTL_STATE] = { do_state, "STATE", false, true },
 };
 
-enum { CTL_OK, CTL_CLOSED, CTL_SHUTDOWN };
+/* CTL_EXITED: not from ctl_handle; the owner's pidfd said it exited */
+enum { CTL_OK, CTL_CLOSED, CTL_SHUTDOWN, CTL_EXITED };
 
 /*
  * Read and answer one control message from c.  Returns CTL_OK, CTL_CLOSED
@@ -1410,9 +1412,9 @@ static bool peer_allowed(struct helper *h, int fd)
 }
 
 /*
- * The owner let go; how: CTL_CLOSED or CTL_SHUTDOWN.  It cannot come back:
- * before START the helper ends, after it the migration fails unless
- * complete.
+ * The owner let go; how: CTL_CLOSED, CTL_SHUTDOWN or CTL_EXITED.  It cannot
+ * come back: before START the helper ends, after it the migration fails
+ * unless complete.
  */
 static void owner_gone(struct helper *h, int how, bool started)
 {
@@ -1422,8 +1424,108 @@ static void owner_gone(struct helper *h, int how, bool started)
 					      "VMM asked for shutdown before START");
 	else if (!started)
 		pch_err("control: VMM went away before START");
+	else if (how == CTL_EXITED && !h->complete)
+		fail(h, -ESRCH, "the VMM exited before COMPLETE");
 	else if (!h->complete)
 		fail(h, -EPIPE, "VMM closed the control socket");
+}
+
+/* Has the process of this pidfd exited?  (A pidfd polls readable then.) */
+static bool pidfd_exited(int pidfd)
+{
+	struct pollfd p = { .fd = pidfd, .events = POLLIN };
+
+	return poll(&p, 1, 0) != 0; /* readable, or an error: gone all the same */
+}
+
+/* The effective uid in /proc/PID/status, or -1. */
+static long proc_euid(int pid)
+{
+	char path[64], line[256];
+	long ruid, euid = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", pid);
+	f = fopen(path, "re");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "Uid: %ld %ld", &ruid, &euid) == 2)
+			break;
+	fclose(f);
+	return euid;
+}
+
+/*
+ * Pin the VMM that just said HELLO on c: a pidfd of the very process that
+ * connected, polled by run() so that its exit is noticed at once, even when
+ * its connection lingers (inherited by a child that outlives it).
+ * SO_PEERPIDFD (6.5+) takes it race-free, as the kernel recorded it at
+ * connect().  Before that, pidfd_open(pid): the pid SO_PEERCRED gives is
+ * the connecting process's, but it may have exited and its pid gone to
+ * another process by now.  So the process pinned must still be alive
+ * after it was checked to run as the peer's uid, and the connection must
+ * still be open: a pid reused by a process of the same uid while the
+ * connection stays open (held by another process) is the one case this
+ * cannot tell.  Without either, the helper goes on unpinned, and notices
+ * the VMM leaving when its connection closes, as before.  True when the
+ * VMM is known to have exited already (pidfd_open: no such process).
+ */
+static bool pin_owner(struct helper *h, struct conn *c)
+{
+	struct pollfd hup = { .fd = c->fd, .events = POLLIN };
+	struct ucred cr, cr2;
+	socklen_t len = sizeof(cr);
+	const char *why = NULL;
+	char whybuf[96];
+	int pidfd = -1;
+
+	if (getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0) {
+		pch_warn("control: VMM not pinned: SO_PEERCRED: %s", strerror(errno));
+		return false;
+	}
+	h->vmm_pid = cr.pid;
+	len = sizeof(pidfd);
+	if (!h->o.test_no_peerpidfd &&
+	    getsockopt(c->fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) == 0) {
+		h->vmm_pinned_by = "SO_PEERPIDFD";
+	} else if (!h->o.test_no_peerpidfd && errno != ENOPROTOOPT) {
+		/* ESRCH, EINVAL: the peer has exited already */
+		snprintf(whybuf, sizeof(whybuf), "SO_PEERPIDFD: %s", strerror(errno));
+		why = whybuf;
+	} else {
+		pidfd = (int)syscall(SYS_pidfd_open, cr.pid, 0);
+		len = sizeof(cr2);
+		if (pidfd < 0 && errno == ESRCH) {
+			/* the pid the kernel recorded at connect() is nobody's now */
+			pch_warn("control: the VMM (pid %d) exited before it could be pinned",
+				 h->vmm_pid);
+			return true;
+		} else if (pidfd < 0) {
+			snprintf(whybuf, sizeof(whybuf), "SO_PEERPIDFD: not in this kernel; "
+				 "pidfd_open: %s", strerror(errno));
+			why = whybuf;
+		} else if (proc_euid(cr.pid) != (long)cr.uid || pidfd_exited(pidfd) ||
+			   getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &cr2, &len) < 0 ||
+			   cr2.pid != cr.pid || poll(&hup, 1, 0) < 0 ||
+			   (hup.revents & (POLLHUP | POLLERR))) {
+			why = "pidfd_open: the process of that pid is not the peer any more";
+		} else {
+			h->vmm_pinned_by = "pidfd_open";
+		}
+	}
+	if (!h->vmm_pinned_by) {
+		if (pidfd >= 0)
+			close(pidfd);
+		pch_warn("control: VMM is pid %d, not pinned (%s); its exit is noticed when "
+			 "its connection closes", h->vmm_pid, why);
+		return false;
+	}
+	fcntl(pidfd, F_SETFD, FD_CLOEXEC);
+	h->vmm_pidfd = pidfd;
+	pch_info("control: VMM is pid %d (pinned by pidfd, from %s)", h->vmm_pid,
+		 h->vmm_pinned_by);
+	return false;
 }
 
 #define MAX_CONNS (1 + MAX_MONITORS + 3) /* the VMM, monitors, not yet introduced */
@@ -1440,12 +1542,12 @@ static int run(struct helper *h, int lfd)
 	uint64_t setup_deadline = 0, deadline = 0, done_deadline = 0;
 	struct conn conns[MAX_CONNS];
 	unsigned nconn = 0, npolled, i;
-	bool started = false, owner_left = false;
+	bool started = false, owner_left = false, vmm_exited = false;
 
 	for (;;) {
-		struct pollfd p[3 + MAX_CONNS];
+		struct pollfd p[3 + MAX_CONNS + 1];
 		uint64_t now = pch_now_ns();
-		int np = 0, rc;
+		int np = 0, rc, pidx;
 
 		if (got_signal) {
 			fail(h, -EINTR, "stopped by a signal");
@@ -1549,6 +1651,9 @@ static int run(struct helper *h, int lfd)
 		p[np++] = (struct pollfd){ .fd = nconn < MAX_CONNS ? lfd : -1, .events = POLLIN };
 		for (i = 0; i < nconn; i++)
 			p[np++] = (struct pollfd){ .fd = conns[i].fd, .events = POLLIN };
+		pidx = np;
+		p[np++] = (struct pollfd){ .fd = h->have_owner ? h->vmm_pidfd : -1,
+					   .events = POLLIN };
 		rc = poll(p, (nfds_t)np, 100);
 		if (rc < 0 && errno != EINTR) {
 			fail(h, -errno, "poll failed");
@@ -1622,8 +1727,10 @@ static int run(struct helper *h, int lfd)
 			rc = ctl_handle(h, c, 1000);
 			if (c->owner)
 				c->since_ns = pch_now_ns();
-			if (c->owner && !was_owner)
+			if (c->owner && !was_owner) {
 				setup_deadline = pch_now_ns() + CTL_SETUP_TOTAL_MS * 1000000ull;
+				vmm_exited = pin_owner(h, c);
+			}
 			if (rc == CTL_OK)
 				continue;
 			close(c->fd);
@@ -1634,6 +1741,25 @@ static int run(struct helper *h, int lfd)
 				continue;
 			owner_gone(h, rc, started);
 			owner_left = true;
+		}
+		/* the VMM exited, whatever became of its connection: it let go */
+		if (!owner_left && h->have_owner && (p[pidx].revents || vmm_exited)) {
+			for (i = 0; i < nconn; i++) {
+				struct conn *c = &conns[i];
+				struct pollfd hup = { .fd = c->fd, .events = POLLIN };
+				bool held;
+
+				if (!c->owner || c->fd < 0)
+					continue;
+				held = poll(&hup, 1, 0) >= 0 && !(hup.revents & (POLLHUP | POLLERR));
+				pch_warn("control: the VMM (pid %d) exited, %s says%s", h->vmm_pid,
+					 vmm_exited ? "pidfd_open" : "its pidfd", held ? "; its control connection is still open "
+					 "(another process holds it)" : "");
+				close(c->fd);
+				c->fd = -1;
+				owner_gone(h, CTL_EXITED, started);
+				owner_left = true;
+			}
 		}
 		for (i = 0; i < nconn;) {
 			if (conns[i].fd < 0)
@@ -1646,6 +1772,9 @@ static int run(struct helper *h, int lfd)
 	}
 	for (i = 0; i < nconn; i++)
 		close(conns[i].fd);
+	if (h->vmm_pidfd >= 0)
+		close(h->vmm_pidfd);
+	h->vmm_pidfd = -1;
 	return h->complete && !h->failed ? 0 : 1;
 }
 
@@ -1702,6 +1831,7 @@ static int parse_args(int argc, char **argv, struct helper_opts *o)
 	gint silent = 5000, chan_timeout = 30, keepalive = PCH_KEEPALIVE_TIMEOUT_MS, resume = 30;
 	gint max_resumes = 20, die_continue = 0, allow_uid = -1;
 	gboolean verbose = FALSE, quiet = FALSE, no_poison = FALSE;
+	gboolean no_peerpidfd = FALSE;
 	GOptionEntry entries[] = {
 		{ "control", 'c', 0, G_OPTION_ARG_FILENAME, &ctl, "control socket path (listen)", "PATH" },
 		{ "source", 's', 0, G_OPTION_ARG_STRING, &source, "pch-source address", "HOST:PORT" },
@@ -1737,6 +1867,8 @@ static int parse_args(int argc, char **argv, struct helper_opts *o)
 		{ "test-die-continue", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_INT, &die_continue,
 		  "tests only: SIGKILL ourselves once N UFFDIO_CONTINUEs have mapped, before the "
 		  "last is recorded", "N" },
+		{ "test-no-peerpidfd", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_NONE, &no_peerpidfd,
+		  "tests only: pin the VMM with pidfd_open, as on kernels before 6.5", NULL },
 		{ "rx-nice", 0, 0, G_OPTION_ARG_INT, &nice_inc,
 		  "niceness added to bulk receive threads (default 5)", "N" },
 		{ "no-poison", 0, 0, G_OPTION_ARG_NONE, &no_poison,
@@ -1805,6 +1937,7 @@ static int parse_args(int argc, char **argv, struct helper_opts *o)
 	o->max_resumes = max_resumes;
 	o->test_die_continue = (uint64_t)die_continue;
 	o->allow_uid = allow_uid < 0 ? geteuid() : (uid_t)allow_uid;
+	o->test_no_peerpidfd = no_peerpidfd;
 	ctl = key = stats = uffd_read = order = NULL; /* kept for the whole run */
 	rc = 0;
 out:
@@ -1846,7 +1979,7 @@ int main(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	pthread_mutex_init(&h->err_lock, NULL);
-	h->uffd = h->cc_fd = h->urgent_fd = -1;
+	h->uffd = h->cc_fd = h->urgent_fd = h->vmm_pidfd = -1;
 	for (i = 0; i < PCH_MAX_CHANNELS; i++)
 		h->pages[i].fd = -1;
 	h->wake_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);

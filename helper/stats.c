@@ -70,6 +70,8 @@ char *stats_json(struct helper *h)
 	pch_json_int(b, "pages_premarked", h->premarked);
 	pch_json_int(b, "pages_poisoned", h->poisoned);
 	pch_json_int(b, "control_refused", h->ctl_refused);
+	pch_json_int(b, "vmm_pid", (uint64_t)h->vmm_pid);
+	pch_json_str(b, "vmm_pinned_by", h->vmm_pinned_by ? h->vmm_pinned_by : "none");
 	pch_json_int(b, "resumes", h->resumes);
 	pch_json_int(b, "paused_ms", (h->paused_ns + (h->paused ? pch_now_ns() - h->pause_t0_ns : 0)) /
 					     1000000);

@@ -61,4 +61,13 @@ struct uffdio_move {
 #define USERFAULTFD_IOC_NEW _IO(USERFAULTFD_IOC, 0x00)
 #endif
 
+/*
+ * Not userfaultfd, but of the same kind: a socket option newer than 6.1's
+ * <asm-generic/socket.h> (the one newer constant the control socket uses).
+ * getsockopt fails with ENOPROTOOPT on older kernels; the helper falls back.
+ */
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77 /* 6.5: a pidfd of the peer, taken at connect() */
+#endif
+
 #endif /* PCH_UFFD_COMPAT_H */
