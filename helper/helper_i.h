@@ -194,6 +194,7 @@ struct helper_opts {
 	int max_resumes;        /* ... at most this many times per migration */
 	uint64_t test_die_continue; /* tests: SIGKILL ourselves after this many CONTINUEs map */
 	uid_t allow_uid;        /* the only uid the control socket serves */
+	bool drop_privileges;   /* after listening: no new privileges, capabilities dropped */
 	bool test_no_peerpidfd; /* tests: pin the VMM with pidfd_open, as before Linux 6.5 */
 };
 

@@ -23,10 +23,12 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/vfs.h>
 #include <unistd.h>
+#include <linux/capability.h>
 
 #include "helper_i.h"
 #include "ctl.h"
@@ -1830,7 +1832,7 @@ static int parse_args(int argc, char **argv, struct helper_opts *o)
 	gint channels = 4, rx = 1, timeout = 600, stall = 1000, nice_inc = 5, accept_s = 30;
 	gint silent = 5000, chan_timeout = 30, keepalive = PCH_KEEPALIVE_TIMEOUT_MS, resume = 30;
 	gint max_resumes = 20, die_continue = 0, allow_uid = -1;
-	gboolean verbose = FALSE, quiet = FALSE, no_poison = FALSE;
+	gboolean verbose = FALSE, quiet = FALSE, no_poison = FALSE, no_drop = FALSE;
 	gboolean no_peerpidfd = FALSE;
 	GOptionEntry entries[] = {
 		{ "control", 'c', 0, G_OPTION_ARG_FILENAME, &ctl, "control socket path (listen)", "PATH" },
@@ -1869,6 +1871,8 @@ static int parse_args(int argc, char **argv, struct helper_opts *o)
 		  "last is recorded", "N" },
 		{ "test-no-peerpidfd", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_NONE, &no_peerpidfd,
 		  "tests only: pin the VMM with pidfd_open, as on kernels before 6.5", NULL },
+		{ "no-drop-privileges", 0, 0, G_OPTION_ARG_NONE, &no_drop,
+		  "keep every capability, and allow new privileges (for debugging)", NULL },
 		{ "rx-nice", 0, 0, G_OPTION_ARG_INT, &nice_inc,
 		  "niceness added to bulk receive threads (default 5)", "N" },
 		{ "no-poison", 0, 0, G_OPTION_ARG_NONE, &no_poison,
@@ -1937,6 +1941,7 @@ static int parse_args(int argc, char **argv, struct helper_opts *o)
 	o->max_resumes = max_resumes;
 	o->test_die_continue = (uint64_t)die_continue;
 	o->allow_uid = allow_uid < 0 ? geteuid() : (uid_t)allow_uid;
+	o->drop_privileges = !no_drop;
 	o->test_no_peerpidfd = no_peerpidfd;
 	ctl = key = stats = uffd_read = order = NULL; /* kept for the whole run */
 	rc = 0;
@@ -1950,6 +1955,123 @@ out:
 	g_free(order);
 	g_option_context_free(ctx);
 	return rc;
+}
+
+/*
+ * Does creating an io_uring take CAP_SYS_ADMIN here?  kernel.io_uring_disabled
+ * = 1 lets only members of kernel.io_uring_group (and CAP_SYS_ADMIN) create
+ * rings; 0 lets everybody, 2 nobody.
+ */
+static bool uring_needs_admin(void)
+{
+	gid_t groups[256];
+	char *txt = NULL;
+	long gid = -1;
+	int n, i;
+
+	if (!g_file_get_contents("/proc/sys/kernel/io_uring_disabled", &txt, NULL, NULL))
+		return false; /* before 6.6: no such switch */
+	n = atoi(txt);
+	g_free(txt);
+	if (n != 1)
+		return false;
+	if (g_file_get_contents("/proc/sys/kernel/io_uring_group", &txt, NULL, NULL)) {
+		gid = atol(txt);
+		g_free(txt);
+	}
+	if (gid < 0)
+		return true;
+	if ((gid_t)gid == getegid())
+		return false;
+	n = getgroups(PCH_ARRAY_SIZE(groups), groups);
+	for (i = 0; i < n; i++)
+		if (groups[i] == (gid_t)gid)
+			return false;
+	return true;
+}
+
+/*
+ * Least privilege, once the control socket is bound (docs/protocol.md §3,
+ * "What pch-helper needs").  Everything the helper does later works on
+ * what the VMM hands it (the uffd, memfds, the ring), on TCP connections
+ * to the source, and on io_uring rings that each (re)start of the threads
+ * creates anew (start_threads, at START and at every resume).  None of it
+ * needs a capability but two:
+ *  - CAP_SYS_NICE: the fault thread raises its priority (nice -10) each
+ *    time it starts (fault.c), so it keeps up with faults on a busy host;
+ *  - CAP_SYS_ADMIN, only where kernel.io_uring_disabled = 1 and we are not
+ *    in kernel.io_uring_group: the threads' rings need it then.
+ * No CAP_IPC_LOCK (no registered buffers, no mlock; io_uring memory is
+ * charged to the memory cgroup since 5.12), nothing for the UFFDIO_*
+ * ioctls on the VMM's uffd, nothing for /dev/userfaultfd (never opened).
+ * Every other capability leaves the effective, permitted, inheritable,
+ * ambient and bounding sets, and no new privilege can be had (no setuid
+ * or file capability through exec: PR_SET_NO_NEW_PRIVS).
+ *
+ * Capabilities are per thread: this runs on the main thread before any
+ * other exists, and the threads started later inherit what it keeps.
+ *
+ * Not PR_SET_DUMPABLE 0: it would make /proc/PID of the helper root's
+ * and keep ptrace out, which the BPF/USDT tools, gdb and the tests reading
+ * /proc/PID/status need; the helper holds no secret but the session key,
+ * which its uid can read from the key file anyway.
+ */
+static void drop_privileges(struct helper *h)
+{
+	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct d[2];
+	uint64_t keep = 1ull << CAP_SYS_NICE, prm, eff;
+	char kept[96] = "";
+	int last = CAP_LAST_CAP, c;
+	char *txt = NULL;
+
+	if (!h->o.drop_privileges) {
+		pch_info("privileges: kept (--no-drop-privileges)");
+		return;
+	}
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		pch_warn("privileges: PR_SET_NO_NEW_PRIVS: %s", strerror(errno));
+	if (syscall(SYS_capget, &hdr, d) < 0) {
+		pch_warn("privileges: capget: %s; capabilities left as they are", strerror(errno));
+		return;
+	}
+	prm = d[0].permitted | (uint64_t)d[1].permitted << 32;
+	eff = d[0].effective | (uint64_t)d[1].effective << 32;
+	if (uring_needs_admin())
+		keep |= 1ull << CAP_SYS_ADMIN;
+	keep &= prm;
+	if (g_file_get_contents("/proc/sys/kernel/cap_last_cap", &txt, NULL, NULL)) {
+		last = PCH_MIN(atoi(txt), 63);
+		g_free(txt);
+	}
+	/* the bounding set first: dropping from it takes CAP_SETPCAP, which goes next */
+	if (eff & (1ull << CAP_SETPCAP)) {
+		for (c = 0; c <= last; c++)
+			if (!(keep & (1ull << c)) && prctl(PR_CAPBSET_READ, c, 0, 0, 0) == 1 &&
+			    prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0) {
+				pch_warn("privileges: dropping capability %d from the bounding set: %s",
+					 c, strerror(errno));
+				break;
+			}
+	}
+	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+		pch_warn("privileges: clearing the ambient set: %s", strerror(errno));
+	if (prm & ~keep) {
+		memset(d, 0, sizeof(d));
+		d[0].effective = d[0].permitted = (uint32_t)keep;
+		d[1].effective = d[1].permitted = (uint32_t)(keep >> 32);
+		if (syscall(SYS_capset, &hdr, d) < 0) {
+			pch_warn("privileges: capset: %s; capabilities left as they are",
+				 strerror(errno));
+			return;
+		}
+	}
+	if (keep & (1ull << CAP_SYS_NICE))
+		snprintf(kept, sizeof(kept), "cap_sys_nice (the fault thread's priority)");
+	if (keep & (1ull << CAP_SYS_ADMIN))
+		snprintf(kept + strlen(kept), sizeof(kept) - strlen(kept), "%scap_sys_admin "
+			 "(kernel.io_uring_disabled=1)", kept[0] ? ", " : "");
+	pch_info("privileges: no new privileges; capabilities kept: %s", kept[0] ? kept : "none");
 }
 
 /* Unlink our socket at exit, not one that a helper after us made there. */
@@ -2006,6 +2128,7 @@ int main(int argc, char **argv)
 	}
 	if (lstat(h->o.ctl_path, &sock_st) < 0)
 		sock_st.st_ino = 0;
+	drop_privileges(h);
 	pch_info("listening on %s for the VMM", h->o.ctl_path);
 	ret = run(h, lfd);
 	/* events the VMM has not made room for yet: give it a moment */
