@@ -8,6 +8,13 @@
  *
  * One helper takes one VMM, and a uffd only once: a block announced after an
  * accepted uffd (refused at START) needs a helper of its own, --late-block.
+ *
+ * Two more modes leave a VMM's control connection open after the VMM has
+ * exited, as a child that inherited it would, for the helper's pidfd to
+ * notice: --fork-hold says HELLO as the VMM, forks a child that keeps the
+ * connection and exits; --hold PID takes a copy of process PID's control
+ * connection (pidfd_getfd: needs ptrace rights over PID, exit 77 without).
+ * Either holder keeps it until the helper closes it (60 s at most).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -20,6 +27,10 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <poll.h>
+#include <dirent.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/syscall.h>
 #include <sys/vfs.h>
 #include <unistd.h>
@@ -368,6 +379,102 @@ static int late_block(void)
 	return failures ? 1 : 0;
 }
 
+/* Keep fd c until its other end closes (60 s at most); 0 if it did. */
+static int hold_until_closed(int c)
+{
+	struct pollfd p = { .fd = c, .events = POLLIN };
+	char b[64];
+	int i;
+
+	for (i = 0; i < 600; i++) {
+		if (poll(&p, 1, 100) > 0) {
+			if (p.revents & (POLLHUP | POLLERR))
+				return 0;
+			if (recv(c, b, sizeof(b), MSG_DONTWAIT) == 0)
+				return 0;
+		}
+	}
+	return 1;
+}
+
+/* --fork-hold: HELLO as the VMM, then a child holds the connection, we exit. */
+static int fork_hold(void)
+{
+	struct pch_ctl_simple s = { 0 };
+	pid_t child;
+
+	hello(PCH_CTL_VERSION, PCH_CTL_ROLE_VMM);
+	/* answered once the helper has pinned us (it does at HELLO) */
+	hdr(&s.hdr, PCH_CTL_STATS, sizeof(s));
+	if (failures || ask(&s, sizeof(s), NULL, 0))
+		return 1;
+	child = fork();
+	if (child < 0) {
+		perror("pch-badvmm: fork");
+		return 1;
+	}
+	if (child == 0)
+		_exit(hold_until_closed(fd));
+	printf("vmm %d exits, child %d holds its control connection\n", (int)getpid(), (int)child);
+	return 0;
+}
+
+/*
+ * --hold PID: copy PID's connection to the control socket at path into
+ * this process (pidfd_getfd), then keep it until the helper closes it.
+ */
+static int hold_other(int pid, const char *path)
+{
+	char dir[64];
+	struct dirent *e;
+	int pidfd, c = -1;
+	DIR *d;
+
+	pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (pidfd < 0) {
+		fprintf(stderr, "pch-badvmm: pidfd_open %d: %s\n", pid, strerror(errno));
+		return 1;
+	}
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", pid);
+	d = opendir(dir);
+	if (!d) {
+		fprintf(stderr, "pch-badvmm: %s: %s\n", dir, strerror(errno));
+		return 1;
+	}
+	while (c < 0 && (e = readdir(d))) {
+		struct sockaddr_un sa;
+		socklen_t sl = sizeof(sa);
+		int type, n;
+		socklen_t tl = sizeof(type);
+
+		if (e->d_name[0] == '.')
+			continue;
+		n = (int)syscall(SYS_pidfd_getfd, pidfd, atoi(e->d_name), 0);
+		if (n < 0) {
+			if (errno == EPERM) {
+				printf("SKIP: pidfd_getfd: no ptrace rights over pid %d\n", pid);
+				return 77;
+			}
+			continue;
+		}
+		if (getsockopt(n, SOL_SOCKET, SO_TYPE, &type, &tl) == 0 && type == SOCK_SEQPACKET &&
+		    getpeername(n, (struct sockaddr *)&sa, &sl) == 0 && sa.sun_family == AF_UNIX &&
+		    !strcmp(sa.sun_path, path)) {
+			printf("holding fd %s of pid %d, its connection to %s\n", e->d_name, pid, path);
+			fflush(stdout);
+			c = n;
+		} else {
+			close(n);
+		}
+	}
+	closedir(d);
+	if (c < 0) {
+		fprintf(stderr, "pch-badvmm: pid %d has no connection to %s\n", pid, path);
+		return 1;
+	}
+	return hold_until_closed(c);
+}
+
 int main(int argc, char **argv)
 {
 	struct pch_ctl_uffd u = { 0 };
@@ -384,6 +491,16 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		return late_block();
+	}
+	if (argc == 4 && !strcmp(argv[1], "--hold"))
+		return hold_other(atoi(argv[2]), argv[3]);
+	if (argc == 3 && !strcmp(argv[1], "--fork-hold")) {
+		fd = pch_unix_connect(argv[2], 10000);
+		if (fd < 0) {
+			fprintf(stderr, "pch-badvmm: connect %s: %s\n", argv[2], strerror(-fd));
+			return 1;
+		}
+		return fork_hold();
 	}
 	if (argc == 3 && (!strcmp(argv[1], "--monitor") || !strcmp(argv[1], "--monitor-first"))) {
 		bool first = !strcmp(argv[1], "--monitor-first");
@@ -411,8 +528,8 @@ int main(int argc, char **argv)
 		return failures ? 1 : 0;
 	}
 	if (argc != 2) {
-		fprintf(stderr, "usage: pch-badvmm [--monitor|--monitor-first|--late-block] "
-				"CONTROL_SOCKET\n");
+		fprintf(stderr, "usage: pch-badvmm [--monitor|--monitor-first|--late-block|"
+				"--fork-hold|--hold PID] CONTROL_SOCKET\n");
 		return 2;
 	}
 	fd = pch_unix_connect(argv[1], 10000);
@@ -438,6 +555,12 @@ int main(int argc, char **argv)
 		return 1;
 	hdr(&u.hdr, PCH_CTL_UFFD, sizeof(u));
 	expect("uffd that is a pipe", ask(&u, sizeof(u), p, 1), "not a userfaultfd");
+	fds[0] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	hdr(&u.hdr, PCH_CTL_UFFD, sizeof(u));
+	expect("uffd that is an eventfd", ask(&u, sizeof(u), fds, 1), "not a userfaultfd");
+	close(fds[0]);
+	hdr(&u.hdr, PCH_CTL_UFFD, sizeof(u));
+	expect("uffd with an extra fd", ask(&u, sizeof(u), p, 2), "expected 1 fd, got 2");
 
 	uf = open_uffd(O_CLOEXEC);
 	if (uf >= 0) {
