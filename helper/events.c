@@ -52,17 +52,7 @@ int events_setup(struct helper *h, uint64_t features, char *whybuf, size_t whyle
 	pthread_rwlockattr_t a;
 	unsigned i;
 
-	if (features & UFFD_FEATURE_EVENT_FORK) {
-		snprintf(whybuf, whylen, "UFFD: features 0x%llx include EVENT_FORK: a forked VMM's "
-			 "memory is not served by this helper", (unsigned long long)features);
-		return -EOPNOTSUPP;
-	}
-	if (features & UFFD_FEATURE_EVENT_REMAP) {
-		snprintf(whybuf, whylen, "UFFD: features 0x%llx include EVENT_REMAP: guest RAM "
-			 "that moves (mremap) is not supported; use EVENT_REMOVE and EVENT_UNMAP",
-			 (unsigned long long)features);
-		return -EOPNOTSUPP;
-	}
+	/* EVENT_FORK and EVENT_REMAP were refused before (pch_ctl_uffd_check) */
 	if (!(features & (UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP)))
 		return 0;
 	for (i = 0; i < h->nblk; i++) {

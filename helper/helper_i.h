@@ -368,9 +368,9 @@ void session_close(struct helper *h);
 
 /* events.c */
 /*
- * At UFFD: refuse FORK and REMAP, and memory events with shared blocks;
- * turn event handling on when REMOVE or UNMAP is among features.  0 or
- * -EOPNOTSUPP with why.
+ * At UFFD (FORK and REMAP refused before, pch_ctl_uffd_check): refuse
+ * memory events with shared blocks; turn event handling on when REMOVE or
+ * UNMAP is among features.  0 or -EOPNOTSUPP with why.
  */
 int events_setup(struct helper *h, uint64_t features, char *whybuf, size_t whylen);
 /* At BLOCK: may a block (shared or not) live with these uffd features?  0 or -EOPNOTSUPP. */

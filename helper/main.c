@@ -147,16 +147,11 @@ static int do_hello(struct helper *h, struct conn *c, const void *msg, int *fds,
 {
 	const struct pch_ctl_hello *m = msg;
 	struct pch_ctl_hello r = { 0 };
+	int rc;
 
-	if (m->version != PCH_CTL_VERSION) {
-		snprintf(whybuf, whylen, "HELLO: control protocol version %u, helper speaks %u",
-			 m->version, PCH_CTL_VERSION);
-		return -EPROTO;
-	}
-	if (m->role != PCH_CTL_ROLE_VMM && m->role != PCH_CTL_ROLE_MONITOR) {
-		snprintf(whybuf, whylen, "HELLO: unknown role %u", m->role);
-		return -EINVAL;
-	}
+	rc = pch_ctl_hello_check(m, whybuf, whylen);
+	if (rc)
+		return rc;
 	if (c->role) {
 		snprintf(whybuf, whylen, "HELLO: sent twice");
 		return -EPROTO;
@@ -428,16 +423,19 @@ static int do_state(struct helper *h, struct conn *c, const void *msg, int *fds,
 	const struct pch_ctl_state *m = msg;
 	const struct pch_state_hdr *sh;
 	const struct pch_state_block *sb;
-	uint64_t npages[PCH_MAX_BLOCKS], gen, total = 0;
+	uint64_t gen, total = 0;
 	struct stat st;
 	unsigned i;
 	void *mem;
-	int seals;
+	int seals, rc;
 
-	if (nfds != 1 || m->flags || m->reserved) {
+	if (nfds != 1) {
 		snprintf(whybuf, whylen, "STATE: expected one fd and no flags");
 		return -EINVAL;
 	}
+	rc = pch_ctl_state_check(m, whybuf, whylen);
+	if (rc)
+		return rc;
 	if (h->state) {
 		snprintf(whybuf, whylen, "STATE: already received");
 		return -EEXIST;
@@ -446,14 +444,9 @@ static int do_state(struct helper *h, struct conn *c, const void *msg, int *fds,
 		snprintf(whybuf, whylen, "STATE: before any BLOCK");
 		return -EINVAL;
 	}
-	for (i = 0; i < h->nblk; i++)
-		npages[i] = h->blk[i].d.npages;
-	if (m->size != pch_state_size(h->nblk, npages)) {
-		snprintf(whybuf, whylen, "STATE: %llu bytes, the %u blocks need %llu",
-			 (unsigned long long)m->size, h->nblk,
-			 (unsigned long long)pch_state_size(h->nblk, npages));
-		return -EINVAL;
-	}
+	rc = pch_ctl_state_size_check(m, &h->vtab, whybuf, whylen);
+	if (rc)
+		return rc;
 	if (fstat(fds[0], &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size < m->size) {
 		snprintf(whybuf, whylen, "STATE: the fd is not a regular file (memfd) of %llu bytes",
 			 (unsigned long long)m->size);
@@ -475,24 +468,10 @@ static int do_state(struct helper *h, struct conn *c, const void *msg, int *fds,
 	}
 	sh = mem;
 	sb = (const struct pch_state_block *)(sh + 1);
-	if (sh->magic != PCH_STATE_MAGIC || sh->version != PCH_STATE_VERSION ||
-	    sh->nr_blocks != h->nblk || sh->size != m->size) {
+	rc = pch_ctl_state_layout_check(sh, sb, m->size, &h->vtab, whybuf, whylen);
+	if (rc) {
 		munmap(mem, m->size);
-		snprintf(whybuf, whylen, "STATE: header does not describe the %u blocks announced",
-			 h->nblk);
-		return -EINVAL;
-	}
-	for (i = 0; i < h->nblk; i++) {
-		uint64_t w = pch_state_words(npages[i]);
-
-		if (sb[i].npages != npages[i] || sb[i].page_size != h->blk[i].d.page_size ||
-		    sb[i].words != w || sb[i].offset % 64 || sb[i].offset > m->size ||
-		    PCH_STATE_BITMAPS * 8 * w > m->size - sb[i].offset) {
-			munmap(mem, m->size);
-			snprintf(whybuf, whylen, "STATE: block %u descriptor does not match BLOCK %s",
-				 i, h->blk[i].d.name);
-			return -EINVAL;
-		}
+		return rc;
 	}
 	/* the bitmaps move in; a BITMAP already received is merged */
 	for (i = 0; i < h->nblk; i++) {
@@ -617,6 +596,9 @@ static int do_uffd(struct helper *h, struct conn *c, const void *msg, int *fds, 
 		return -EINVAL;
 	}
 	/* memory events (REMOVE, UNMAP) are handled; FORK and REMAP are refused */
+	rc = pch_ctl_uffd_check(m, whybuf, whylen);
+	if (rc)
+		return rc;
 	rc = events_setup(h, m->features, whybuf, whylen);
 	if (rc)
 		return rc;
@@ -795,11 +777,9 @@ static int do_sync(struct helper *h, struct conn *c, const void *msg, int *fds, 
 		snprintf(whybuf, whylen, "SYNC: before START");
 		return -EINVAL;
 	}
-	if (m->epoch <= h->sync_asked) {
-		snprintf(whybuf, whylen, "SYNC: epoch %llu not above %llu",
-			 (unsigned long long)m->epoch, (unsigned long long)h->sync_asked);
-		return -EINVAL;
-	}
+	rc = pch_ctl_sync_check(m, h->sync_asked, whybuf, whylen);
+	if (rc)
+		return rc;
 	/* before the request: the rx threads check SYNC frames against it */
 	__atomic_store_n(&h->sync_asked, m->epoch, __ATOMIC_RELEASE);
 	/*

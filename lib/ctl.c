@@ -9,8 +9,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "codec.h"
 #include "ctl.h"
 #include "util.h"
+#include "pch/uffd-compat.h"
 
 /* Length rule of each request type the helper takes. */
 static const struct {
@@ -115,6 +117,106 @@ int pch_ctl_block_check(const struct pch_ctl_block *m, char *whybuf, size_t whyl
 			 (unsigned long long)(m->length / m->page_size),
 			 (unsigned long long)PCH_CTL_BLOCK_MAX_PAGES);
 		return -E2BIG;
+	}
+	return 0;
+}
+
+/* HELLO version, then role.  0, -EPROTO or -EINVAL with whybuf. */
+int pch_ctl_hello_check(const struct pch_ctl_hello *m, char *whybuf, size_t whylen)
+{
+	if (m->version != PCH_CTL_VERSION) {
+		snprintf(whybuf, whylen, "HELLO: control protocol version %u, helper speaks %u",
+			 m->version, PCH_CTL_VERSION);
+		return -EPROTO;
+	}
+	if (m->role != PCH_CTL_ROLE_VMM && m->role != PCH_CTL_ROLE_MONITOR) {
+		snprintf(whybuf, whylen, "HELLO: unknown role %u", m->role);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* STATE flags and reserved.  0 or -EINVAL with whybuf. */
+int pch_ctl_state_check(const struct pch_ctl_state *m, char *whybuf, size_t whylen)
+{
+	if (m->flags || m->reserved) {
+		snprintf(whybuf, whylen, "STATE: expected one fd and no flags");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* STATE size against the blocks.  0 or -EINVAL with whybuf. */
+int pch_ctl_state_size_check(const struct pch_ctl_state *m, const struct pch_blocktab *t,
+			     char *whybuf, size_t whylen)
+{
+	uint64_t npages[PCH_MAX_BLOCKS], need;
+	unsigned i;
+
+	for (i = 0; i < t->count && i < PCH_MAX_BLOCKS; i++)
+		npages[i] = t->b[i].npages;
+	need = pch_state_size(i, npages);
+	if (m->size != need) {
+		snprintf(whybuf, whylen, "STATE: %llu bytes, the %u blocks need %llu",
+			 (unsigned long long)m->size, t->count, (unsigned long long)need);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* STATE memfd header and descriptors.  0 or -EINVAL with whybuf. */
+int pch_ctl_state_layout_check(const struct pch_state_hdr *sh, const struct pch_state_block *sb,
+			       uint64_t size, const struct pch_blocktab *t, char *whybuf,
+			       size_t whylen)
+{
+	unsigned i;
+
+	if (sh->magic != PCH_STATE_MAGIC || sh->version != PCH_STATE_VERSION ||
+	    sh->nr_blocks != t->count || sh->size != size) {
+		snprintf(whybuf, whylen, "STATE: header does not describe the %u blocks announced",
+			 t->count);
+		return -EINVAL;
+	}
+	for (i = 0; i < t->count; i++) {
+		uint64_t w = pch_state_words(t->b[i].npages);
+
+		/* npages = size >> page shift < 2^52: 5 * 8 * w cannot wrap */
+		if (sb[i].npages != t->b[i].npages || sb[i].page_size != t->b[i].page_size ||
+		    sb[i].words != w || sb[i].offset % 64 || sb[i].offset > size ||
+		    PCH_STATE_BITMAPS * 8 * w > size - sb[i].offset) {
+			snprintf(whybuf, whylen, "STATE: block %u descriptor does not match BLOCK %s",
+				 i, t->b[i].name);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+/* SYNC epoch above the last asked.  0 or -EINVAL with whybuf. */
+int pch_ctl_sync_check(const struct pch_ctl_sync *m, uint64_t asked, char *whybuf,
+		       size_t whylen)
+{
+	if (m->epoch <= asked) {
+		snprintf(whybuf, whylen, "SYNC: epoch %llu not above %llu",
+			 (unsigned long long)m->epoch, (unsigned long long)asked);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* UFFD features refused whatever the blocks.  0 or -EOPNOTSUPP with whybuf. */
+int pch_ctl_uffd_check(const struct pch_ctl_uffd *m, char *whybuf, size_t whylen)
+{
+	if (m->features & UFFD_FEATURE_EVENT_FORK) {
+		snprintf(whybuf, whylen, "UFFD: features 0x%llx include EVENT_FORK: a forked VMM's "
+			 "memory is not served by this helper", (unsigned long long)m->features);
+		return -EOPNOTSUPP;
+	}
+	if (m->features & UFFD_FEATURE_EVENT_REMAP) {
+		snprintf(whybuf, whylen, "UFFD: features 0x%llx include EVENT_REMAP: guest RAM "
+			 "that moves (mremap) is not supported; use EVENT_REMOVE and EVENT_UNMAP",
+			 (unsigned long long)m->features);
+		return -EOPNOTSUPP;
 	}
 	return 0;
 }

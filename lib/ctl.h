@@ -13,6 +13,9 @@
 #include <stdint.h>
 
 #include "pch/ctl.h"
+#include "pch/state.h"
+
+struct pch_blocktab;
 
 /* Largest page count of one block the helper keeps state for (16 TiB of 4 KiB). */
 #define PCH_CTL_BLOCK_MAX_PAGES (1ull << 32)
@@ -54,5 +57,46 @@ int pch_ctl_bitmap_check(const struct pch_ctl_bitmap *m, uint64_t block_npages,
  * with the reason in whybuf.
  */
 int pch_ctl_block_check(const struct pch_ctl_block *m, char *whybuf, size_t whylen);
+
+/*
+ * Check a HELLO (length already checked): version PCH_CTL_VERSION, then a
+ * known role.  0, -EPROTO (version) or -EINVAL (role) with whybuf.
+ */
+int pch_ctl_hello_check(const struct pch_ctl_hello *m, char *whybuf, size_t whylen);
+
+/* Check a STATE's own fields: flags and reserved 0.  0 or -EINVAL with whybuf. */
+int pch_ctl_state_check(const struct pch_ctl_state *m, char *whybuf, size_t whylen);
+
+/*
+ * Check a STATE's size against the blocks announced before it (t, at least
+ * one): exactly pch_state_size() of their page counts.  0 or -EINVAL.
+ */
+int pch_ctl_state_size_check(const struct pch_ctl_state *m, const struct pch_blocktab *t,
+			     char *whybuf, size_t whylen);
+
+/*
+ * Check the layout a STATE memfd of size bytes says it has (sh, then
+ * t->count descriptors sb) against the blocks t: magic, version, block
+ * count and size in the header; per block its npages, page size, words, a
+ * 64-byte aligned offset and its PCH_STATE_BITMAPS bitmaps inside size.
+ * sh and sb are read once each field; a caller with memory the VMM can
+ * still write passes a copy.  0 or -EINVAL with whybuf.
+ */
+int pch_ctl_state_layout_check(const struct pch_state_hdr *sh, const struct pch_state_block *sb,
+			       uint64_t size, const struct pch_blocktab *t, char *whybuf,
+			       size_t whylen);
+
+/*
+ * Check a SYNC's epoch against the highest asked before (asked): strictly
+ * above it (so never 0).  0 or -EINVAL with whybuf.
+ */
+int pch_ctl_sync_check(const struct pch_ctl_sync *m, uint64_t asked, char *whybuf,
+		       size_t whylen);
+
+/*
+ * Check the uffd features of an UFFD whatever the blocks: EVENT_FORK and
+ * EVENT_REMAP are refused.  0 or -EOPNOTSUPP with whybuf.
+ */
+int pch_ctl_uffd_check(const struct pch_ctl_uffd *m, char *whybuf, size_t whylen);
 
 #endif

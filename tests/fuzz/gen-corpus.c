@@ -13,6 +13,7 @@
 
 #include "ctl.h"
 #include "fuzz.h"
+#include "pch/uffd-compat.h"
 
 static void put(const char *dir, const char *name, const void *a, size_t alen, const void *b,
 		size_t blen)
@@ -131,6 +132,13 @@ static void ctl(void)
 	} bm = { { .block = 1, .first_page = 0, .npages = 100 }, { ~0ull, 0xfull } };
 	struct pch_ctl_simple start = { 0 };
 	struct pch_ctl_sync sync = { .epoch = 3 };
+	struct pch_ctl_uffd uffd = { .features = UFFD_FEATURE_EVENT_REMOVE, .ioctls = 0x1c };
+	struct pch_ctl_state state = { 0 };
+	const struct pch_blocktab *t = fuzz_table();
+	uint64_t npages[PCH_MAX_BLOCKS];
+	uint32_t psz[PCH_MAX_BLOCKS];
+	unsigned i;
+	void *mem;
 
 	ctl_hdr(&hello.hdr, PCH_CTL_HELLO, sizeof(hello), 1);
 	put("fuzz_ctl", "hello", &hello, sizeof(hello), NULL, 0);
@@ -148,6 +156,24 @@ static void ctl(void)
 	put("fuzz_ctl", "start", &start, sizeof(start), NULL, 0);
 	ctl_hdr(&sync.hdr, PCH_CTL_SYNC, sizeof(sync), 5);
 	put("fuzz_ctl", "sync", &sync, sizeof(sync), NULL, 0);
+	sync.epoch = 8; /* above the 7 the harness has asked */
+	put("fuzz_ctl", "sync-8", &sync, sizeof(sync), NULL, 0);
+	ctl_hdr(&uffd.hdr, PCH_CTL_UFFD, sizeof(uffd), 6);
+	put("fuzz_ctl", "uffd", &uffd, sizeof(uffd), NULL, 0);
+	for (i = 0; i < t->count; i++) {
+		npages[i] = t->b[i].npages;
+		psz[i] = t->b[i].page_size;
+	}
+	state.size = pch_state_size(t->count, npages);
+	ctl_hdr(&state.hdr, PCH_CTL_STATE, sizeof(state), 7);
+	put("fuzz_ctl", "state", &state, sizeof(state), NULL, 0);
+	mem = calloc(1, state.size);
+	if (!mem)
+		exit(1);
+	pch_state_init(mem, t->count, npages, psz);
+	/* a fresh state of the fixed table: header, descriptors, bitmaps */
+	put("fuzz_ctl", "state-layout", mem, state.size, NULL, 0);
+	free(mem);
 }
 
 int main(void)
