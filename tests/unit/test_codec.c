@@ -9,6 +9,7 @@
 
 #include "auth.h"
 #include "codec.h"
+#include "util.h"
 
 #define KiB 1024ull
 #define MiB (1024ull * 1024)
@@ -827,6 +828,462 @@ START_TEST(test_cc_have)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ */
+/* Every decoder limit from both sides: the last good value accepted,   */
+/* the first bad one refused with its code, reason and why.             */
+/* ------------------------------------------------------------------ */
+
+#define CASE_CHECK(name, ret, want_err, why_, substr)                                              \
+	do {                                                                                       \
+		ck_assert_msg((ret) == (want_err), "%s: got %d want %d (%s)", (name), (ret),       \
+			      (want_err), (why_) ? (why_) : "-");                                  \
+		if (want_err)                                                                      \
+			ck_assert_msg((why_) && strstr((why_), (substr)), "%s: why \"%s\" lacks "   \
+				      "\"%s\"", (name), (why_) ? (why_) : "-", (substr));          \
+	} while (0)
+
+enum hello_field { HF_MAGIC, HF_VERSION, HF_KIND, HF_FLAGS, HF_INDEX, HF_COUNT, HF_PAGE_SIZE,
+		   HF_SESSION, HF_AUTH };
+
+static const struct hello_case {
+	const char *name;
+	uint8_t kind;    /* the hello's kind before the field is set */
+	uint16_t count;  /* its count (index count - 1 on PAGES, else 0) */
+	enum hello_field f;
+	uint64_t v;
+	int err, reason;
+	const char *why;
+} hello_cases[] = {
+	{ "magic", 3, 4, HF_MAGIC, PCH_HELLO_MAGIC, 0, 0, "" },
+	{ "magic+1", 3, 4, HF_MAGIC, PCH_HELLO_MAGIC + 1, -EBADMSG, PCH_REFUSE_MAGIC_BAD, "bad magic" },
+	{ "version 1", 3, 4, HF_VERSION, PCH_PROTO_VERSION, 0, 0, "" },
+	{ "version 2", 3, 4, HF_VERSION, PCH_PROTO_VERSION + 1, -EPROTO, PCH_REFUSE_VERSION, "version" },
+	{ "version 0", 3, 4, HF_VERSION, 0, -EPROTO, PCH_REFUSE_VERSION, "version" },
+	{ "kind CONTROL", 1, 4, HF_KIND, PCH_CHAN_CONTROL, 0, 0, "" },
+	{ "kind 0", 1, 4, HF_KIND, 0, -EBADMSG, PCH_REFUSE_KIND, "kind" },
+	{ "kind PAGES", 3, 4, HF_KIND, PCH_CHAN_PAGES, 0, 0, "" },
+	{ "kind 4", 3, 4, HF_KIND, PCH_CHAN_PAGES + 1, -EBADMSG, PCH_REFUSE_KIND, "kind" },
+	{ "RESUME on CONTROL", 1, 4, HF_FLAGS, PCH_HELLO_F_RESUME, 0, 0, "" },
+	{ "RESUME on URGENT", 2, 4, HF_FLAGS, PCH_HELLO_F_RESUME, -EBADMSG, PCH_REFUSE_VERSION,
+	  "CONTROL only" },
+	{ "RESUME on PAGES", 3, 4, HF_FLAGS, PCH_HELLO_F_RESUME, -EBADMSG, PCH_REFUSE_VERSION,
+	  "CONTROL only" },
+	{ "flags 2", 1, 4, HF_FLAGS, 2, -EBADMSG, PCH_REFUSE_VERSION, "unknown flags" },
+	{ "count 1", 3, 1, HF_COUNT, 1, 0, 0, "" },
+	{ "count 0", 1, 1, HF_COUNT, 0, -EBADMSG, PCH_REFUSE_INDEX, "count 0" },
+	{ "count max", 1, 4, HF_COUNT, PCH_MAX_CHANNELS, 0, 0, "" },
+	{ "count max+1", 1, 4, HF_COUNT, PCH_MAX_CHANNELS + 1, -E2BIG, PCH_REFUSE_INDEX,
+	  "PCH_MAX_CHANNELS" },
+	{ "index count-1", 3, PCH_MAX_CHANNELS, HF_INDEX, PCH_MAX_CHANNELS - 1, 0, 0, "" },
+	{ "index count", 3, PCH_MAX_CHANNELS, HF_INDEX, PCH_MAX_CHANNELS, -EBADMSG, PCH_REFUSE_INDEX,
+	  "index >= count" },
+	{ "URGENT index 0", 2, 4, HF_INDEX, 0, 0, 0, "" },
+	{ "URGENT index 1", 2, 4, HF_INDEX, 1, -EBADMSG, PCH_REFUSE_INDEX, "index not 0" },
+	{ "CONTROL index 1", 1, 4, HF_INDEX, 1, -EBADMSG, PCH_REFUSE_INDEX, "index not 0" },
+	{ "page 4096", 3, 4, HF_PAGE_SIZE, 4096, 0, 0, "" },
+	{ "page 2048", 3, 4, HF_PAGE_SIZE, 2048, -EBADMSG, PCH_REFUSE_PAGE_SIZE, "page_size" },
+	{ "page 2^31", 3, 4, HF_PAGE_SIZE, 1u << 31, 0, 0, "" },
+	{ "page 4096+4096", 3, 4, HF_PAGE_SIZE, 8192 + 4096, -EBADMSG, PCH_REFUSE_PAGE_SIZE,
+	  "page_size" },
+	{ "session", 3, 4, HF_SESSION, 0, 0, 0, "" },
+	{ "session last byte", 3, 4, HF_SESSION, 1, -EPROTO, PCH_REFUSE_SESSION, "stale session" },
+	{ "auth", 3, 4, HF_AUTH, 0, 0, 0, "" },
+	{ "auth last byte", 3, 4, HF_AUTH, 1, -EPROTO, PCH_REFUSE_AUTH, "authenticator" },
+};
+
+START_TEST(test_limits_hello)
+{
+	const struct hello_case *c = &hello_cases[_i];
+	struct pch_hello_params p = { .kind = c->kind, .count = c->count, .page_size = 4096,
+				      .index = c->kind == PCH_CHAN_PAGES ? c->count - 1 : 0 };
+	struct pch_hello h;
+	const char *why = NULL;
+	int reason = -1, ret;
+
+	pch_hello_build(&h, &p, &sess, false);
+	switch (c->f) {
+	case HF_MAGIC: h.magic = (uint32_t)c->v; break;
+	case HF_VERSION: h.version = (uint16_t)c->v; break;
+	case HF_KIND: h.kind = (uint8_t)c->v; break;
+	case HF_FLAGS: h.flags = (uint8_t)c->v; break;
+	case HF_INDEX: h.index = (uint16_t)c->v; break;
+	case HF_COUNT: h.count = (uint16_t)c->v; break;
+	case HF_PAGE_SIZE: h.page_size = (uint32_t)c->v; break;
+	case HF_SESSION: h.session[PCH_SESSION_ID_LEN - 1] ^= (uint8_t)c->v; break;
+	case HF_AUTH: break;
+	}
+	resign(&h);
+	if (c->f == HF_AUTH)
+		h.auth[PCH_AUTH_LEN - 1] ^= (uint8_t)c->v;
+	ret = pch_hello_check(&h, &sess, false, NULL, &reason, &why);
+	CASE_CHECK(c->name, ret, c->err, why, c->why);
+	ck_assert_int_eq(reason, c->reason);
+}
+END_TEST
+
+static const struct frame_case {
+	const char *name;
+	uint32_t magic;
+	uint16_t type, flags;
+	uint32_t block, count;
+	uint64_t seq, arg;
+	bool urgent_ok;
+	int err;
+	const char *why;
+} frame_cases[] = {
+#define F(n, t, fl, b, cnt, seq, arg, uok, e, w) \
+	{ n, PCH_FRAME_MAGIC, t, fl, b, cnt, seq, arg, uok, e, w }
+	{ "magic+1", PCH_FRAME_MAGIC + 1, 2, 0, 0, 1, 7, 0, false, -EBADMSG, "bad magic" },
+	F("type 0", 0, 0, 0, 0, 7, 0, false, -EBADMSG, "unknown type"),
+	F("type KEEPALIVE", PCH_FRAME_KEEPALIVE, 0, 0, 0, 7, 0, false, 0, ""),
+	F("type MAX", PCH_FRAME_TYPE_MAX, 0, 0, 0, 7, 0, false, -EBADMSG, "unknown type"),
+	F("flags URGENT", 2, PCH_FRAME_F_URGENT, 0, 1, 7, 9, true, 0, ""),
+	F("flags 2", 2, 2, 0, 1, 7, 0, true, -EBADMSG, "unknown flags"),
+	F("URGENT not allowed", 2, PCH_FRAME_F_URGENT, 0, 1, 7, 9, false, -EPROTO, "URGENT flag"),
+	F("block last", 2, 0, 2, 1, 7, 0, false, 0, ""),
+	F("block count", 2, 0, 3, 1, 7, 0, false, -EBADMSG, "block out of range"),
+	F("ZERO count 0", 2, 0, 0, 0, 7, 0, false, -EBADMSG, "count 0"),
+	F("PAGES count 0", 1, 0, 0, 0, 7, 0, false, -EBADMSG, "count 0"),
+	F("ZERO count max", 2, 0, 0, PCH_FRAME_MAX_PAGES, 7, 0, false, 0, ""),
+	F("ZERO count max+1", 2, 0, 0, PCH_FRAME_MAX_PAGES + 1, 7, 0, false, -E2BIG,
+	  "PCH_FRAME_MAX_PAGES"),
+	F("PAGES 4K data 1 MiB", 1, 0, 0, 256, 7, 0, false, 0, ""),
+	F("PAGES 4K data 1 MiB+4K", 1, 0, 0, 257, 7, 0, false, -E2BIG, "PCH_FRAME_MAX_DATA"),
+	F("PAGES 2M one page", 1, 0, 1, 1, 7, 0, false, 0, ""),
+	F("PAGES 2M two pages", 1, 0, 1, 2, 7, 0, false, -E2BIG, "PCH_FRAME_MAX_DATA"),
+	F("ZERO 2M all pages", 2, 0, 1, 4, 7, 0, false, 0, ""),
+	F("ZERO block pages+1", 2, 0, 2, 5, 7, 0, false, -EBADMSG, "count over block pages"),
+	F("PAGES arg 0", 1, 0, 0, 1, 7, 0, false, 0, ""),
+	F("PAGES arg 1", 1, 0, 0, 1, 7, 1, false, -EBADMSG, "arg not 0"),
+	F("URGENT arg max", 1, PCH_FRAME_F_URGENT, 0, 1, 7, UINT64_MAX, true, 0, ""),
+	F("SYNC epoch max", 3, 0, 0, 0, 7, UINT64_MAX, false, 0, ""),
+	F("SYNC count 1", 3, 0, 0, 1, 7, 1, false, -EBADMSG, "count not 0"),
+	F("SYNC block 1", 3, 0, 1, 0, 7, 1, false, -EBADMSG, "block not 0"),
+	F("SYNC URGENT", 3, PCH_FRAME_F_URGENT, 0, 0, 7, 1, true, -EBADMSG, "URGENT flag on"),
+	F("END arg 0", 4, 0, 0, 0, 7, 0, false, 0, ""),
+	F("END arg 1", 4, 0, 0, 0, 7, 1, false, -EBADMSG, "arg not 0 on END"),
+	F("END count 1", 4, 0, 0, 1, 7, 0, false, -EBADMSG, "count not 0"),
+	F("KEEPALIVE URGENT", 5, PCH_FRAME_F_URGENT, 0, 0, 7, 0, true, 0, ""),
+	F("KEEPALIVE count 1", 5, 0, 0, 1, 7, 0, false, -EBADMSG, "KEEPALIVE"),
+	F("KEEPALIVE block 1", 5, 0, 1, 0, 7, 0, false, -EBADMSG, "KEEPALIVE"),
+	F("KEEPALIVE arg 1", 5, 0, 0, 0, 7, 1, false, -EBADMSG, "KEEPALIVE"),
+	F("seq expected-1", 2, 0, 0, 1, 6, 0, false, -EPROTO, "seq mismatch"),
+	F("seq expected+1", 2, 0, 0, 1, 8, 0, false, -EPROTO, "seq mismatch"),
+#undef F
+};
+
+START_TEST(test_limits_frame)
+{
+	const struct frame_case *c = &frame_cases[_i];
+	struct pch_frame_hdr h;
+	const char *why = NULL;
+
+	pch_frame_build(&h, c->type, c->flags, c->block, c->count, c->seq, c->arg);
+	h.magic = c->magic;
+	CASE_CHECK(c->name, pch_frame_check_hdr(&h, &tab, 7, c->urgent_ok, &why), c->err, why,
+		   c->why);
+}
+END_TEST
+
+static const struct offs_case {
+	const char *name;
+	uint32_t block, count;
+	uint64_t offs[3];
+	int err;
+	const char *why;
+} offs_cases[] = {
+	{ "aligned", 0, 1, { 4096 }, 0, "" },
+	{ "aligned+1", 0, 1, { 4097 }, -EBADMSG, "not page aligned" },
+	{ "last page", 0, 1, { 64 * MiB - 4096 }, 0, "" },
+	{ "block size", 0, 1, { 64 * MiB }, -EBADMSG, "out of range" },
+	{ "u64 max page", 0, 1, { UINT64_MAX & ~4095ull }, -EBADMSG, "out of range" },
+	{ "increasing", 0, 3, { 0, 4096, 8192 }, 0, "" },
+	{ "equal", 0, 2, { 4096, 4096 }, -EBADMSG, "not increasing" },
+	{ "decreasing", 0, 2, { 8192, 4096 }, -EBADMSG, "not increasing" },
+	{ "2M last page", 1, 1, { 6 * MiB }, 0, "" },
+	{ "2M aligned+4K", 1, 1, { 6 * MiB + 4096 }, -EBADMSG, "not page aligned" },
+	{ "2M block size", 1, 1, { 8 * MiB }, -EBADMSG, "out of range" },
+	{ "small last", 2, 1, { 12 * KiB }, 0, "" },
+	{ "small size", 2, 1, { 16 * KiB }, -EBADMSG, "out of range" },
+};
+
+START_TEST(test_limits_offsets)
+{
+	const struct offs_case *c = &offs_cases[_i];
+	struct pch_frame_hdr h;
+	const char *why = NULL;
+
+	pch_frame_build(&h, PCH_FRAME_ZERO, 0, c->block, c->count, 0, 0);
+	CASE_CHECK(c->name, pch_frame_check_offsets(&h, c->offs, &tab, &why), c->err, why, c->why);
+}
+END_TEST
+
+static const struct req_case {
+	const char *name;
+	uint32_t magic;
+	uint16_t type, flags;
+	uint32_t block, count;
+	uint64_t offset, id;
+	int err;
+	const char *why;
+} req_cases[] = {
+#define R(n, fl, b, cnt, off, id, e, w) { n, PCH_REQ_MAGIC, PCH_REQ_PAGE, fl, b, cnt, off, id, e, w }
+	{ "magic+1", PCH_REQ_MAGIC + 1, 1, 0, 0, 1, 0, 0, -EBADMSG, "bad magic" },
+	{ "type 2", PCH_REQ_MAGIC, 2, 0, 0, 1, 0, 0, -EBADMSG, "unknown type" },
+	R("flags 1", 1, 0, 1, 0, 0, -EBADMSG, "unknown flags"),
+	R("block last", 0, 2, 1, 0, 0, 0, ""),
+	R("block count", 0, 3, 1, 0, 0, -EBADMSG, "block out of range"),
+	R("count 0", 0, 0, 0, 0, 0, -EBADMSG, "count 0"),
+	R("count 1", 0, 0, 1, 0, 0, 0, ""),
+	R("count max", 0, 0, PCH_REQ_MAX_PAGES, 0, 0, 0, ""),
+	R("count max+1", 0, 0, PCH_REQ_MAX_PAGES + 1, 0, 0, -E2BIG, "PCH_REQ_MAX_PAGES"),
+	R("offset aligned+1", 0, 0, 1, 1, 0, -EBADMSG, "not page aligned"),
+	R("range to the end", 0, 2, 4, 0, 0, 0, ""),
+	R("range end+1 page", 0, 2, 2, 12 * KiB, 0, -EBADMSG, "range out of block"),
+	R("offset last page", 0, 0, 1, 64 * MiB - 4096, 0, 0, ""),
+	R("offset size", 0, 0, 1, 64 * MiB, 0, -EBADMSG, "range out of block"),
+	R("offset u64 max page", 0, 0, 1, UINT64_MAX & ~4095ull, 0, -EBADMSG, "range out of block"),
+	R("2M all pages", 0, 1, 4, 0, 0, 0, ""),
+	R("2M one page too many", 0, 1, 4, 2 * MiB, 0, -EBADMSG, "range out of block"),
+	R("id any", 0, 0, 1, 0, UINT64_MAX, 0, ""),
+#undef R
+};
+
+START_TEST(test_limits_req)
+{
+	const struct req_case *c = &req_cases[_i];
+	struct pch_req r;
+	const char *why = NULL;
+
+	pch_req_build(&r, c->block, c->offset, c->count, c->id);
+	r.magic = c->magic;
+	r.type = c->type;
+	r.flags = c->flags;
+	CASE_CHECK(c->name, pch_req_check(&r, &tab, &why), c->err, why, c->why);
+}
+END_TEST
+
+static const struct cc_case {
+	const char *name;
+	uint32_t magic;
+	uint16_t type, flags;
+	uint32_t len, reserved;
+	int err;
+	const char *why;
+} cc_cases[] = {
+#define C(n, t, len, e, w) { n, PCH_CC_MAGIC, t, 0, len, 0, e, w }
+	{ "magic+1", PCH_CC_MAGIC + 1, PCH_CC_START, 0, 0, 0, -EBADMSG, "bad magic" },
+	{ "flags 1", PCH_CC_MAGIC, PCH_CC_START, 1, 0, 0, -EBADMSG, "unknown flags" },
+	{ "reserved 1", PCH_CC_MAGIC, PCH_CC_START, 0, 0, 1, -EBADMSG, "reserved" },
+	C("type 0", 0, 0, -EBADMSG, "unknown type"),
+	C("type KEEPALIVE", PCH_CC_KEEPALIVE, 0, 0, ""),
+	C("type MAX", PCH_CC_TYPE_MAX, 0, -EBADMSG, "unknown type"),
+	C("BLOCKS len max", PCH_CC_BLOCKS, PCH_CC_MAX_PAYLOAD, 0, ""),
+	C("BLOCKS len max+1", PCH_CC_BLOCKS, PCH_CC_MAX_PAYLOAD + 1, -E2BIG, "PCH_CC_MAX_PAYLOAD"),
+	C("HAVE len max+1", PCH_CC_HAVE, PCH_CC_MAX_PAYLOAD + 1, -E2BIG, "PCH_CC_MAX_PAYLOAD"),
+	C("ERROR len u32 max", PCH_CC_ERROR, UINT32_MAX, -E2BIG, "PCH_CC_MAX_PAYLOAD"),
+	C("BLOCKS len 8", PCH_CC_BLOCKS, 8, 0, ""),
+	C("BLOCKS len 7", PCH_CC_BLOCKS, 7, -EBADMSG, "BLOCKS payload too short"),
+	C("HAVE len 24", PCH_CC_HAVE, 24, 0, ""),
+	C("HAVE len 23", PCH_CC_HAVE, 23, -EBADMSG, "HAVE payload too short"),
+	C("START len 0", PCH_CC_START, 0, 0, ""),
+	C("START len 1", PCH_CC_START, 1, -EBADMSG, "carry no payload"),
+	C("DONE len 1", PCH_CC_DONE, 1, -EBADMSG, "carry no payload"),
+	C("KEEPALIVE len 1", PCH_CC_KEEPALIVE, 1, -EBADMSG, "carry no payload"),
+	C("SYNC_REQ len 8", PCH_CC_SYNC_REQ, 8, 0, ""),
+	C("SYNC_REQ len 7", PCH_CC_SYNC_REQ, 7, -EBADMSG, "SYNC_REQ payload size"),
+	C("SYNC_REQ len 9", PCH_CC_SYNC_REQ, 9, -EBADMSG, "SYNC_REQ payload size"),
+	C("ERROR len 128", PCH_CC_ERROR, 128, 0, ""),
+	C("ERROR len 127", PCH_CC_ERROR, 127, -EBADMSG, "ERROR payload size"),
+	C("ERROR len 129", PCH_CC_ERROR, 129, -EBADMSG, "ERROR payload size"),
+#undef C
+};
+
+START_TEST(test_limits_cc)
+{
+	const struct cc_case *c = &cc_cases[_i];
+	struct pch_cc_hdr h;
+	const char *why = NULL;
+
+	pch_cc_build(&h, c->type, c->len);
+	h.magic = c->magic;
+	h.flags = c->flags;
+	h.reserved = c->reserved;
+	CASE_CHECK(c->name, pch_cc_check_hdr(&h, &why), c->err, why, c->why);
+}
+END_TEST
+
+/* BLOCKS: count bounds, length, names (NUL, characters, duplicates) */
+START_TEST(test_limits_blocks)
+{
+	static struct pch_blocktab t, out;
+	static uint8_t buf[sizeof(struct pch_cc_blocks) +
+			   (PCH_MAX_BLOCKS + 1) * sizeof(struct pch_wire_block)];
+	struct pch_cc_blocks *bh = (void *)buf;
+	struct pch_wire_block *wb = (void *)(bh + 1);
+	const char *why = NULL;
+	char name[PCH_BLOCK_NAME_LEN + 1];
+	size_t len;
+	int n, ret;
+	unsigned i;
+
+	memset(&t, 0, sizeof(t));
+	for (i = 0; i < PCH_MAX_BLOCKS; i++) {
+		snprintf(name, sizeof(name), "b%u", i);
+		ck_assert_int_eq(pch_blocktab_add(&t, name, 4096, 4096, PCH_BACKING_ANON, &why), 0);
+	}
+	ret = pch_blocktab_add(&t, "one more", 4096, 4096, PCH_BACKING_ANON, &why);
+	CASE_CHECK("add block max+1", ret, -E2BIG, why, "too many blocks");
+	n = pch_blocktab_encode(&t, buf, sizeof(buf));
+	ck_assert_int_gt(n, 0);
+	ret = pch_blocktab_decode(&out, buf, (size_t)n, &why);
+	CASE_CHECK("blocks count max", ret, 0, why, "");
+	/* one more entry, and the count that says so */
+	wb[PCH_MAX_BLOCKS] = wb[0];
+	strcpy(wb[PCH_MAX_BLOCKS].name, "b64");
+	bh->count = PCH_MAX_BLOCKS + 1;
+	ret = pch_blocktab_decode(&out, buf, sizeof(buf), &why);
+	CASE_CHECK("blocks count max+1", ret, -E2BIG, why, "PCH_MAX_BLOCKS");
+	bh->count = 0;
+	ret = pch_blocktab_decode(&out, buf, sizeof(*bh), &why);
+	CASE_CHECK("blocks count 0", ret, -EBADMSG, why, "count 0");
+	bh->count = 1;
+	len = sizeof(*bh) + sizeof(*wb);
+	ret = pch_blocktab_decode(&out, buf, len, &why);
+	CASE_CHECK("blocks count 1", ret, 0, why, "");
+	ret = pch_blocktab_decode(&out, buf, len + 1, &why);
+	CASE_CHECK("blocks len+1", ret, -EBADMSG, why, "length does not match");
+	ret = pch_blocktab_decode(&out, buf, len - 1, &why);
+	CASE_CHECK("blocks len-1", ret, -EBADMSG, why, "length does not match");
+	ret = pch_blocktab_decode(&out, buf, sizeof(*bh) - 1, &why);
+	CASE_CHECK("blocks len < header", ret, -EBADMSG, why, "shorter than its header");
+	bh->reserved = 1;
+	ret = pch_blocktab_decode(&out, buf, len, &why);
+	CASE_CHECK("blocks reserved 1", ret, -EBADMSG, why, "reserved");
+	bh->reserved = 0;
+	/* names: 63 characters and a NUL fit; 64 do not */
+	memset(wb[0].name, 'n', PCH_BLOCK_NAME_LEN - 1);
+	wb[0].name[PCH_BLOCK_NAME_LEN - 1] = '\0';
+	ret = pch_blocktab_decode(&out, buf, len, &why);
+	CASE_CHECK("name 63 chars", ret, 0, why, "");
+	wb[0].name[PCH_BLOCK_NAME_LEN - 1] = 'n';
+	ret = pch_blocktab_decode(&out, buf, len, &why);
+	CASE_CHECK("name 64 chars", ret, -EBADMSG, why, "not NUL-terminated");
+	strcpy(wb[0].name, " ~");
+	ret = pch_blocktab_decode(&out, buf, len, &why);
+	CASE_CHECK("name space and tilde", ret, 0, why, "");
+	strcpy(wb[0].name, "a\x1f");
+	ret = pch_blocktab_decode(&out, buf, len, &why);
+	CASE_CHECK("name 0x1f", ret, -EBADMSG, why, "control character");
+	strcpy(wb[0].name, "a\x7f");
+	ret = pch_blocktab_decode(&out, buf, len, &why);
+	CASE_CHECK("name 0x7f", ret, -EBADMSG, why, "control character");
+	wb[0].name[0] = '\0';
+	ret = pch_blocktab_decode(&out, buf, len, &why);
+	CASE_CHECK("name empty", ret, -EBADMSG, why, "empty name");
+	strcpy(wb[0].name, "same");
+	strcpy(wb[1].name, "same");
+	bh->count = 2;
+	ret = pch_blocktab_decode(&out, buf, len + sizeof(*wb), &why);
+	CASE_CHECK("name duplicate", ret, -EBADMSG, why, "duplicate name");
+	/* page size, size and backing of an entry */
+	bh->count = 1;
+	strcpy(wb[0].name, "x");
+	wb[0].page_size = 2048;
+	ret = pch_blocktab_decode(&out, buf, len, &why);
+	CASE_CHECK("entry page 2048", ret, -EBADMSG, why, "page_size");
+	wb[0].page_size = 4096;
+	wb[0].size = 4096 + 512;
+	ret = pch_blocktab_decode(&out, buf, len, &why);
+	CASE_CHECK("entry size not pages", ret, -EBADMSG, why, "multiple of page_size");
+	wb[0].size = 0;
+	ret = pch_blocktab_decode(&out, buf, len, &why);
+	CASE_CHECK("entry size 0", ret, -EBADMSG, why, "multiple of page_size");
+	wb[0].size = 4096;
+	wb[0].backing = PCH_BACKING_MAX - 1;
+	ret = pch_blocktab_decode(&out, buf, len, &why);
+	CASE_CHECK("entry backing max", ret, 0, why, "");
+	wb[0].backing = PCH_BACKING_MAX;
+	ret = pch_blocktab_decode(&out, buf, len, &why);
+	CASE_CHECK("entry backing max+1", ret, -EBADMSG, why, "unknown backing");
+	wb[0].backing = 0;
+	ret = pch_blocktab_decode(&out, buf, len, &why);
+	CASE_CHECK("entry backing 0", ret, -EBADMSG, why, "unknown backing");
+}
+END_TEST
+
+/* HAVE: the range, first_page, length, the last bit, the payload limit. */
+START_TEST(test_limits_have)
+{
+	static uint8_t buf[PCH_CC_MAX_PAYLOAD + 8];
+	static struct pch_blocktab big;
+	struct pch_cc_have *hv = (void *)buf;
+	uint64_t *w = (uint64_t *)(hv + 1), maxbits;
+	const char *why = NULL;
+	size_t len;
+	int ret;
+
+	/* block 2 of tab: 4 pages */
+	memset(buf, 0, sizeof(buf));
+	hv->block = 2;
+	hv->npages = 4;
+	len = sizeof(*hv) + 8;
+	w[0] = 0x8; /* bit npages - 1 */
+	ret = pch_cc_have_check(buf, len, &tab, &why);
+	CASE_CHECK("have whole block, last bit", ret, 0, why, "");
+	w[0] = 0x10; /* bit npages */
+	ret = pch_cc_have_check(buf, len, &tab, &why);
+	CASE_CHECK("have bit past npages", ret, -EBADMSG, why, "bits set past npages");
+	w[0] = 0;
+	hv->npages = 5;
+	ret = pch_cc_have_check(buf, len, &tab, &why);
+	CASE_CHECK("have npages block+1", ret, -EBADMSG, why, "pages out of block");
+	hv->npages = 0;
+	ret = pch_cc_have_check(buf, sizeof(*hv), &tab, &why);
+	CASE_CHECK("have npages 0", ret, -EBADMSG, why, "npages 0");
+	hv->npages = 4;
+	ret = pch_cc_have_check(buf, len + 8, &tab, &why);
+	CASE_CHECK("have len word+1", ret, -EBADMSG, why, "length does not match");
+	ret = pch_cc_have_check(buf, len - 1, &tab, &why);
+	CASE_CHECK("have len-1", ret, -EBADMSG, why, "length does not match");
+	ret = pch_cc_have_check(buf, sizeof(*hv) - 1, &tab, &why);
+	CASE_CHECK("have len < header", ret, -EBADMSG, why, "shorter than its header");
+	hv->block = 3;
+	ret = pch_cc_have_check(buf, len, &tab, &why);
+	CASE_CHECK("have block count", ret, -EBADMSG, why, "block out of range");
+	hv->block = 0;
+	hv->reserved = 1;
+	ret = pch_cc_have_check(buf, len, &tab, &why);
+	CASE_CHECK("have reserved 1", ret, -EBADMSG, why, "reserved");
+	hv->reserved = 0;
+	/* block 0: 16384 pages; first_page 64 and the last 64 pages */
+	hv->first_page = 16384 - 64;
+	hv->npages = 64;
+	ret = pch_cc_have_check(buf, len, &tab, &why);
+	CASE_CHECK("have last 64 pages", ret, 0, why, "");
+	hv->first_page = 16384 - 63;
+	hv->npages = 63;
+	ret = pch_cc_have_check(buf, len, &tab, &why);
+	CASE_CHECK("have first_page not x64", ret, -EBADMSG, why, "multiple of 64");
+	hv->first_page = 16384;
+	hv->npages = 1;
+	ret = pch_cc_have_check(buf, len, &tab, &why);
+	CASE_CHECK("have first_page = npages", ret, -EBADMSG, why, "pages out of block");
+	/* the most bits one HAVE carries: (PCH_CC_MAX_PAYLOAD - 24) / 8 words */
+	memset(&big, 0, sizeof(big));
+	ck_assert_int_eq(pch_blocktab_add(&big, "big", 4ull << 30, 4096, PCH_BACKING_ANON, &why),
+			 0);
+	maxbits = (PCH_CC_MAX_PAYLOAD - sizeof(*hv)) / 8 * 64;
+	hv->first_page = 0;
+	hv->npages = maxbits;
+	ret = pch_cc_have_check(buf, PCH_CC_MAX_PAYLOAD, &big, &why);
+	CASE_CHECK("have max bits", ret, 0, why, "");
+	hv->npages = maxbits + 1;
+	ret = pch_cc_have_check(buf, PCH_CC_MAX_PAYLOAD + 8, &big, &why);
+	CASE_CHECK("have max bits+1", ret, -E2BIG, why, "PCH_CC_MAX_PAYLOAD");
+}
+END_TEST
+
 static Suite *codec_suite(void)
 {
 	Suite *s = suite_create("codec");
@@ -851,6 +1308,19 @@ static Suite *codec_suite(void)
 	tcase_add_test(tc, test_cc_hdr);
 	tcase_add_test(tc, test_cc_have);
 	tcase_add_test(tc, test_backing_names);
+	suite_add_tcase(s, tc);
+
+	/* every decoder limit from both sides; one check per table row */
+	tc = tcase_create("limits");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 30);
+	tcase_add_loop_test(tc, test_limits_hello, 0, (int)PCH_ARRAY_SIZE(hello_cases));
+	tcase_add_loop_test(tc, test_limits_frame, 0, (int)PCH_ARRAY_SIZE(frame_cases));
+	tcase_add_loop_test(tc, test_limits_offsets, 0, (int)PCH_ARRAY_SIZE(offs_cases));
+	tcase_add_loop_test(tc, test_limits_req, 0, (int)PCH_ARRAY_SIZE(req_cases));
+	tcase_add_loop_test(tc, test_limits_cc, 0, (int)PCH_ARRAY_SIZE(cc_cases));
+	tcase_add_test(tc, test_limits_blocks);
+	tcase_add_test(tc, test_limits_have);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /* test_ctl.c - Check suite for lib/ctl.c. */
 #include <check.h>
+#include <stdbool.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -274,6 +275,156 @@ START_TEST(test_uffd)
 }
 END_TEST
 
+/* Each request type's length: exact (or at least, BITMAP), from both sides. */
+static const struct len_case {
+	uint16_t type;
+	size_t len;
+	bool variable;
+} len_cases[] = {
+	{ PCH_CTL_HELLO, sizeof(struct pch_ctl_hello), false },
+	{ PCH_CTL_BLOCK, sizeof(struct pch_ctl_block), false },
+	{ PCH_CTL_BITMAP, sizeof(struct pch_ctl_bitmap), true },
+	{ PCH_CTL_UFFD, sizeof(struct pch_ctl_uffd), false },
+	{ PCH_CTL_RING, sizeof(struct pch_ctl_ring), false },
+	{ PCH_CTL_START, sizeof(struct pch_ctl_simple), false },
+	{ PCH_CTL_SYNC, sizeof(struct pch_ctl_sync), false },
+	{ PCH_CTL_STATS, sizeof(struct pch_ctl_simple), false },
+	{ PCH_CTL_SHUTDOWN, sizeof(struct pch_ctl_simple), false },
+	{ PCH_CTL_STATE, sizeof(struct pch_ctl_state), false },
+};
+
+START_TEST(test_limits_len)
+{
+	const struct len_case *c = &len_cases[_i];
+	struct pch_ctl_hdr h;
+	char why[128];
+
+	hdr(&h, c->type, (uint32_t)c->len);
+	ck_assert_int_eq(pch_ctl_check_len(&h, c->len, why, sizeof(why)), 0);
+	ck_assert_int_eq(pch_ctl_check_len(&h, c->len - 1, why, sizeof(why)), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(why, pch_ctl_req_name(c->type)));
+	ck_assert_int_eq(pch_ctl_check_len(&h, c->len + 1, why, sizeof(why)),
+			 c->variable ? 0 : -EINVAL);
+}
+END_TEST
+
+/* The header: at least 16 bytes, the magic, len == the packet's size. */
+START_TEST(test_limits_hdr)
+{
+	static uint8_t buf[PCH_CTL_MAX_MSG + 8];
+	struct pch_ctl_hdr *h = (void *)buf;
+
+	hdr(h, PCH_CTL_START, sizeof(*h));
+	ck_assert_int_eq(pch_ctl_check_hdr(buf, sizeof(*h)), 0);
+	ck_assert_int_eq(pch_ctl_check_hdr(buf, sizeof(*h) - 1), -EBADMSG);
+	ck_assert_int_eq(pch_ctl_check_hdr(buf, 0), -EBADMSG);
+	h->len = sizeof(*h) + 1;
+	ck_assert_int_eq(pch_ctl_check_hdr(buf, sizeof(*h)), -EBADMSG);
+	h->len = sizeof(*h) - 1;
+	ck_assert_int_eq(pch_ctl_check_hdr(buf, sizeof(*h)), -EBADMSG);
+	hdr(h, PCH_CTL_BITMAP, PCH_CTL_MAX_MSG);
+	ck_assert_int_eq(pch_ctl_check_hdr(buf, PCH_CTL_MAX_MSG), 0);
+	h->magic = PCH_CTL_MAGIC + 1;
+	ck_assert_int_eq(pch_ctl_check_hdr(buf, PCH_CTL_MAX_MSG), -EBADMSG);
+	/* unknown types, REPLY included: a VMM never sends one */
+	hdr(h, 0, 24);
+	ck_assert_int_eq(pch_ctl_check_len(h, 24, (char[64]){ 0 }, 64), -EINVAL);
+	hdr(h, PCH_CTL_TYPE_MAX - 1, sizeof(struct pch_ctl_state));
+	ck_assert_int_eq(pch_ctl_check_len(h, sizeof(struct pch_ctl_state), (char[64]){ 0 }, 64),
+			 0);
+	hdr(h, PCH_CTL_TYPE_MAX, sizeof(struct pch_ctl_state));
+	ck_assert_int_eq(pch_ctl_check_len(h, sizeof(struct pch_ctl_state), (char[64]){ 0 }, 64),
+			 -EINVAL);
+}
+END_TEST
+
+/* BITMAP: first_page x64, the range in the block, exact length. */
+START_TEST(test_limits_bitmap)
+{
+	struct {
+		struct pch_ctl_bitmap m;
+		uint64_t w[2];
+	} b;
+	char why[128];
+
+	memset(&b, 0, sizeof(b));
+	hdr(&b.m.hdr, PCH_CTL_BITMAP, sizeof(b.m) + 8);
+	b.m.first_page = 64;
+	b.m.npages = 64;
+	ck_assert_int_eq(pch_ctl_bitmap_check(&b.m, 128, "r", why, sizeof(why)), 0);
+	ck_assert_int_eq(pch_ctl_bitmap_check(&b.m, 127, "r", why, sizeof(why)), -EINVAL);
+	b.m.first_page = 63;
+	ck_assert_int_eq(pch_ctl_bitmap_check(&b.m, 1024, "r", why, sizeof(why)), -EINVAL);
+	b.m.first_page = 0;
+	b.m.npages = 1;
+	ck_assert_int_eq(pch_ctl_bitmap_check(&b.m, 1, "r", why, sizeof(why)), 0);
+	b.m.npages = 65; /* two words, one sent */
+	ck_assert_int_eq(pch_ctl_bitmap_check(&b.m, 1024, "r", why, sizeof(why)), -EINVAL);
+	b.m.hdr.len += 8;
+	ck_assert_int_eq(pch_ctl_bitmap_check(&b.m, 1024, "r", why, sizeof(why)), 0);
+	b.m.hdr.len += 8;
+	ck_assert_int_eq(pch_ctl_bitmap_check(&b.m, 1024, "r", why, sizeof(why)), -EINVAL);
+	/* first_page past the block with npages 0 */
+	b.m.hdr.len = sizeof(b.m);
+	b.m.npages = 0;
+	b.m.first_page = 1024;
+	ck_assert_int_eq(pch_ctl_bitmap_check(&b.m, 1024, "r", why, sizeof(why)), 0);
+	b.m.first_page = 1088;
+	ck_assert_int_eq(pch_ctl_bitmap_check(&b.m, 1024, "r", why, sizeof(why)), -EINVAL);
+}
+END_TEST
+
+/* BLOCK: alignment, wrap, page count, flags, name, from both sides. */
+START_TEST(test_limits_block)
+{
+	struct pch_ctl_block m;
+	char why[160];
+
+	memset(&m, 0, sizeof(m));
+	hdr(&m.hdr, PCH_CTL_BLOCK, sizeof(m));
+	m.page_size = 4096;
+	m.backing = PCH_BACKING_ANON;
+	strcpy(m.name, "pc.ram");
+	m.length = PCH_CTL_BLOCK_MAX_PAGES * 4096;
+	ck_assert_int_eq(pch_ctl_block_check(&m, why, sizeof(why)), 0);
+	m.length += 4096;
+	ck_assert_int_eq(pch_ctl_block_check(&m, why, sizeof(why)), -E2BIG);
+	ck_assert_str_eq(why, "BLOCK pc.ram: 4294967297 pages, at most 4294967296");
+	/* 2 MiB pages: the bound is in pages, not bytes */
+	m.page_size = 2u << 20;
+	m.length = PCH_CTL_BLOCK_MAX_PAGES * (2ull << 20);
+	ck_assert_int_eq(pch_ctl_block_check(&m, why, sizeof(why)), 0);
+	m.length += 2u << 20;
+	ck_assert_int_eq(pch_ctl_block_check(&m, why, sizeof(why)), -E2BIG);
+	m.host_addr = 1ull << 21;
+	m.length = 1ull << 21;
+	ck_assert_int_eq(pch_ctl_block_check(&m, why, sizeof(why)), 0);
+	m.host_addr += 4096;
+	ck_assert_int_eq(pch_ctl_block_check(&m, why, sizeof(why)), -EINVAL);
+	/* the highest block that does not wrap, and one page further */
+	m.page_size = 4096;
+	m.host_addr = 0ull - 8192;
+	m.length = 8191;
+	ck_assert_int_eq(pch_ctl_block_check(&m, why, sizeof(why)), 0);
+	m.length = 8192;
+	ck_assert_int_eq(pch_ctl_block_check(&m, why, sizeof(why)), -EINVAL);
+	m.host_addr = 0;
+	m.flags = PCH_CTL_BLOCK_F_FD;
+	ck_assert_int_eq(pch_ctl_block_check(&m, why, sizeof(why)), 0);
+	m.flags = PCH_CTL_BLOCK_F_FD << 1;
+	ck_assert_int_eq(pch_ctl_block_check(&m, why, sizeof(why)), -EINVAL);
+	m.flags = 0;
+	memset(m.name, 'n', sizeof(m.name) - 1);
+	m.name[sizeof(m.name) - 1] = '\0';
+	ck_assert_int_eq(pch_ctl_block_check(&m, why, sizeof(why)), 0);
+	m.name[sizeof(m.name) - 1] = 'n';
+	ck_assert_int_eq(pch_ctl_block_check(&m, why, sizeof(why)), -EINVAL);
+	strcpy(m.name, "x");
+	m.page_size = 4096 + 4096 / 2;
+	ck_assert_int_eq(pch_ctl_block_check(&m, why, sizeof(why)), -EINVAL);
+}
+END_TEST
+
 static Suite *ctl_suite(void)
 {
 	Suite *s = suite_create("ctl");
@@ -289,6 +440,16 @@ static Suite *ctl_suite(void)
 	tcase_add_test(tc, test_state_layout);
 	tcase_add_test(tc, test_sync);
 	tcase_add_test(tc, test_uffd);
+	suite_add_tcase(s, tc);
+
+	/* every limit from both sides */
+	tc = tcase_create("limits");
+	tcase_set_timeout(tc, 30);
+	tcase_add_loop_test(tc, test_limits_len, 0,
+			    (int)(sizeof(len_cases) / sizeof(len_cases[0])));
+	tcase_add_test(tc, test_limits_hdr);
+	tcase_add_test(tc, test_limits_bitmap);
+	tcase_add_test(tc, test_limits_block);
 	suite_add_tcase(s, tc);
 	return s;
 }
