@@ -421,8 +421,9 @@ static int do_state(struct helper *h, struct conn *c, const void *msg, int *fds,
 		    char *whybuf, size_t whylen)
 {
 	const struct pch_ctl_state *m = msg;
-	const struct pch_state_hdr *sh;
-	const struct pch_state_block *sb;
+	/* a copy: the VMM can write its memfd while we check and use it */
+	struct pch_state_hdr sh;
+	struct pch_state_block sb[PCH_MAX_BLOCKS];
 	uint64_t gen, total = 0;
 	struct stat st;
 	unsigned i;
@@ -466,9 +467,10 @@ static int do_state(struct helper *h, struct conn *c, const void *msg, int *fds,
 		snprintf(whybuf, whylen, "STATE: mmap: %s", strerror(err));
 		return -err;
 	}
-	sh = mem;
-	sb = (const struct pch_state_block *)(sh + 1);
-	rc = pch_ctl_state_layout_check(sh, sb, m->size, &h->vtab, whybuf, whylen);
+	/* m->size, checked against the blocks, covers the header and nblk descriptors */
+	memcpy(&sh, mem, sizeof(sh));
+	memcpy(sb, (const struct pch_state_hdr *)mem + 1, h->nblk * sizeof(sb[0]));
+	rc = pch_ctl_state_layout_check(&sh, sb, m->size, &h->vtab, whybuf, whylen);
 	if (rc) {
 		munmap(mem, m->size);
 		return rc;

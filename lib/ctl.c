@@ -32,15 +32,17 @@ static const struct {
 	[PCH_CTL_STATE] = { "STATE", sizeof(struct pch_ctl_state), false },
 };
 
-/* Header, magic and len == n.  0 or -EBADMSG. */
+/* Header, size, magic, flags 0 and len == n.  0, -EBADMSG or -E2BIG. */
 int pch_ctl_check_hdr(const void *msg, size_t n)
 {
 	struct pch_ctl_hdr h;
 
 	if (n < sizeof(h))
 		return -EBADMSG;
+	if (n > PCH_CTL_MAX_MSG)
+		return -E2BIG;
 	memcpy(&h, msg, sizeof(h));
-	if (h.magic != PCH_CTL_MAGIC || h.len != n)
+	if (h.magic != PCH_CTL_MAGIC || h.flags || h.len != n)
 		return -EBADMSG;
 	return 0;
 }
@@ -67,6 +69,32 @@ int pch_ctl_check_len(const struct pch_ctl_hdr *h, size_t n, char *whybuf, size_
 		snprintf(whybuf, whylen, "%s: %d bytes, expected %zu", name, (int)n, min_len);
 		return -EINVAL;
 	}
+	/* fields that must be 0 (STATE's: pch_ctl_state_check), now that n covers them */
+	switch (h->type) {
+	case PCH_CTL_START:
+	case PCH_CTL_STATS:
+	case PCH_CTL_SHUTDOWN: {
+		const struct pch_ctl_simple *m = (const void *)h;
+
+		if (m->flags || m->reserved) {
+			snprintf(whybuf, whylen, "%s: flags or reserved not 0", name);
+			return -EINVAL;
+		}
+		break;
+	}
+	case PCH_CTL_RING:
+		if (((const struct pch_ctl_ring *)(const void *)h)->reserved) {
+			snprintf(whybuf, whylen, "RING: reserved not 0");
+			return -EINVAL;
+		}
+		break;
+	case PCH_CTL_BITMAP:
+		if (((const struct pch_ctl_bitmap *)(const void *)h)->reserved) {
+			snprintf(whybuf, whylen, "BITMAP: reserved not 0");
+			return -EINVAL;
+		}
+		break;
+	}
 	return 0;
 }
 
@@ -76,6 +104,12 @@ int pch_ctl_bitmap_check(const struct pch_ctl_bitmap *m, uint64_t block_npages,
 {
 	size_t words = PCH_DIV_ROUND_UP(m->npages, 64);
 
+	if (m->npages > PCH_CTL_BITMAP_MAX_PAGES) {
+		snprintf(whybuf, whylen, "BITMAP: %llu pages for block %s, at most %llu a packet",
+			 (unsigned long long)m->npages, name,
+			 (unsigned long long)PCH_CTL_BITMAP_MAX_PAGES);
+		return -E2BIG;
+	}
 	/* npages bounded by the block first, so words * 8 cannot wrap */
 	if (m->first_page % 64 || m->npages > block_npages ||
 	    m->first_page > block_npages - m->npages || m->hdr.len != sizeof(*m) + words * 8) {
@@ -121,9 +155,11 @@ int pch_ctl_block_check(const struct pch_ctl_block *m, char *whybuf, size_t whyl
 	return 0;
 }
 
-/* HELLO version, then role.  0, -EPROTO or -EINVAL with whybuf. */
+/* HELLO version, role, then name.  0, -EPROTO or -EINVAL with whybuf. */
 int pch_ctl_hello_check(const struct pch_ctl_hello *m, char *whybuf, size_t whylen)
 {
+	size_t i;
+
 	if (m->version != PCH_CTL_VERSION) {
 		snprintf(whybuf, whylen, "HELLO: control protocol version %u, helper speaks %u",
 			 m->version, PCH_CTL_VERSION);
@@ -132,6 +168,19 @@ int pch_ctl_hello_check(const struct pch_ctl_hello *m, char *whybuf, size_t whyl
 	if (m->role != PCH_CTL_ROLE_VMM && m->role != PCH_CTL_ROLE_MONITOR) {
 		snprintf(whybuf, whylen, "HELLO: unknown role %u", m->role);
 		return -EINVAL;
+	}
+	/* the name goes to the log: a C string, no control characters (as block names) */
+	if (!memchr(m->name, '\0', sizeof(m->name))) {
+		snprintf(whybuf, whylen, "HELLO: name not NUL-terminated");
+		return -EINVAL;
+	}
+	for (i = 0; m->name[i]; i++) {
+		unsigned char c = (unsigned char)m->name[i];
+
+		if (c < 0x20 || c == 0x7f) {
+			snprintf(whybuf, whylen, "HELLO: character 0x%02x in name", c);
+			return -EINVAL;
+		}
 	}
 	return 0;
 }

@@ -21,8 +21,9 @@ struct pch_blocktab;
 #define PCH_CTL_BLOCK_MAX_PAGES (1ull << 32)
 
 /*
- * Check a received packet of n bytes: at least a header, the control magic,
- * and hdr.len == n.  0 or -EBADMSG (the connection is to be dropped).
+ * Check a received packet of n bytes: at least a header and at most
+ * PCH_CTL_MAX_MSG, the control magic, flags 0 and hdr.len == n.  0,
+ * -EBADMSG or -E2BIG (the connection is to be dropped).
  */
 int pch_ctl_check_hdr(const void *msg, size_t n);
 
@@ -35,15 +36,18 @@ const char *pch_ctl_req_name(uint16_t type);
 /*
  * Check the type and length of a packet of n bytes whose header passed
  * pch_ctl_check_hdr: a known request type, n exactly its struct size (at
- * least it, for BITMAP).  0 or -EINVAL with the reason in whybuf.
+ * least it, for BITMAP), then, n covering them, the fields that must be 0:
+ * flags and reserved of START, STATS and SHUTDOWN, reserved of RING and
+ * BITMAP.  h is the whole packet.  0 or -EINVAL with the reason in whybuf.
  */
 int pch_ctl_check_len(const struct pch_ctl_hdr *h, size_t n, char *whybuf, size_t whylen);
 
 /*
  * Check a BITMAP (length already checked) against the npages of its block:
- * first_page a multiple of 64, the range inside the block, hdr.len exactly
- * the header and ceil(npages / 64) words.  0 or -EINVAL; name is the block's
- * name for the reason in whybuf.
+ * at most PCH_CTL_BITMAP_MAX_PAGES bits (-E2BIG), first_page a multiple of
+ * 64, the range inside the block, hdr.len exactly the header and
+ * ceil(npages / 64) words (-EINVAL); name is the block's name for the
+ * reason in whybuf.
  */
 int pch_ctl_bitmap_check(const struct pch_ctl_bitmap *m, uint64_t block_npages,
 			 const char *name, char *whybuf, size_t whylen);
@@ -60,7 +64,9 @@ int pch_ctl_block_check(const struct pch_ctl_block *m, char *whybuf, size_t whyl
 
 /*
  * Check a HELLO (length already checked): version PCH_CTL_VERSION, then a
- * known role.  0, -EPROTO (version) or -EINVAL (role) with whybuf.
+ * known role, then a name NUL-terminated within its 32 bytes and without
+ * control characters (it is logged; UTF-8 is fine).  0, -EPROTO (version)
+ * or -EINVAL with whybuf.
  */
 int pch_ctl_hello_check(const struct pch_ctl_hello *m, char *whybuf, size_t whylen);
 

@@ -35,6 +35,10 @@ END_TEST
 
 START_TEST(test_len)
 {
+	union {
+		struct pch_ctl_hdr h;
+		uint8_t b[128];
+	} u = { 0 };
 	struct pch_ctl_hdr h;
 	char why[128];
 
@@ -47,9 +51,9 @@ START_TEST(test_len)
 	ck_assert_int_eq(pch_ctl_check_len(&h, 65, why, sizeof(why)), -EINVAL);
 	ck_assert_str_eq(why, "HELLO: 65 bytes, expected 64");
 	/* BITMAP: at least its struct */
-	hdr(&h, PCH_CTL_BITMAP, 48);
-	ck_assert_int_eq(pch_ctl_check_len(&h, 48, why, sizeof(why)), 0);
-	ck_assert_int_eq(pch_ctl_check_len(&h, 39, why, sizeof(why)), -EINVAL);
+	hdr(&u.h, PCH_CTL_BITMAP, 48);
+	ck_assert_int_eq(pch_ctl_check_len(&u.h, 48, why, sizeof(why)), 0);
+	ck_assert_int_eq(pch_ctl_check_len(&u.h, 39, why, sizeof(why)), -EINVAL);
 }
 END_TEST
 
@@ -67,10 +71,10 @@ START_TEST(test_bitmap)
 	ck_assert_str_eq(why, "BITMAP: range or length wrong for block ram");
 	m.first_page = 1;
 	ck_assert_int_eq(pch_ctl_bitmap_check(&m, 1024, "ram", why, sizeof(why)), -EINVAL);
-	/* a count that would wrap the word count */
+	/* a count that would wrap the word count: over the packet bound first */
 	m.first_page = 0;
 	m.npages = UINT64_MAX;
-	ck_assert_int_eq(pch_ctl_bitmap_check(&m, 1024, "ram", why, sizeof(why)), -EINVAL);
+	ck_assert_int_eq(pch_ctl_bitmap_check(&m, 1024, "ram", why, sizeof(why)), -E2BIG);
 }
 END_TEST
 
@@ -296,14 +300,17 @@ static const struct len_case {
 START_TEST(test_limits_len)
 {
 	const struct len_case *c = &len_cases[_i];
-	struct pch_ctl_hdr h;
+	union {
+		struct pch_ctl_hdr h;
+		uint8_t b[256];
+	} u = { 0 };
 	char why[128];
 
-	hdr(&h, c->type, (uint32_t)c->len);
-	ck_assert_int_eq(pch_ctl_check_len(&h, c->len, why, sizeof(why)), 0);
-	ck_assert_int_eq(pch_ctl_check_len(&h, c->len - 1, why, sizeof(why)), -EINVAL);
+	hdr(&u.h, c->type, (uint32_t)c->len);
+	ck_assert_int_eq(pch_ctl_check_len(&u.h, c->len, why, sizeof(why)), 0);
+	ck_assert_int_eq(pch_ctl_check_len(&u.h, c->len - 1, why, sizeof(why)), -EINVAL);
 	ck_assert_ptr_nonnull(strstr(why, pch_ctl_req_name(c->type)));
-	ck_assert_int_eq(pch_ctl_check_len(&h, c->len + 1, why, sizeof(why)),
+	ck_assert_int_eq(pch_ctl_check_len(&u.h, c->len + 1, why, sizeof(why)),
 			 c->variable ? 0 : -EINVAL);
 }
 END_TEST
@@ -324,6 +331,14 @@ START_TEST(test_limits_hdr)
 	ck_assert_int_eq(pch_ctl_check_hdr(buf, sizeof(*h)), -EBADMSG);
 	hdr(h, PCH_CTL_BITMAP, PCH_CTL_MAX_MSG);
 	ck_assert_int_eq(pch_ctl_check_hdr(buf, PCH_CTL_MAX_MSG), 0);
+	h->len = PCH_CTL_MAX_MSG + 1;
+	ck_assert_int_eq(pch_ctl_check_hdr(buf, PCH_CTL_MAX_MSG + 1), -E2BIG);
+	h->len = PCH_CTL_MAX_MSG;
+	h->flags = 1;
+	ck_assert_int_eq(pch_ctl_check_hdr(buf, PCH_CTL_MAX_MSG), -EBADMSG);
+	h->flags = 0x8000;
+	ck_assert_int_eq(pch_ctl_check_hdr(buf, PCH_CTL_MAX_MSG), -EBADMSG);
+	h->flags = 0;
 	h->magic = PCH_CTL_MAGIC + 1;
 	ck_assert_int_eq(pch_ctl_check_hdr(buf, PCH_CTL_MAX_MSG), -EBADMSG);
 	/* unknown types, REPLY included: a VMM never sends one */
@@ -371,6 +386,87 @@ START_TEST(test_limits_bitmap)
 	ck_assert_int_eq(pch_ctl_bitmap_check(&b.m, 1024, "r", why, sizeof(why)), 0);
 	b.m.first_page = 1088;
 	ck_assert_int_eq(pch_ctl_bitmap_check(&b.m, 1024, "r", why, sizeof(why)), -EINVAL);
+	/* the most bits one packet carries fill PCH_CTL_MAX_MSG exactly */
+	b.m.first_page = 0;
+	b.m.npages = PCH_CTL_BITMAP_MAX_PAGES;
+	b.m.hdr.len = (uint32_t)(sizeof(b.m) + PCH_CTL_BITMAP_MAX_PAGES / 8);
+	ck_assert_uint_eq(b.m.hdr.len, PCH_CTL_MAX_MSG);
+	ck_assert_int_eq(pch_ctl_bitmap_check(&b.m, 1ull << 32, "r", why, sizeof(why)), 0);
+	b.m.npages++;
+	b.m.hdr.len += 8;
+	ck_assert_int_eq(pch_ctl_bitmap_check(&b.m, 1ull << 32, "r", why, sizeof(why)), -E2BIG);
+	ck_assert_str_eq(why, "BITMAP: 523969 pages for block r, at most 523968 a packet");
+}
+END_TEST
+
+/* Fields that must be 0: checked with the length, once n covers them. */
+START_TEST(test_limits_reserved)
+{
+	union {
+		struct pch_ctl_hdr h;
+		struct pch_ctl_simple s;
+		struct pch_ctl_ring r;
+		struct pch_ctl_bitmap b;
+		uint8_t raw[64];
+	} u;
+	static const uint16_t simple[] = { PCH_CTL_START, PCH_CTL_STATS, PCH_CTL_SHUTDOWN };
+	char why[128];
+	unsigned i;
+
+	for (i = 0; i < 3; i++) {
+		memset(&u, 0, sizeof(u));
+		hdr(&u.h, simple[i], sizeof(u.s));
+		ck_assert_int_eq(pch_ctl_check_len(&u.h, sizeof(u.s), why, sizeof(why)), 0);
+		u.s.flags = 1;
+		ck_assert_int_eq(pch_ctl_check_len(&u.h, sizeof(u.s), why, sizeof(why)), -EINVAL);
+		ck_assert_ptr_nonnull(strstr(why, "flags or reserved not 0"));
+		u.s.flags = 0;
+		u.s.reserved = 1u << 31;
+		ck_assert_int_eq(pch_ctl_check_len(&u.h, sizeof(u.s), why, sizeof(why)), -EINVAL);
+	}
+	memset(&u, 0, sizeof(u));
+	hdr(&u.h, PCH_CTL_RING, sizeof(u.r));
+	u.r.nr_entries = 64;
+	u.r.size = 1 << 16;
+	ck_assert_int_eq(pch_ctl_check_len(&u.h, sizeof(u.r), why, sizeof(why)), 0);
+	u.r.reserved = 1;
+	ck_assert_int_eq(pch_ctl_check_len(&u.h, sizeof(u.r), why, sizeof(why)), -EINVAL);
+	ck_assert_str_eq(why, "RING: reserved not 0");
+	memset(&u, 0, sizeof(u));
+	hdr(&u.h, PCH_CTL_BITMAP, sizeof(u.b));
+	ck_assert_int_eq(pch_ctl_check_len(&u.h, sizeof(u.b), why, sizeof(why)), 0);
+	u.b.reserved = 1;
+	ck_assert_int_eq(pch_ctl_check_len(&u.h, sizeof(u.b), why, sizeof(why)), -EINVAL);
+	ck_assert_str_eq(why, "BITMAP: reserved not 0");
+}
+END_TEST
+
+/* HELLO's name: NUL within 32 bytes, no control characters (< 0x20, 0x7f). */
+START_TEST(test_limits_hello_name)
+{
+	struct pch_ctl_hello m;
+	char why[128];
+
+	memset(&m, 0, sizeof(m));
+	hdr(&m.hdr, PCH_CTL_HELLO, sizeof(m));
+	m.version = PCH_CTL_VERSION;
+	m.role = PCH_CTL_ROLE_VMM;
+	memset(m.name, 'q', sizeof(m.name) - 1);
+	ck_assert_int_eq(pch_ctl_hello_check(&m, why, sizeof(why)), 0);
+	m.name[sizeof(m.name) - 1] = 'q';
+	ck_assert_int_eq(pch_ctl_hello_check(&m, why, sizeof(why)), -EINVAL);
+	ck_assert_str_eq(why, "HELLO: name not NUL-terminated");
+	memset(m.name, 0, sizeof(m.name));
+	ck_assert_int_eq(pch_ctl_hello_check(&m, why, sizeof(why)), 0); /* empty: fine */
+	strcpy(m.name, " ~");
+	ck_assert_int_eq(pch_ctl_hello_check(&m, why, sizeof(why)), 0);
+	strcpy(m.name, "a\x1f");
+	ck_assert_int_eq(pch_ctl_hello_check(&m, why, sizeof(why)), -EINVAL);
+	ck_assert_str_eq(why, "HELLO: character 0x1f in name");
+	strcpy(m.name, "a\x7f");
+	ck_assert_int_eq(pch_ctl_hello_check(&m, why, sizeof(why)), -EINVAL);
+	strcpy(m.name, "caf\xc3\xa9"); /* UTF-8 */
+	ck_assert_int_eq(pch_ctl_hello_check(&m, why, sizeof(why)), 0);
 }
 END_TEST
 
@@ -450,6 +546,8 @@ static Suite *ctl_suite(void)
 	tcase_add_test(tc, test_limits_hdr);
 	tcase_add_test(tc, test_limits_bitmap);
 	tcase_add_test(tc, test_limits_block);
+	tcase_add_test(tc, test_limits_reserved);
+	tcase_add_test(tc, test_limits_hello_name);
 	suite_add_tcase(s, tc);
 	return s;
 }
