@@ -39,6 +39,14 @@
 #define SWEEP_REQ_BYTES (256u << 10) /* ... per request (at least one page) */
 #define SWEEP_ID_BIT (1ull << 63)
 #define STALL_REPORTED (1ull << 63)
+/*
+ * Distinct faulting pages the URGENT lane asks for at once.  A VMM thread
+ * blocks on one fault, so a real VMM stays far below; past it a fault is
+ * not asked for (its page comes by bulk or the sweep, whose install wakes
+ * it) and the fault table, the request table and the request queue stay
+ * bounded whatever the VMM does.
+ */
+#define FAULT_PENDING_MAX 65536u
 
 /* io_uring user_data tags */
 enum { UD_UFFD = 1, UD_URGENT, UD_SEND, UD_SWEEP, UD_KICK };
@@ -75,6 +83,13 @@ struct fstate {
 	bool send_inflight;
 	uint64_t next_id;
 	GHashTable *pending;       /* key (blk << 56 | page) -> first fault ns */
+	/*
+	 * Requests queued or sent, id -> struct asked, until every page of
+	 * each is answered: an URGENT frame must answer one of them.  At most
+	 * FAULT_PENDING_MAX + SWEEP_INFLIGHT / page size entries.
+	 */
+	GHashTable *asked;
+	uint64_t unasked;          /* faults past FAULT_PENDING_MAX, not asked for */
 	uint64_t sweep_buf;
 	bool sweep_active;
 	unsigned sweep_blk;
@@ -96,6 +111,12 @@ struct fstate {
 	size_t nbacklog, backlog_cap;
 	bool discards_new;         /* a REMOVE/UNMAP was marked: pending faults to look at */
 	int drain_err;             /* a read under the events lock failed: -errno */
+};
+
+/* A request in flight and how many of its pages no answer brought yet. */
+struct asked {
+	struct pch_req r;
+	uint32_t left;
 };
 
 static inline gpointer pkey(unsigned blk, uint64_t page)
@@ -208,8 +229,15 @@ static void queue_request(struct fstate *f, unsigned blk, uint64_t page, uint32_
 		f->out = a;
 		f->cap *= 2;
 	}
-	pch_req_build(&f->out[f->nout++], blk, page << b->d.page_shift, count,
-		      (f->next_id++) | (sweep ? SWEEP_ID_BIT : 0));
+	{
+		struct asked *a = g_new(struct asked, 1);
+
+		pch_req_build(&a->r, blk, page << b->d.page_shift, count,
+			      (f->next_id++) | (sweep ? SWEEP_ID_BIT : 0));
+		a->left = count;
+		f->out[f->nout++] = a->r;
+		g_hash_table_insert(f->asked, GSIZE_TO_POINTER(a->r.id), a);
+	}
 	STAT_ADD(&f->ft->st, requests, 1);
 	if (sweep)
 		STAT_ADD(&f->ft->st, requests_sweep, 1);
@@ -431,6 +459,14 @@ static void handle_fault(struct fstate *f, const struct uffd_msg *m, uint64_t no
 	}
 	if (g_hash_table_contains(f->pending, pkey(blk, page))) {
 		STAT_ADD(st, faults_dup, 1);
+		return;
+	}
+	if (g_hash_table_size(f->pending) >= FAULT_PENDING_MAX) {
+		if (!f->unasked++)
+			pch_warn("fault thread: %u faults pending (FAULT_PENDING_MAX): block %s page "
+				 "%llu and later ones are not asked for; bulk or the sweep brings "
+				 "them", g_hash_table_size(f->pending), h->blk[blk].d.name,
+				 (unsigned long long)page);
 		return;
 	}
 	if (hblock_shared(&h->blk[blk])) {
@@ -727,6 +763,34 @@ static bool urgent_frame(struct fstate *f, const struct pch_frame_hdr *hd, const
 }
 
 /*
+ * Does a checked PAGES or ZERO frame answer a request in flight?  Then
+ * count its pages against it (forgotten once all are answered); if not,
+ * the source is cut off: nothing of it is installed.  false when not.
+ */
+static bool urgent_answers(struct fstate *f, const struct pch_frame_hdr *hd, const uint64_t *offs)
+{
+	struct asked *a = g_hash_table_lookup(f->asked, GSIZE_TO_POINTER(hd->arg));
+	const char *why;
+	char what[160];
+
+	if (!a) {
+		snprintf(what, sizeof(what), "answer for request %llu, which the helper never sent "
+			 "or had answered already", (unsigned long long)hd->arg);
+		urgent_fail(f, what);
+		return false;
+	}
+	if (pch_frame_check_answer(hd, offs, &a->r, a->left, &f->h->vtab, &why)) {
+		snprintf(what, sizeof(what), "request %llu: %s", (unsigned long long)hd->arg, why);
+		urgent_fail(f, what);
+		return false;
+	}
+	a->left -= hd->count;
+	if (!a->left)
+		g_hash_table_remove(f->asked, GSIZE_TO_POINTER(hd->arg));
+	return true;
+}
+
+/*
  * Handle every complete frame in the URGENT buffer, checking each header as
  * soon as it is in and its offsets before anything is installed.  false
  * when the channel is dead.
@@ -773,6 +837,8 @@ static bool urgent_consume(struct fstate *f)
 			urgent_fail(f, why);
 			return false;
 		}
+		if (!urgent_answers(f, hd, offs))
+			return false;
 		if (!urgent_frame(f, hd, offs, u->buf + pos + sizeof(*hd) + olen)) {
 			ok = false;
 			break;
@@ -887,10 +953,10 @@ static void check_stalls(struct fstate *f)
 		if (!chans[0])
 			channel_states(h, now, chans, sizeof(chans));
 		pch_warn("stall: block %s page %llu: fault pending for %llu ms, requested, "
-			 "no answer yet; page: %s; URGENT %s, %u requests queued; PAGES %s",
-			 h->blk[pkey_blk(key)].d.name, (unsigned long long)pkey_page(key),
+			 "no answer yet; page: %s; URGENT %s, %u requests queued, %u in flight; "
+			 "PAGES %s", h->blk[pkey_blk(key)].d.name, (unsigned long long)pkey_page(key),
 			 (unsigned long long)((now - t0) / 1000000), page_state(f, key),
-			 f->urg_dead ? "dead" : "up", f->nout, chans);
+			 f->urg_dead ? "dead" : "up", f->nout, g_hash_table_size(f->asked), chans);
 		g_hash_table_iter_replace(&it, GSIZE_TO_POINTER(t0 | STALL_REPORTED));
 	}
 }
@@ -974,6 +1040,7 @@ static void *fault_main(void *arg)
 	f->h = h;
 	f->ft = ft;
 	f->pending = g_hash_table_new(g_direct_hash, g_direct_equal);
+	f->asked = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, g_free);
 	f->stash = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, stash_free);
 	f->cap = f->scap = OUT_REQS0;
 	f->out = malloc(f->cap * sizeof(*f->out));
@@ -1135,6 +1202,8 @@ out:
 	}
 	if (f->pending)
 		g_hash_table_destroy(f->pending);
+	if (f->asked)
+		g_hash_table_destroy(f->asked);
 	if (f->stash)
 		g_hash_table_destroy(f->stash);
 	free(f->out);

@@ -506,6 +506,31 @@ int pch_req_check(const struct pch_req *r, const struct pch_blocktab *t, const c
 	return 0;
 }
 
+/*
+ * Check that an URGENT answer frame answers request r (left pages of it
+ * unanswered): id, block, page count, offsets within the request's range.
+ * Offsets are checked (inside the block, increasing) already, so the
+ * first and the last bound them all.  0 or -EPROTO with *why.
+ */
+int pch_frame_check_answer(const struct pch_frame_hdr *h, const uint64_t *offs,
+			   const struct pch_req *r, uint32_t left, const struct pch_blocktab *t,
+			   const char **why)
+{
+	uint64_t ps;
+
+	if (h->arg != r->id)
+		FAIL(-EPROTO, "answer: id is not the request's");
+	if (h->block != r->block || r->block >= t->count)
+		FAIL(-EPROTO, "answer: block is not the request's");
+	if (!h->count || h->count > left || left > r->count)
+		FAIL(-EPROTO, "answer: more pages than the request left unanswered");
+	ps = t->b[r->block].page_size;
+	/* r passed pch_req_check: r->offset + count pages is inside the block */
+	if (offs[0] < r->offset || offs[h->count - 1] - r->offset >= (uint64_t)r->count * ps)
+		FAIL(-EPROTO, "answer: page outside the request's range");
+	return 0;
+}
+
 /* Fill a PCH_REQ_PAGE request. */
 void pch_req_build(struct pch_req *r, uint32_t block, uint64_t offset, uint32_t count, uint64_t id)
 {

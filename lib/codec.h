@@ -115,6 +115,17 @@ int pch_req_check(const struct pch_req *r, const struct pch_blocktab *t, const c
 void pch_req_build(struct pch_req *r, uint32_t block, uint64_t offset, uint32_t count,
 		   uint64_t id);
 
+/*
+ * Check that a PAGES or ZERO frame on URGENT (header and offsets checked)
+ * answers the request r the helper sent, of which left pages are not
+ * answered yet: arg == r->id, the same block, no more pages than left, and
+ * every offset inside [r->offset, r->offset + r->count pages).  0 or
+ * -EPROTO with *why.
+ */
+int pch_frame_check_answer(const struct pch_frame_hdr *h, const uint64_t *offs,
+			   const struct pch_req *r, uint32_t left, const struct pch_blocktab *t,
+			   const char **why);
+
 /* Check a CONTROL message header (magic, type, len <= PCH_CC_MAX_PAYLOAD). */
 int pch_cc_check_hdr(const struct pch_cc_hdr *h, const char **why);
 void pch_cc_build(struct pch_cc_hdr *h, uint16_t type, uint32_t len);

@@ -2,7 +2,8 @@
 /*
  * fuzz_frame.c - a page frame as the helper receives it (helper/rx.c on
  * PAGES channels, helper/fault.c on URGENT): the header, then, only if it
- * passed, its offsets, then the length of its data.  Input: the header,
+ * passed, its offsets, then the length of its data; on URGENT, whether it
+ * answers a fixed request (pch_frame_check_answer).  Input: the header,
  * then the offsets and data as far as the input goes.
  */
 #include "fuzz.h"
@@ -60,6 +61,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_ASSERT(!(offs[i] & (b->page_size - 1)));
 		FUZZ_ASSERT(offs[i] + b->page_size <= b->size);
 		FUZZ_ASSERT(!i || offs[i] > offs[i - 1]);
+	}
+	if (urgent) {
+		/* as fault.c's request table: 64 pages of block 0 at 64 KiB, 40 unanswered */
+		struct pch_req r;
+
+		pch_req_build(&r, 0, 64 << 10, 64, h.arg & 1 ? h.arg : 1);
+		if (!pch_frame_check_answer(&h, offs, &r, 40, t, &why)) {
+			FUZZ_ASSERT(h.arg == r.id && h.block == 0 && h.count <= 40);
+			for (i = 0; i < h.count; i++)
+				FUZZ_ASSERT(offs[i] >= r.offset &&
+					    offs[i] < r.offset + (uint64_t)r.count * 4096);
+		} else {
+			FUZZ_ASSERT(why);
+		}
 	}
 	free(offs);
 

@@ -1113,6 +1113,46 @@ START_TEST(test_limits_cc)
 }
 END_TEST
 
+/* An URGENT answer against the request it claims: 4 pages at 64 KiB of block 0, id 42. */
+static const struct answer_case {
+	const char *name;
+	uint64_t arg;
+	uint32_t block, count, left;
+	uint64_t offs[4];
+	int err;
+	const char *why;
+} answer_cases[] = {
+	{ "whole request", 42, 0, 4, 4, { 64 * KiB, 68 * KiB, 72 * KiB, 76 * KiB }, 0, "" },
+	{ "first page", 42, 0, 1, 4, { 64 * KiB }, 0, "" },
+	{ "last page", 42, 0, 1, 1, { 76 * KiB }, 0, "" },
+	{ "page before", 42, 0, 1, 4, { 60 * KiB }, -EPROTO, "outside the request" },
+	{ "page after", 42, 0, 1, 4, { 80 * KiB }, -EPROTO, "outside the request" },
+	{ "last beyond", 42, 0, 2, 4, { 64 * KiB, 80 * KiB }, -EPROTO, "outside the request" },
+	{ "count = left", 42, 0, 2, 2, { 64 * KiB, 68 * KiB }, 0, "" },
+	{ "count left+1", 42, 0, 2, 1, { 64 * KiB, 68 * KiB }, -EPROTO, "more pages" },
+	{ "nothing left", 42, 0, 1, 0, { 64 * KiB }, -EPROTO, "more pages" },
+	{ "other id", 43, 0, 1, 4, { 64 * KiB }, -EPROTO, "id" },
+	{ "other block", 42, 2, 1, 4, { 0 }, -EPROTO, "block" },
+};
+
+START_TEST(test_limits_answer)
+{
+	const struct answer_case *c = &answer_cases[_i];
+	struct pch_frame_hdr h;
+	struct pch_req r;
+	const char *why = NULL;
+	int ret;
+
+	pch_req_build(&r, 0, 64 * KiB, 4, 42);
+	ck_assert_int_eq(pch_req_check(&r, &tab, NULL), 0);
+	pch_frame_build(&h, PCH_FRAME_PAGES, PCH_FRAME_F_URGENT, c->block, c->count, 0, c->arg);
+	ck_assert_int_eq(pch_frame_check_hdr(&h, &tab, 0, true, NULL), 0);
+	ck_assert_int_eq(pch_frame_check_offsets(&h, c->offs, &tab, NULL), 0);
+	ret = pch_frame_check_answer(&h, c->offs, &r, c->left, &tab, &why);
+	CASE_CHECK(c->name, ret, c->err, why, c->why);
+}
+END_TEST
+
 /* BLOCKS: count bounds, length, names (NUL, characters, duplicates) */
 START_TEST(test_limits_blocks)
 {
@@ -1319,6 +1359,7 @@ static Suite *codec_suite(void)
 	tcase_add_loop_test(tc, test_limits_offsets, 0, (int)PCH_ARRAY_SIZE(offs_cases));
 	tcase_add_loop_test(tc, test_limits_req, 0, (int)PCH_ARRAY_SIZE(req_cases));
 	tcase_add_loop_test(tc, test_limits_cc, 0, (int)PCH_ARRAY_SIZE(cc_cases));
+	tcase_add_loop_test(tc, test_limits_answer, 0, (int)PCH_ARRAY_SIZE(answer_cases));
 	tcase_add_test(tc, test_limits_blocks);
 	tcase_add_test(tc, test_limits_have);
 	suite_add_tcase(s, tc);
