@@ -7,6 +7,10 @@
 #   make fuzz       libFuzzer harnesses, FUZZ_SECONDS (60) each
 #   make V=1        show full commands
 #
+# The BPF tools (bpf/, build/bin/pch-faultlat ...) are built when bpftool,
+# clang, libbpf and the kernel's BTF are there, and skipped with a message
+# otherwise.
+#
 # Out-of-tree: everything goes under $(BUILD).
 
 BUILD ?= build
@@ -83,7 +87,7 @@ ALL_OBJS := $(LIB_OBJS) $(CLIENT_OBJS) \
 	$(foreach p,helper source vm migrate proxy,$($(p)_SRCS:%.c=$(OBJ)/%.o)) \
 	$(UNIT_SRCS:%.c=$(OBJ)/%.o) $(TOOL_SRCS:%.c=$(OBJ)/%.o)
 
-.PHONY: all deps build-all tests check _check unit integ demo _demo clean install bench stress _stress \
+.PHONY: bpf-tools all deps build-all tests check _check unit integ demo _demo clean install bench stress _stress \
 	fuzz _fuzz fuzz-build
 
 all: deps
@@ -94,7 +98,7 @@ all: deps
 deps:
 	$(Q)scripts/deps.sh
 
-build-all: $(LIBPCH) $(if $(CLIENT_SRCS),$(CLIENT_A) $(CLIENT_SO) $(CLIENT_PC)) $(BINS)
+build-all: $(LIBPCH) $(if $(CLIENT_SRCS),$(CLIENT_A) $(CLIENT_SO) $(CLIENT_PC)) $(BINS) bpf-tools
 
 tests: build-all $(UNIT_BINS) $(TOOL_BINS)
 
@@ -150,6 +154,62 @@ $(BUILD)/tests/tools/%: $(OBJ)/tests/tools/%.o $(LIBPCH)
 	@mkdir -p $(@D)
 	$(quiet) LD $@
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+# --- BPF tools ------------------------------------------------------------
+
+# The libbpf-bootstrap way: bpf/foo.bpf.c (BPF side) + bpf/foo.c (loader) +
+# bpf/foo.h (what both share) -> $(BUILD)/bin/pch-foo.  vmlinux.h comes from
+# the running kernel's BTF, the BPF object from clang, its skeleton from
+# bpftool; all under $(BUILD)/bpf.  bpf/tool.c is the loaders' common part.
+BPFTOOL ?= $(firstword $(shell command -v bpftool 2>/dev/null) \
+	$(wildcard /usr/sbin/bpftool /sbin/bpftool))
+BPF_CLANG ?= clang
+VMLINUX_BTF ?= /sys/kernel/btf/vmlinux
+BPF_OUT := $(BUILD)/bpf
+BPF_APPS := $(patsubst bpf/%.bpf.c,%,$(wildcard bpf/*.bpf.c))
+BPF_BINS := $(BPF_APPS:%=$(BUILD)/bin/pch-%)
+BPF_COMMON_OBJS := $(OBJ)/bpf/tool.o
+BPF_ARCH := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
+BPF_MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null)
+BPF_MISSING := $(if $(BPFTOOL),,bpftool) $(if $(wildcard $(VMLINUX_BTF)),,$(VMLINUX_BTF)) \
+	$(if $(shell command -v $(BPF_CLANG) 2>/dev/null),,$(BPF_CLANG)) \
+	$(if $(shell pkg-config --exists libbpf 2>/dev/null && echo y),,libbpf)
+BPF_CFLAGS = -g -O2 -target bpf -D__TARGET_ARCH_$(BPF_ARCH) -I$(BPF_OUT) -Ibpf \
+	$(if $(BPF_MULTIARCH),-idirafter /usr/include/$(BPF_MULTIARCH)) -Wall -Wno-unused-function
+BPF_LIBS := -lbpf -lelf -lz
+
+ifeq ($(strip $(BPF_MISSING)),)
+bpf-tools: $(BPF_BINS)
+else
+bpf-tools:
+	@echo "bpf: SKIP: BPF tools not built, missing: $(strip $(BPF_MISSING))"
+endif
+
+$(BPF_OUT)/vmlinux.h:
+	@mkdir -p $(@D)
+	$(quiet) GEN $@
+	$(Q)$(BPFTOOL) btf dump file $(VMLINUX_BTF) format c > $@
+
+$(BPF_OUT)/%.bpf.o: bpf/%.bpf.c bpf/%.h $(BPF_OUT)/vmlinux.h
+	@mkdir -p $(@D)
+	$(quiet) BPF $@
+	$(Q)$(BPF_CLANG) $(BPF_CFLAGS) -c -o $@ $<
+
+$(BPF_OUT)/%.skel.h: $(BPF_OUT)/%.bpf.o
+	$(quiet) GEN $@
+	$(Q)$(BPFTOOL) gen skeleton $< > $@
+
+.SECONDARY: $(BPF_APPS:%=$(BPF_OUT)/%.bpf.o) $(BPF_APPS:%=$(BPF_OUT)/%.skel.h)
+
+$(BPF_APPS:%=$(OBJ)/bpf/%.o): $(OBJ)/bpf/%.o: bpf/%.c $(BPF_OUT)/%.skel.h
+	@mkdir -p $(@D)
+	$(quiet) CC $@
+	$(Q)$(CC) $(ALL_CFLAGS) -I$(BPF_OUT) -c -o $@ $<
+
+$(BPF_BINS): $(BUILD)/bin/pch-%: $(OBJ)/bpf/%.o $(BPF_COMMON_OBJS)
+	@mkdir -p $(@D)
+	$(quiet) LD $@
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(BPF_LIBS)
 
 # --- tests ---------------------------------------------------------------
 
@@ -263,4 +323,5 @@ clean:
 	rm -rf $(BUILD)
 
 -include $(ALL_OBJS:.o=.d) $(FUZZ_LIB_OBJS:.o=.d) \
+	$(if $(BPF_APPS),$(BPF_APPS:%=$(OBJ)/bpf/%.d) $(BPF_COMMON_OBJS:.o=.d)) \
 	$(FUZZ_NAMES:%=$(FUZZ_OBJ)/tests/fuzz/%.d)

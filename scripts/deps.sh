@@ -3,8 +3,11 @@
 # Safe to run again: it does nothing when everything is present.
 set -eu
 
-# clang and its runtimes (libFuzzer, ASan, UBSan) for make fuzz
-PKGS="build-essential pkg-config liburing-dev libglib2.0-dev libjson-glib-dev check jq clang libclang-rt-14-dev"
+# clang and its runtimes (libFuzzer, ASan, UBSan) for make fuzz; libbpf,
+# bpftool and libelf/zlib for the BPF tools in bpf/ (clang builds their BPF
+# side); systemtap-sdt-dev for the USDT probes (sys/sdt.h, lib/probes.h)
+PKGS="build-essential pkg-config liburing-dev libglib2.0-dev libjson-glib-dev check jq clang libclang-rt-14-dev
+libbpf-dev bpftool libelf-dev zlib1g-dev systemtap-sdt-dev"
 
 missing=""
 for p in $PKGS; do
