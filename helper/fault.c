@@ -238,6 +238,7 @@ static void queue_request(struct fstate *f, unsigned blk, uint64_t page, uint32_
 		f->out[f->nout++] = a->r;
 		g_hash_table_insert(f->asked, GSIZE_TO_POINTER(a->r.id), a);
 	}
+	PCH_PROBE(request_sent, b->host_addr + (page << b->d.page_shift), count, f->next_id - 1);
 	STAT_ADD(&f->ft->st, requests, 1);
 	if (sweep)
 		STAT_ADD(&f->ft->st, requests_sweep, 1);
@@ -362,6 +363,7 @@ static void handle_fault(struct fstate *f, const struct uffd_msg *m, uint64_t no
 	uint64_t page;
 	int rc;
 
+	PCH_PROBE(fault_read, m->arg.pagefault.address, m->arg.pagefault.flags, m->arg.pagefault.feat.ptid);
 	STAT_ADD(st, faults, 1);
 	if (m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_MINOR)
 		STAT_ADD(st, faults_minor, 1);
@@ -700,6 +702,7 @@ static bool urgent_frame(struct fstate *f, const struct pch_frame_hdr *hd, const
 	uint32_t i;
 	int rc;
 
+	PCH_PROBE(page_arrived, hd->block, offs[0], hd->count, hd->arg, hd->type, 1);
 	/* every page is in place and the ranges are unregistered: nothing to do */
 	if (__atomic_load_n(&h->complete, __ATOMIC_ACQUIRE))
 		return true;

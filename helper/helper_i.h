@@ -23,6 +23,7 @@
 #include "bitmap.h"
 #include "codec.h"
 #include "hist.h"
+#include "probes.h"
 #include "ring.h"
 #include "auth.h"
 #include "pch/proto.h"

@@ -923,6 +923,7 @@ static void flush_posts(struct helper *h)
 	while (i < h->npending) {
 		int rc = pch_ring_post(&h->ring, &h->pending[i]);
 
+		PCH_PROBE(ring_posted, h->pending[i].type, h->pending[i].epoch, rc);
 		if (rc == -ENOSPC)
 			break;
 		if (rc)

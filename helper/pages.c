@@ -57,6 +57,7 @@ static int zeropage_ioctl(struct helper *h, struct hstats *st, struct hblock *b,
 		};
 
 		if (ioctl(h->uffd, UFFDIO_ZEROPAGE, &z) == 0) {
+			PCH_PROBE(page_installed, z.range.start, z.range.len, 1, 0);
 			rc = 0;
 			break;
 		}
@@ -164,6 +165,7 @@ static int64_t copy_run(struct helper *h, struct hstats *st, struct hblock *b, u
 		rc = ioctl(h->uffd, UFFDIO_COPY, &c);
 		err = rc < 0 ? errno : 0;
 		STAT_ADD(st, copy_ioctls, 1);
+		PCH_PROBE(page_installed, c.dst, c.copy, 0, err);
 		/* Partial progress is reported in c.copy whatever the errno. */
 		if (c.copy > 0)
 			done += (uint64_t)c.copy;
@@ -369,6 +371,7 @@ int pages_continue(struct helper *h, struct hstats *st, unsigned blk, uint64_t f
 		int err = rc < 0 ? errno : 0;
 
 		STAT_ADD(st, continue_ioctls, 1);
+		PCH_PROBE(page_installed, c.range.start, c.mapped, 2, err);
 		/* pages mapped before an error are reported in c.mapped */
 		if (c.mapped > 0) {
 			uint64_t pages = (uint64_t)c.mapped >> shift;

@@ -548,6 +548,7 @@ static int frame_step(struct rx_thread *t, struct rx_chan *c)
 			plan_in_place(t, c);
 		return 1;
 	default:
+		PCH_PROBE(page_arrived, c->hdr.block, c->offs[0], c->hdr.count, c->index, c->hdr.type, 0);
 		/* after COMPLETE the ranges are unregistered: the data is not needed */
 		if (__atomic_load_n(&h->complete, __ATOMIC_ACQUIRE)) {
 			c->in_place = false;

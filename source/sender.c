@@ -219,6 +219,7 @@ static void *sender_main(void *arg)
 			break;
 		}
 		last_tx = pch_now_ns();
+		PCH_PROBE(bulk_sent, sd->index, tx.pages_data, tx.pages_zero, tx.bytes);
 		sd->st.bytes_bulk += tx.bytes;
 		sd->st.frames_bulk += tx.frames;
 		sd->st.pages_bulk += tx.pages_data;

@@ -30,6 +30,7 @@
 #include "codec.h"
 #include "image.h"
 #include "nonce.h"
+#include "probes.h"
 
 /* A sender that makes no progress for this long fails its channel. */
 #define SRC_SEND_STALL_MS 30000

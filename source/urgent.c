@@ -105,6 +105,7 @@ static void *urgent_main(void *arg)
 		}
 
 		first = req.offset / ps;
+		PCH_PROBE(request_received, req.block, req.offset, req.count, req.id);
 		pch_dbg(PCH_DBG_SRC, "URGENT: request %llu: %u pages at 0x%llx",
 			(unsigned long long)req.id, req.count,
 			(unsigned long long)req.offset);
@@ -121,6 +122,7 @@ static void *urgent_main(void *arg)
 			break;
 		}
 		last_tx = pch_now_ns();
+		PCH_PROBE(page_sent, req.block, req.offset, req.count, req.id, tx.bytes);
 		/* after the answer, so the fault is served before its neighbours */
 		src_bulk_hint(s, first);
 
