@@ -1,0 +1,20 @@
+/* SPDX-License-Identifier: MIT */
+/* faultlat.h - pch-faultlat: what its BPF side and its loader share. */
+#ifndef PCH_BPF_FAULTLAT_H
+#define PCH_BPF_FAULTLAT_H
+
+#include "hist_bpf.h"
+
+/* prev_state values of sched_switch (the kernel's "report" states) */
+#define FL_STATE_S 0x1 /* TASK_INTERRUPTIBLE: a uffd wait of a user fault */
+#define FL_STATE_D 0x2 /* TASK_UNINTERRUPTIBLE / KILLABLE */
+
+struct faultlat_counts {
+	__u64 faults;        /* page_fault_user of the traced threads */
+	__u64 blocked_s;     /* waits that started asleep in S */
+	__u64 blocked_d;     /* ... in D (only with --any-sleep) */
+	__u64 faults_blocked; /* faults that blocked at least once */
+	__u64 lost;          /* no room to track a fault */
+};
+
+#endif /* PCH_BPF_FAULTLAT_H */
