@@ -724,6 +724,47 @@ static int recover_mapping(struct helper *h)
 	return 0;
 }
 
+static void pause_threads(struct helper *h);
+
+/* A connection broken under us, as opposed to a refusal or a bad peer. */
+static bool connection_broke(int rc)
+{
+	return rc == -ECONNRESET || rc == -EPIPE || rc == -ETIMEDOUT || rc == -ECONNABORTED;
+}
+
+/*
+ * The first session, at START.  A connection that breaks while the session
+ * is being set up (reset, closed, silent) is retried as a resume, with the
+ * back-off and the deadline of one (--resume-timeout-s; 0: no retry): the
+ * source may still hold what it saw of the first try, and a RESUME hello
+ * makes it drop that.  A refusal or a protocol error fails at once, and so
+ * does a source that is not listening at all.
+ */
+static int open_session(struct helper *h)
+{
+	uint64_t deadline = pch_now_ns() + (uint64_t)h->o.resume_s * 1000000000ull;
+	unsigned attempt = 0;
+	int rc;
+
+	rc = session_connect(h, h->recovered);
+	while (rc && connection_broke(rc) && h->o.resume_s > 0 && !got_signal) {
+		uint64_t backoff = PCH_MIN(200ull << PCH_MIN(attempt, 3u), 1000ull);
+
+		pause_threads(h); /* closes what the failed try opened */
+		if (pch_now_ns() + backoff * 1000000ull >= deadline)
+			break;
+		attempt++;
+		pch_warn("START: the session with %s:%u broke while being set up (%s); "
+			 "retry %u in %llu ms", h->o.src_host, h->o.src_port, strerror(-rc),
+			 attempt, (unsigned long long)backoff);
+		usleep((useconds_t)(backoff * 1000));
+		rc = session_connect(h, true);
+	}
+	if (attempt && !rc)
+		pch_info("START: session open after %u retries", attempt);
+	return rc;
+}
+
 static int start_serving(struct helper *h, char *whybuf, size_t whylen)
 {
 	int rc;
@@ -742,7 +783,7 @@ static int start_serving(struct helper *h, char *whybuf, size_t whylen)
 		h->failed = true;
 		return -ESRCH;
 	}
-	rc = session_connect(h, h->recovered);
+	rc = open_session(h);
 	if (rc) {
 		snprintf(whybuf, whylen, "START: cannot open the session with %s:%u: %s",
 			 h->o.src_host, h->o.src_port, strerror(-rc));
