@@ -1515,8 +1515,12 @@ static bool pin_owner(struct helper *h, struct conn *c)
 	if (!h->o.test_no_peerpidfd &&
 	    getsockopt(c->fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) == 0) {
 		h->vmm_pinned_by = "SO_PEERPIDFD";
+	} else if (!h->o.test_no_peerpidfd && errno == ESRCH) {
+		/* the process that connected has exited (its connection lingers) */
+		pch_warn("control: the VMM (pid %d) exited before it could be pinned",
+			 h->vmm_pid);
+		return true;
 	} else if (!h->o.test_no_peerpidfd && errno != ENOPROTOOPT) {
-		/* ESRCH, EINVAL: the peer has exited already */
 		snprintf(whybuf, sizeof(whybuf), "SO_PEERPIDFD: %s", strerror(errno));
 		why = whybuf;
 	} else {
