@@ -620,6 +620,7 @@ static int do_uffd(struct helper *h, struct conn *c, const void *msg, int *fds, 
 static int do_ring(struct helper *h, struct conn *c, const void *msg, int *fds, int nfds,
 		   char *whybuf, size_t whylen)
 {
+	const struct pch_ctl_ring *m = msg;
 	const char *why = "";
 	int rc;
 
@@ -636,6 +637,14 @@ static int do_ring(struct helper *h, struct conn *c, const void *msg, int *fds, 
 	if (rc) {
 		snprintf(whybuf, whylen, "RING: %s (%s)", why, strerror(-rc));
 		return rc;
+	}
+	/* the message must describe the ring it carries */
+	if (m->nr_entries != h->ring.nr || m->size < h->ring.size) {
+		snprintf(whybuf, whylen, "RING: the message says %u entries in %llu bytes, the "
+			 "ring's header %u entries in %zu bytes", m->nr_entries,
+			 (unsigned long long)m->size, h->ring.nr, (size_t)h->ring.size);
+		pch_ring_close(&h->ring);
+		return -EINVAL;
 	}
 	h->have_ring = true;
 	return 0;

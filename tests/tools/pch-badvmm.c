@@ -591,6 +591,23 @@ int main(int argc, char **argv)
 	fds[1] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	hdr(&r.hdr, PCH_CTL_RING, sizeof(r));
 	expect("ring of zeros", ask(&r, sizeof(r), fds, 2), "RING:");
+	{
+		struct pch_ring bad;
+
+		/* a good ring, but the message says another size than its header */
+		if (pch_ring_create(&bad, 64))
+			return 1;
+		hdr(&r.hdr, PCH_CTL_RING, sizeof(r));
+		r.nr_entries = 128;
+		r.size = bad.size;
+		fds[0] = bad.memfd;
+		fds[1] = bad.efd;
+		expect("ring message disagreeing with its header", ask(&r, sizeof(r), fds, 2),
+		       "the message says 128 entries");
+		pch_ring_close(&bad);
+		r.nr_entries = 0;
+		r.size = 0;
+	}
 
 	hdr(&s.hdr, PCH_CTL_START, sizeof(s));
 	expect("start without blocks", ask(&s, sizeof(s), NULL, 0), "missing RAM blocks");
