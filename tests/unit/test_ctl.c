@@ -20,7 +20,7 @@ static void hdr(struct pch_ctl_hdr *h, uint16_t type, uint32_t len)
 
 START_TEST(test_hdr)
 {
-	struct pch_ctl_simple m;
+	struct pch_ctl_simple m = { 0 };
 	char why[128];
 
 	hdr(&m.hdr, PCH_CTL_START, sizeof(m));
@@ -59,7 +59,7 @@ END_TEST
 
 START_TEST(test_bitmap)
 {
-	struct pch_ctl_bitmap m;
+	struct pch_ctl_bitmap m = { 0 };
 	char why[128];
 
 	memset(&m, 0, sizeof(m));
@@ -80,7 +80,7 @@ END_TEST
 
 START_TEST(test_block)
 {
-	struct pch_ctl_block m;
+	struct pch_ctl_block m = { 0 };
 	char why[128];
 
 	memset(&m, 0, sizeof(m));
@@ -113,7 +113,7 @@ END_TEST
 
 START_TEST(test_hello)
 {
-	struct pch_ctl_hello m;
+	struct pch_ctl_hello m = { 0 };
 	char why[128];
 
 	memset(&m, 0, sizeof(m));
@@ -155,7 +155,7 @@ static void state_tab(struct pch_blocktab *t, uint64_t npages[2], uint32_t psz[2
 START_TEST(test_state)
 {
 	static struct pch_blocktab t;
-	struct pch_ctl_state m;
+	struct pch_ctl_state m = { 0 };
 	uint64_t npages[2];
 	uint32_t psz[2];
 	char why[128];
@@ -241,7 +241,7 @@ END_TEST
 
 START_TEST(test_sync)
 {
-	struct pch_ctl_sync m;
+	struct pch_ctl_sync m = { 0 };
 	char why[128];
 
 	memset(&m, 0, sizeof(m));
@@ -262,7 +262,7 @@ END_TEST
 
 START_TEST(test_uffd)
 {
-	struct pch_ctl_uffd m;
+	struct pch_ctl_uffd m = { 0 };
 	char why[160];
 
 	memset(&m, 0, sizeof(m));
@@ -444,7 +444,7 @@ END_TEST
 /* HELLO's name: NUL within 32 bytes, no control characters (< 0x20, 0x7f). */
 START_TEST(test_limits_hello_name)
 {
-	struct pch_ctl_hello m;
+	struct pch_ctl_hello m = { 0 };
 	char why[128];
 
 	memset(&m, 0, sizeof(m));
@@ -473,7 +473,7 @@ END_TEST
 /* BLOCK: alignment, wrap, page count, flags, name, from both sides. */
 START_TEST(test_limits_block)
 {
-	struct pch_ctl_block m;
+	struct pch_ctl_block m = { 0 };
 	char why[160];
 
 	memset(&m, 0, sizeof(m));
