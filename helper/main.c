@@ -2132,36 +2132,40 @@ int main(int argc, char **argv)
 
 	if (!h)
 		return 1;
+	pthread_mutex_init(&h->err_lock, NULL);
+	h->uffd = h->cc_fd = h->urgent_fd = h->vmm_pidfd = h->wake_efd = -1;
+	for (i = 0; i < PCH_MAX_CHANNELS; i++)
+		h->pages[i].fd = -1;
+	/* every early exit frees what it had, so a leak checker sees none */
+	ret = 2;
 	if (parse_args(argc, argv, &h->o))
-		return 2;
+		goto out;
 	signal(SIGPIPE, SIG_IGN);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
-	pthread_mutex_init(&h->err_lock, NULL);
-	h->uffd = h->cc_fd = h->urgent_fd = h->vmm_pidfd = -1;
-	for (i = 0; i < PCH_MAX_CHANNELS; i++)
-		h->pages[i].fd = -1;
+	ret = 1;
 	h->wake_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (h->wake_efd < 0) {
 		pch_err("eventfd: %s", strerror(errno));
-		return 1;
+		goto out;
 	}
 	/* exit 2, as for a bad option: nothing is wrong but where we were told to listen */
 	rc = pch_unix_path_check(h->o.ctl_path, why, sizeof(why));
 	if (rc) {
 		pch_err("control socket: %s; refusing to run (docs/protocol.md, section 3)", why);
-		return 2;
+		ret = 2;
+		goto out;
 	}
 	rc = pch_session_load(h->o.key_file, &h->sess);
 	if (rc) {
 		pch_err("key file %s: %s%s", h->o.key_file, strerror(-rc),
 			rc == -EPERM ? " (must be a regular file of mode 0600 or stricter)" : "");
-		return 1;
+		goto out;
 	}
 	lfd = pch_unix_listen(h->o.ctl_path);
 	if (lfd < 0) {
 		pch_err("control socket %s: %s", h->o.ctl_path, strerror(-lfd));
-		return 1;
+		goto out;
 	}
 	if (lstat(h->o.ctl_path, &sock_st) < 0)
 		sock_st.st_ino = 0;
@@ -2184,6 +2188,7 @@ int main(int argc, char **argv)
 	if (h->have_ring)
 		pch_ring_close(&h->ring);
 	pch_info("exit %d", ret);
+out:
 	helper_free(h);
 	return ret;
 }
