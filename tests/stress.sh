@@ -204,7 +204,14 @@ ${hlp_args[*]} >>'$d/helper.log' 2>&1"
 	if [ "$fault" = kill-helper ]; then
 		# the helper pch-vm started last (and reaped) wrote the stats
 		hrc=0
-		[ "$(jq -r '.result' "$d/helper.json" 2>/dev/null)" = ok ] || hrc=1
+		if [ "$(jq -r '.result' "$d/helper.json" 2>/dev/null)" != ok ]; then
+			# a kill that came after the migration completed (a short
+			# run) leaves no stats: fine if the helper said so first
+			# and pch-vm's report is ok without a takeover
+			grep -q "complete: every page in place" "$d/helper.log" &&
+				[ "$(jq -r '.result + " " + (.helper_restarts | tostring)' \
+					"$d/vm.json" 2>/dev/null)" = "ok 0" ] || hrc=1
+		fi
 	fi
 	wait_gone "$spid" 20 >/dev/null
 	[ -n "$ppid" ] && { kill -TERM "$ppid" 2>/dev/null; wait_gone "$ppid" 5 >/dev/null; }
