@@ -35,20 +35,12 @@ cp "$T/session.key" "$T/key1"
 mkdir "$T/hellos"
 start_source --channels 2 --ram $RAM --bulk-rate 60
 SRC1_PORT=$SRC_PORT
-"$BIN/pch-proxy" --listen 127.0.0.1:0 --port-file "$T/proxy.port" --target "127.0.0.1:$SRC_PORT" \
-	--timeout-s 60 --log "$T/proxy.log" --dump-hellos "$T/hellos" --fault control:cut@ms=400 &
-PRX_PID=$!
-PIDS="$PIDS $PRX_PID"
-SRC_PORT=$(wait_port pch-proxy "$PRX_PID" "$T/proxy.port") || exit 1
+start_proxy --dump-hellos "$T/hellos" control:cut@ms=400
 start_helper --channels 2
 run_vm --ram $RAM --vcpus 2 --workload random --timeout-s 50 &
 VM_PID=$!
 PIDS="$PIDS $VM_PID"
-for _ in $(seq 200); do
-	grep -q "session resumed" "$T/source.log" && break
-	sleep 0.05
-done
-grep -q "session resumed" "$T/source.log" || fail "the helper did not resume the session"
+wait_log "$T/source.log" "session resumed" 10 || fail "the helper did not resume the session"
 RESUME_HELLO=$(ls "$T"/hellos/*-control-resume.bin | head -n 1)
 PAGES_HELLO=$(ls "$T"/hellos/*-pages-0.bin | tail -n 1)
 [ -f "$RESUME_HELLO" ] && [ -f "$PAGES_HELLO" ] || fail "pch-proxy captured no hellos: $(ls "$T/hellos")"
@@ -86,10 +78,7 @@ start_helper --channels 2
 run_vm --ram $RAM --vcpus 2 --workload random --timeout-s 50 &
 VM_PID=$!
 PIDS="$PIDS $VM_PID"
-for _ in $(seq 100); do
-	grep -q "all 4 channels connected" "$T/source.log" && break
-	sleep 0.05
-done
+wait_log "$T/source.log" "all 4 channels connected" 5 || true
 expect_refused "duplicate channel: URGENT is already connected" "$SRC_PORT" \
 	--key-file "$T/session.key" --count 2 --kind urgent
 expect_refused "authentication failed" "$SRC_PORT" --key-file "$T/session.key" --count 2 \

@@ -33,10 +33,7 @@ start_helper --channels 2
 run_vm --ram 128M --vcpus 2 --workload random --timeout-s 50 &
 VM_PID=$!
 PIDS="$PIDS $VM_PID"
-for _ in $(seq 100); do
-	grep -q "control: VMM" "$T/helper.log" && break
-	sleep 0.01
-done
+wait_log "$T/helper.log" "control: VMM" 1 || true
 hello --flood 300 --hold-ms 3000 --trickle-ms 50 >"$T/flood2.out" &
 F2=$!
 PIDS="$PIDS $F2"

@@ -104,7 +104,7 @@ log "stale socket of ours (its helper killed): replaced"
 # --- (c) a migration, least privilege, the VMM pinned ---------------------
 start_source --channels 2 --ram 256M
 start_helper --channels 2
-for _ in $(seq 300); do grep -qs "listening on" "$T/helper.log" && break; sleep 0.01; done
+wait_log "$T/helper.log" "listening on" 3 || true
 st=/proc/$HLP_PID/status
 grep -q "^NoNewPrivs:[[:space:]]*1" "$st" || fail "helper: $(grep NoNewPrivs "$st")"
 mine=$((16#$(awk '/^CapEff/ { print $2 }' /proc/self/status)))
@@ -168,8 +168,7 @@ start_helper --channels 2
 	--workload random --timeout-s 40 >"$T/vm.log" 2>&1 &
 VM_PID=$!
 PIDS="$PIDS $VM_PID"
-for _ in $(seq 500); do grep -q "serving" "$T/helper.log" && break; sleep 0.01; done
-grep -q "serving" "$T/helper.log" || fail "the migration did not start: $(tail -n 3 "$T/helper.log")"
+wait_log "$T/helper.log" "serving" 5 || fail "the migration did not start: $(tail -n 3 "$T/helper.log")"
 kill -STOP "$SRC_PID"
 sleep 0.3
 "$TOOLS/pch-badvmm" --hold "$VM_PID" "$T/helper.sock" >"$T/hold.out" 2>&1 &

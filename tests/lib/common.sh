@@ -120,11 +120,19 @@ start_source() {
 }
 
 # start_proxy FAULT...: pch-proxy in front of the source, one --fault per
-# argument; sets PRX_PID, and SRC_PORT to the proxy's port (start_helper
-# connects to it)
+# argument (an argument starting with -- is passed as it is, with the next
+# one when it has no '='); sets PRX_PID, and SRC_PORT to the proxy's port
+# (start_helper connects to it)
 start_proxy() {
 	local args=() f
-	for f in "$@"; do args+=(--fault "$f"); done
+	while [ $# -gt 0 ]; do
+		f=$1; shift
+		case "$f" in
+		--*=*) args+=("$f") ;;
+		--*) args+=("$f" "$1"); shift ;;
+		*) args+=(--fault "$f") ;;
+		esac
+	done
 	rm -f "$T/proxy.port" "$T/proxy.log"
 	"$BIN/pch-proxy" --listen 127.0.0.1:0 --port-file "$T/proxy.port" \
 		--target "127.0.0.1:$SRC_PORT" --timeout-s 100 --log "$T/proxy.log" "${args[@]}" &
@@ -144,6 +152,18 @@ start_helper() {
 # run_vm ARGS...: pch-vm in the foreground, report in $T/vm.json
 run_vm() {
 	"$BIN/pch-vm" --helper "$T/helper.sock" --report "$T/vm.json" "$@" >"$T/vm.log" 2>&1
+}
+
+# wait_log FILE PATTERN SECONDS: wait for a line matching PATTERN (grep)
+# in FILE; 0 when it came, 1 when it did not within SECONDS (the caller
+# says what that means)
+wait_log() {
+	local i
+	for i in $(seq $(($3 * 100))); do
+		grep -qs -- "$2" "$1" && return 0
+		sleep 0.01
+	done
+	grep -qs -- "$2" "$1"
 }
 
 # wait_pid PID SECONDS: wait for a process to exit; its status, or fail
