@@ -131,8 +131,7 @@ int main(int argc, char **argv)
 	struct lat_hist total;
 	struct faultlat_counts c;
 	pid_t target;
-	__u8 one = 1;
-	int err, rc;
+	int rc;
 
 	tool_parse(&fl.o, argc, argv, usage, "S", longs, extra_opt);
 	tool_prepare(&fl.o);
@@ -146,24 +145,7 @@ int main(int argc, char **argv)
 	fl.skel->rodata->trace_all = !target;
 	fl.skel->rodata->target_tid = (__u32)fl.o.tid;
 	fl.skel->rodata->any_sleep = fl.any_sleep;
-	err = faultlat_bpf__load(fl.skel);
-	if (err)
-		tool_load_failed(&fl.o, "load the BPF programs", err);
-	if (target) {
-		__u32 k = (__u32)target;
-
-		err = bpf_map__update_elem(fl.skel->maps.targets, &k, sizeof(k), &one, sizeof(one),
-					   BPF_ANY);
-		if (err)
-			tool_load_failed(&fl.o, "set the target", err);
-	}
-	err = faultlat_bpf__attach(fl.skel);
-	if (err)
-		tool_load_failed(&fl.o, "attach to the tracepoints", err);
-	if (!fl.o.cmd)
-		fprintf(stderr, "pch-faultlat: tracing blocking page faults of %s; Ctrl-C ends\n",
-			target ? "one process" : "every process");
-	tool_start_child(&fl.o);
+	tool_load_attach(&fl.o, fl.skel->skeleton, "blocking page faults of ");
 
 	rc = tool_run(&fl.o, tick, &fl);
 

@@ -230,6 +230,33 @@ pid_t tool_target(const struct tool_opts *o)
 	return o->cmd ? o->child : o->pid;
 }
 
+void tool_load_attach(struct tool_opts *o, struct bpf_object_skeleton *s, const char *what)
+{
+	pid_t target = tool_target(o);
+	int err;
+
+	err = bpf_object__load_skeleton(s);
+	if (err)
+		tool_load_failed(o, "load the BPF programs", err);
+	if (target) {
+		struct bpf_map *m = bpf_object__find_map_by_name(*s->obj, "targets");
+		__u32 k = (__u32)target;
+		__u8 one = 1;
+
+		err = m ? bpf_map__update_elem(m, &k, sizeof(k), &one, sizeof(one), BPF_ANY) :
+			  -ENOENT;
+		if (err)
+			tool_load_failed(o, "set the target", err);
+	}
+	err = bpf_object__attach_skeleton(s);
+	if (err)
+		tool_load_failed(o, "attach to the tracepoints", err);
+	if (!o->cmd)
+		fprintf(stderr, "%s: tracing %s%s; Ctrl-C ends\n", o->name, what,
+			target ? "one process" : "every process");
+	tool_start_child(o);
+}
+
 static double now_s(void)
 {
 	struct timespec ts;

@@ -55,6 +55,16 @@ void tool_prepare(struct tool_opts *o);
 void tool_load_failed(struct tool_opts *o, const char *what, int err);
 
 /*
+ * Load and attach a tool's skeleton (skel->skeleton, its rodata already
+ * set), put the target (tool_target; none: every process) in its targets
+ * map (target.bpf.h), say on stderr what is traced when there is no
+ * COMMAND ("tracing <what><one process|every process>"), then let the
+ * COMMAND run.  Exits through tool_load_failed when a step fails.
+ */
+struct bpf_object_skeleton;
+void tool_load_attach(struct tool_opts *o, struct bpf_object_skeleton *s, const char *what);
+
+/*
  * Fork the COMMAND (it waits until tool_start_child), so that its pid can
  * go into the target map before it runs.  No-op without a COMMAND.
  */

@@ -242,8 +242,7 @@ int main(int argc, char **argv)
 	struct uffdtop u = { .o = { .name = "pch-uffdtop", .interval_s = 1 } };
 	struct table total = { 0 };
 	pid_t target;
-	__u8 one = 1;
-	int err, rc;
+	int rc;
 
 	tool_parse(&u.o, argc, argv, usage, NULL, NULL, NULL);
 	tool_prepare(&u.o);
@@ -261,24 +260,7 @@ int main(int argc, char **argv)
 	u.skel->rodata->cmd[UT_WAKE] = UFFDIO_WAKE;
 	u.skel->rodata->cmd[UT_POISON] = UFFDIO_POISON;
 	u.skel->rodata->cmd[UT_MOVE] = UFFDIO_MOVE;
-	err = uffdtop_bpf__load(u.skel);
-	if (err)
-		tool_load_failed(&u.o, "load the BPF programs", err);
-	if (target) {
-		__u32 k = (__u32)target;
-
-		err = bpf_map__update_elem(u.skel->maps.targets, &k, sizeof(k), &one, sizeof(one),
-					   BPF_ANY);
-		if (err)
-			tool_load_failed(&u.o, "set the target", err);
-	}
-	err = uffdtop_bpf__attach(u.skel);
-	if (err)
-		tool_load_failed(&u.o, "attach to the tracepoints", err);
-	if (!u.o.cmd)
-		fprintf(stderr, "pch-uffdtop: tracing %s; Ctrl-C ends\n",
-			target ? "one process" : "every process");
-	tool_start_child(&u.o);
+	tool_load_attach(&u.o, u.skel->skeleton, "");
 
 	rc = tool_run(&u.o, tick, &u);
 
