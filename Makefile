@@ -175,7 +175,8 @@ BPF_MISSING := $(if $(BPFTOOL),,bpftool) $(if $(wildcard $(VMLINUX_BTF)),,$(VMLI
 	$(if $(shell command -v $(BPF_CLANG) 2>/dev/null),,$(BPF_CLANG)) \
 	$(if $(shell pkg-config --exists libbpf 2>/dev/null && echo y),,libbpf)
 BPF_CFLAGS = -g -O2 -target bpf -D__TARGET_ARCH_$(BPF_ARCH) -I$(BPF_OUT) -Ibpf \
-	$(if $(BPF_MULTIARCH),-idirafter /usr/include/$(BPF_MULTIARCH)) -Wall -Wno-unused-function
+	$(if $(BPF_MULTIARCH),-idirafter /usr/include/$(BPF_MULTIARCH)) -Wall -Wno-unused-function \
+	-MMD -MP
 BPF_LIBS := -lbpf -lelf -lz
 
 ifeq ($(strip $(BPF_MISSING)),)
@@ -324,4 +325,5 @@ clean:
 
 -include $(ALL_OBJS:.o=.d) $(FUZZ_LIB_OBJS:.o=.d) \
 	$(if $(BPF_APPS),$(BPF_APPS:%=$(OBJ)/bpf/%.d) $(BPF_COMMON_OBJS:.o=.d)) \
+	$(BPF_APPS:%=$(BPF_OUT)/%.bpf.d) \
 	$(FUZZ_NAMES:%=$(FUZZ_OBJ)/tests/fuzz/%.d)

@@ -2,11 +2,13 @@
 /*
  * target.bpf.h - BPF side shared by the tools: which processes are traced
  * (the loader puts -p PID or the COMMAND's pid in targets; with
- * follow_children, every task a traced task forks is traced too), and
- * recording into a struct lat_hist.
+ * follow_children, every task a traced task forks is traced too, until
+ * it exits), and recording into a struct lat_hist.
  */
 #ifndef PCH_BPF_TARGET_H
 #define PCH_BPF_TARGET_H
+
+#include <bpf/bpf_core_read.h>
 
 #include "hist_bpf.h"
 
@@ -17,7 +19,10 @@ const volatile bool trace_all = false; /* no target: every process */
 /*
  * tgids traced.  Forks add their child: that is a process, or a thread
  * (the tracepoint cannot tell); a thread's id never matches a tgid check
- * of another process unless reused, and the map is large enough for both.
+ * of another process unless reused.  Exits remove them (target_exit), so
+ * that the map holds the live tasks of the traced tree only: a long
+ * COMMAND (make check) forks far more than 16384 tasks in its life, and a
+ * pid the kernel reuses must not be traced by mistake.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -40,6 +45,27 @@ int handle_fork(struct trace_event_raw_sched_process_fork *ctx)
 
 	if (follow_children && bpf_map_lookup_elem(&targets, &parent))
 		bpf_map_update_elem(&targets, &child, &one, BPF_ANY);
+	return 0;
+}
+
+/*
+ * A task exits: a thread's own entry goes; the process's when its last
+ * thread exits (signal->live, already decremented when this tracepoint
+ * fires).  Only what forks added: -p PID stays, whatever happens.
+ */
+SEC("tracepoint/sched/sched_process_exit")
+int target_exit(void *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)id, tgid = id >> 32;
+	struct task_struct *task = (void *)bpf_get_current_task();
+
+	if (!follow_children)
+		return 0;
+	if (tid != tgid)
+		bpf_map_delete_elem(&targets, &tid);
+	if (!BPF_CORE_READ(task, signal, live.counter))
+		bpf_map_delete_elem(&targets, &tgid);
 	return 0;
 }
 
