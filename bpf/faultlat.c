@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
  * faultlat.c - pch-faultlat: user page faults that block (userfaultfd
- * waits), from the fault until the thread runs again, as QEMU's log2
- * microsecond distribution plus count, mean, percentiles and max.  The
+ * waits), from the fault until the thread runs again, as QEMU 10.1's
+ * postcopy-latency-dist (24 log2 microsecond buckets, faultlat.h) plus
+ * count, mean, percentiles and max.  The
  * definition of a blocking fault is in faultlat.bpf.c and bpf/README.md.
  */
 #include <bpf/libbpf.h>
@@ -61,13 +62,39 @@ static void snapshot(struct faultlat *fl, struct lat_hist *h, struct faultlat_co
 	memcpy(c, &fl->skel->bss->counts, sizeof(*c));
 }
 
+/*
+ * QEMU's 24 buckets from the LAT_LOG2_SLOTS of a lat_hist: the same
+ * floor(log2(us)), only the last bucket takes the slots above it.
+ */
+static void dist_of(const struct lat_hist *h, __u64 dist[FL_DIST_N])
+{
+	unsigned i;
+
+	memset(dist, 0, FL_DIST_N * sizeof(dist[0]));
+	for (i = 0; i < LAT_LOG2_SLOTS; i++)
+		dist[i < FL_DIST_N ? i : FL_DIST_N - 1] += h->log2_us[i];
+}
+
+static void json_dist(FILE *f, const __u64 dist[FL_DIST_N])
+{
+	unsigned i;
+
+	fputc('[', f);
+	for (i = 0; i < FL_DIST_N; i++)
+		fprintf(f, "%s%llu", i ? ", " : "", (unsigned long long)dist[i]);
+	fputc(']', f);
+}
+
 static void print_hist(const char *title, const struct lat_hist *h)
 {
+	__u64 dist[FL_DIST_N];
+
 	printf("%s: %llu blocking faults, mean %.1f us, p50 %.1f us, p99 %.1f us, max %.1f us\n",
 	       title, (unsigned long long)h->count,
 	       h->count ? (double)h->sum_ns / (double)h->count / 1000.0 : 0.0,
 	       tool_quantile_us(h, 0.5), tool_quantile_us(h, 0.99), h->max_ns / 1000.0);
-	tool_print_log2(stdout, h->log2_us, LAT_LOG2_SLOTS);
+	dist_of(h, dist);
+	tool_print_log2(stdout, dist, FL_DIST_N);
 }
 
 static void tick(void *arg)
@@ -98,6 +125,7 @@ static int write_json(struct faultlat *fl, const struct lat_hist *h,
 		      const struct faultlat_counts *c)
 {
 	FILE *f = fopen(fl->o.json, "w");
+	__u64 dist[FL_DIST_N];
 
 	if (!f) {
 		fprintf(stderr, "pch-faultlat: %s: %s\n", fl->o.json, strerror(errno));
@@ -113,6 +141,10 @@ static int write_json(struct faultlat *fl, const struct lat_hist *h,
 		(unsigned long long)c->lost);
 	fprintf(f, "  \"latency_us\": ");
 	tool_json_latency(f, "  ", h);
+	/* QEMU's field: postcopy-latency-dist */
+	fprintf(f, ",\n  \"latency_dist_us\": ");
+	dist_of(h, dist);
+	json_dist(f, dist);
 	fprintf(f, "\n}\n");
 	if (fclose(f)) {
 		fprintf(stderr, "pch-faultlat: %s: %s\n", fl->o.json, strerror(errno));

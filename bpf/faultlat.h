@@ -9,6 +9,21 @@
 #define FL_STATE_S 0x1 /* TASK_INTERRUPTIBLE: a uffd wait of a user fault */
 #define FL_STATE_D 0x2 /* TASK_UNINTERRUPTIBLE / KILLABLE */
 
+/*
+ * QEMU 10.1's postcopy-latency-dist (migration/postcopy-ram.c,
+ * BLOCKTIME_LATENCY_BUCKET_N): 24 buckets; a latency of t us goes to
+ * bucket floor(log2(t)), t = 0 to bucket 0, everything from 2^23 us on
+ * to bucket 23.  Bucket N covers [2^N, 2^(N+1)) us.
+ */
+#define FL_DIST_N 24
+
+static inline unsigned fl_dist_slot(__u64 ns)
+{
+	unsigned s = lat_log2_slot(ns); /* floor(log2(us)), 0 for 0 and 1 us */
+
+	return s < FL_DIST_N ? s : FL_DIST_N - 1;
+}
+
 struct faultlat_counts {
 	__u64 faults;        /* page_fault_user of the traced threads */
 	__u64 blocked_s;     /* waits that started asleep in S */

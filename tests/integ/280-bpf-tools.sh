@@ -46,6 +46,9 @@ diff=$(( seen > faults ? seen - faults : faults - seen ))
 expect_json "$FL" '.latency_us.count > 0 and (.latency_us.log2_us | add) == .latency_us.count' \
 	'.latency_us'
 expect_json "$FL" '.blocked_d == 0 and .lost == 0' '{blocked_d, lost}'
+# QEMU 10.1's postcopy-latency-dist: 24 buckets, every wait in one
+expect_json "$FL" '(.latency_dist_us | length) == 24 and
+	(.latency_dist_us | add) == .latency_us.count' '{latency_dist_us, count: .latency_us.count}'
 
 # The kernel's p50 (fault to running again) includes the helper's service
 # (uffd read to install): above half its p50, below its max; and it is the
