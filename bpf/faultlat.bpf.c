@@ -14,6 +14,9 @@
  * the fault is retried and waits anew) counts another wait, measured from
  * the switch-in that ended the previous one: the helper also reads one
  * uffd message per wait.
+ *
+ * With per_thread (-T), each wait also goes into its thread's own
+ * histogram (faultlat.h: struct faultlat_thread, a bounded map).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -26,12 +29,15 @@ char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
 const volatile __u32 target_tid = 0; /* -t: one thread only */
 const volatile bool any_sleep = false;
+const volatile bool per_thread = false;
 
 struct fault {
 	__u64 ts;
 	__u64 addr;
 	__u32 blocked; /* FL_STATE_* it went to sleep in, 0: running */
 	__u32 waits; /* waits of this fault so far */
+	__u32 tgid; /* of the faulting thread, for -T */
+	__u32 pad;
 };
 
 struct {
@@ -41,8 +47,18 @@ struct {
 	__type(value, struct fault);
 } faults SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, FL_THREADS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u32); /* tid */
+	__type(value, struct faultlat_thread);
+} threads SEC(".maps");
+
 struct lat_hist hist = {};
 struct faultlat_counts counts = {};
+/* a new entry of threads: too large for the BPF stack */
+const struct faultlat_thread thread_zero = {};
 
 /* exceptions:page_fault_user has no BTF type of its own: its format */
 struct page_fault_user_args {
@@ -57,7 +73,7 @@ int on_fault(struct page_fault_user_args *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tid = (__u32)id;
-	struct fault f = { .ts = bpf_ktime_get_ns(), .addr = ctx->address };
+	struct fault f = { .ts = bpf_ktime_get_ns(), .addr = ctx->address, .tgid = id >> 32 };
 
 	if (!is_target(id >> 32) || (target_tid && tid != target_tid))
 		return 0;
@@ -78,6 +94,37 @@ int on_sys_enter(void *ctx)
 	return 0;
 }
 
+/* -T: a wait of thread tid (switched in: not the current task) */
+static __always_inline void thread_record(struct trace_event_raw_sched_switch *ctx, __u32 tid,
+					  __u32 tgid, __u64 ns)
+{
+	struct faultlat_thread *t = bpf_map_lookup_elem(&threads, &tid);
+	__u64 d, f;
+
+	if (!t) {
+		bpf_map_update_elem(&threads, &tid, &thread_zero, BPF_NOEXIST);
+		t = bpf_map_lookup_elem(&threads, &tid);
+		if (!t) {
+			__sync_fetch_and_add(&counts.threads_lost, 1);
+			return;
+		}
+	}
+	d = fl_dist_slot(ns);
+	f = fl_fine_slot(ns);
+	/* as lat_record: keep the checks below from being optimised out */
+	asm volatile("" : "+r"(d), "+r"(f));
+	/* one thread is switched in on one CPU at a time: plain adds */
+	t->tgid = tgid;
+	bpf_probe_read_kernel(t->comm, sizeof(t->comm), ctx->next_comm);
+	t->count++;
+	t->sum_ns += ns;
+	if (ns > t->max_ns)
+		t->max_ns = ns;
+	if (d < FL_DIST_N) /* always: for the verifier */
+		t->dist[d]++;
+	t->fine[f & (FL_FINE_N - 1)]++;
+}
+
 SEC("tracepoint/sched/sched_switch")
 int on_switch(struct trace_event_raw_sched_switch *ctx)
 {
@@ -94,6 +141,8 @@ int on_switch(struct trace_event_raw_sched_switch *ctx)
 		__u64 now = bpf_ktime_get_ns();
 
 		lat_record(&hist, now - f->ts);
+		if (per_thread)
+			thread_record(ctx, next, f->tgid, now - f->ts);
 		if (!f->waits++)
 			__sync_fetch_and_add(&counts.faults_blocked, 1);
 		if (f->blocked == FL_STATE_S)

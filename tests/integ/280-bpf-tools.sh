@@ -1,6 +1,7 @@
 #!/bin/bash
 # The BPF tools against a real migration: pch-faultlat (tracepoints only)
-# counts the faults the helper served and sees the latency pch-vm sees;
+# counts the faults the helper served and sees the latency pch-vm sees, per
+# vCPU thread too;
 # pch-uffdtop counts the helper's UFFDIO_COPY and ZEROPAGE ioctls as the
 # helper does.  Both run at once, nested, around one pch-migrate.
 # timeout: 180
@@ -13,7 +14,7 @@ done
 [ "$(id -u)" -eq 0 ] || skip "the BPF tools need root (CAP_BPF, CAP_PERFMON)"
 
 rc=0
-"$BIN/pch-faultlat" --json "$T/faultlat.json" -- \
+"$BIN/pch-faultlat" -T --json "$T/faultlat.json" -- \
 	"$BIN/pch-uffdtop" -i 0 --json "$T/uffdtop.json" -- \
 	"$BIN/pch-migrate" --no-progress --json "$T/report.json" \
 	--ram 256M --channels 4 --vcpus 2 --workload random --bulk-rate 300 \
@@ -50,6 +51,16 @@ expect_json "$FL" '.blocked_d == 0 and .lost == 0' '{blocked_d, lost}'
 expect_json "$FL" '(.latency_dist_us | length) == 24 and
 	(.latency_dist_us | add) == .latency_us.count' '{latency_dist_us, count: .latency_us.count}'
 
+# -T: the waits are the vCPU threads' (pch-vm names them vcpu/N), each
+# thread's histogram is whole, and the threads add up to the total
+expect_json "$FL" '.threads_lost == 0 and ([.threads[].count] | add) == .latency_us.count' \
+	'{threads_lost, count: .latency_us.count, threads: [.threads[] | {tid, comm, count}]}'
+expect_json "$FL" '[.threads[] | select(.comm | test("^vcpu/[0-9]+$"))] | length == 2' \
+	'[.threads[] | {tid, pid, comm, count}]'
+expect_json "$FL" 'all(.threads[]; (.latency_dist_us | length) == 24 and
+	(.latency_dist_us | add) == .count and .count > 0 and .p50 > 0 and .max >= .p50)' \
+	'.threads'
+
 # The kernel's p50 (fault to running again) includes the helper's service
 # (uffd read to install): above half its p50, below its max; and it is the
 # latency pch-vm measures around its accesses, within a factor of 2.
@@ -70,7 +81,11 @@ zeros=$(echo "$hp" | jq '.ioctls.ZEROPAGE.ok')
 echo "$hp" | jq -e '.io_uring_cqes > 0' >/dev/null || fail "no io_uring completions for the helper: $hp"
 jq -e '[.processes[] | select(.comm == "pch-vm")] | .[0].faults > 0' "$UT" >/dev/null ||
 	fail "pch-uffdtop saw no faults of pch-vm"
+# the vCPU threads pch-faultlat saw are pch-vm's
+vm=$(jq '[.processes[] | select(.comm == "pch-vm")] | .[0].pid' "$UT")
+jq -e --argjson vm "$vm" 'all(.threads[] | select(.comm | test("^vcpu/")); .pid == $vm)' "$FL" >/dev/null ||
+	fail "vCPU threads not in pch-vm ($vm): $(jq -c '[.threads[] | {tid, pid, comm}]' "$FL")"
 
 log "ok: faults helper $faults kernel $seen (raced $raced), p50 kernel $fl50 us" \
 	"helper $(json "$R" '.helper.service_latency_us.p50') us vm $(json "$R" '.fault_latency_us.p50') us," \
-	"COPY $copies ZEROPAGE $zeros"
+	"COPY $copies ZEROPAGE $zeros, threads $(jq -c '[.threads[] | "\(.comm) \(.count)"]' "$FL")"
