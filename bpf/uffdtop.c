@@ -29,6 +29,7 @@ static const char usage[] =
 	"                        (neither: every process)\n"
 	"  -i, --interval SECS   print every SECS (default 1; 0: only totals at exit)\n"
 	"  -d, --duration SECS   stop after SECS\n"
+	"  -n, --top N           the N busiest processes per block (default 10; 0: all)\n"
 	"      --json FILE       write the totals as JSON at exit\n"
 	"  -v, --verbose         libbpf's messages\n"
 	"  -h, --help            this help\n"
@@ -56,9 +57,27 @@ struct table {
 
 struct uffdtop {
 	struct tool_opts o;
+	size_t top; /* -n: rows of processes per block, 0: all */
 	struct uffdtop_bpf *skel;
 	struct table last;
 };
+
+static int extra_opt(struct tool_opts *o, int c, const char *arg)
+{
+	struct uffdtop *u = (struct uffdtop *)o;
+	char *end;
+	unsigned long v;
+
+	if (c != 'n')
+		return -1;
+	v = strtoul(arg, &end, 10);
+	if (end == arg || *end || v > 1000000) {
+		fprintf(stderr, "pch-uffdtop: -n: not a number of processes: %s\n", arg);
+		exit(2);
+	}
+	u->top = v;
+	return 0;
+}
 
 static struct proc *proc_of(struct table *t, __u32 tgid)
 {
@@ -123,58 +142,119 @@ static __u64 sum(const struct proc *p, unsigned kind)
 	return s;
 }
 
-/* Print now - base (base NULL: the totals). */
-static void print_table(struct uffdtop *u, const struct table *now, const struct table *base, const char *title)
+/* How busy a process was, for the order of the rows: uffd ioctls first. */
+static void activity(const struct proc *p, __u64 key[3])
 {
-	size_t i;
+	unsigned k;
+
+	key[0] = 0;
+	for (k = 0; k < UT_NIOCTL; k++)
+		key[0] += sum(p, k);
+	key[1] = sum(p, UT_CQE);
+	key[2] = sum(p, UT_FAULT);
+}
+
+static int busier_first(const void *a, const void *b)
+{
+	__u64 x[3], y[3];
+	unsigned i;
+
+	activity(a, x);
+	activity(b, y);
+	for (i = 0; i < 3; i++)
+		if (x[i] != y[i])
+			return x[i] > y[i] ? -1 : 1;
+	return ((const struct proc *)a)->tgid < ((const struct proc *)b)->tgid ? -1 : 1;
+}
+
+static void print_proc(struct uffdtop *u, const struct proc *d)
+{
+	bool first = true;
+	char comm[32];
+	unsigned k, r;
+
+	comm_of(u, d->tgid, comm, sizeof(comm));
+	for (k = 0; k < UT_NKIND; k++) {
+		__u64 bytes = 0;
+
+		if (!sum(d, k))
+			continue;
+		for (r = 0; r < UR_N; r++)
+			bytes += d->v[k][r].bytes;
+		if (first)
+			printf("%-8u %-16s ", d->tgid, comm);
+		else
+			printf("%-8s %-16s ", "", "");
+		first = false;
+		if (k >= UT_NIOCTL)
+			printf("%-9s %10llu %8s %8s %8llu\n", k == UT_FAULT ? "faults" : "cqes",
+			       (unsigned long long)d->v[k][UR_OK].count, "", "",
+			       (unsigned long long)d->v[k][UR_OTHER].count);
+		else
+			printf("%-9s %10llu %8llu %8llu %8llu %10.1f\n", kind_name[k],
+			       (unsigned long long)d->v[k][UR_OK].count,
+			       (unsigned long long)d->v[k][UR_EEXIST].count,
+			       (unsigned long long)d->v[k][UR_EAGAIN].count,
+			       (unsigned long long)d->v[k][UR_OTHER].count, bytes / 1048576.0);
+	}
+}
+
+/*
+ * Print now - base (base NULL: the totals): the processes that did
+ * something, busiest first (uffd ioctls, then completions, then faults),
+ * at most -n of them and a line for the rest.
+ */
+static void print_table(struct uffdtop *u, const struct table *now, const struct table *base,
+			const char *title)
+{
+	struct proc *d = calloc(now->n ? now->n : 1, sizeof(*d));
+	__u64 rest_faults = 0, rest_cqes = 0, rest_ioctls = 0;
+	size_t i, n = 0;
 
 	printf("%s\n%-8s %-16s %-9s %10s %8s %8s %8s %10s\n", title, "PID", "COMM", "WHAT", "OK",
 	       "EEXIST", "EAGAIN", "OTHER", "MiB");
+	if (!d) {
+		printf("(out of memory)\n");
+		return;
+	}
 	for (i = 0; i < now->n; i++) {
-		struct proc d = now->p[i], *b = NULL;
+		struct proc *p = &d[n];
+		__u64 key[3];
 		unsigned k, r;
-		bool any = false, first = true;
-		char comm[32];
 		size_t j;
 
-		for (j = 0; base && j < base->n; j++)
-			if (base->p[j].tgid == d.tgid)
-				b = &base->p[j];
-		for (k = 0; b && k < UT_NKIND; k++)
-			for (r = 0; r < UR_N; r++) {
-				d.v[k][r].count -= b->v[k][r].count;
-				d.v[k][r].bytes -= b->v[k][r].bytes;
-			}
-		for (k = 0; k < UT_NKIND; k++)
-			any |= sum(&d, k) != 0;
-		if (!any)
-			continue;
-		comm_of(u, d.tgid, comm, sizeof(comm));
-		for (k = 0; k < UT_NKIND; k++) {
-			__u64 bytes = 0;
-
-			if (!sum(&d, k))
+		*p = now->p[i];
+		for (j = 0; base && j < base->n; j++) {
+			if (base->p[j].tgid != p->tgid)
 				continue;
-			for (r = 0; r < UR_N; r++)
-				bytes += d.v[k][r].bytes;
-			if (first)
-				printf("%-8u %-16s ", d.tgid, comm);
-			else
-				printf("%-8s %-16s ", "", "");
-			first = false;
-			if (k >= UT_NIOCTL)
-				printf("%-9s %10llu %8s %8s %8llu\n", k == UT_FAULT ? "faults" : "cqes",
-				       (unsigned long long)d.v[k][UR_OK].count, "", "",
-				       (unsigned long long)d.v[k][UR_OTHER].count);
-			else
-				printf("%-9s %10llu %8llu %8llu %8llu %10.1f\n", kind_name[k],
-				       (unsigned long long)d.v[k][UR_OK].count,
-				       (unsigned long long)d.v[k][UR_EEXIST].count,
-				       (unsigned long long)d.v[k][UR_EAGAIN].count,
-				       (unsigned long long)d.v[k][UR_OTHER].count,
-				       bytes / 1048576.0);
+			for (k = 0; k < UT_NKIND; k++)
+				for (r = 0; r < UR_N; r++) {
+					p->v[k][r].count -= base->p[j].v[k][r].count;
+					p->v[k][r].bytes -= base->p[j].v[k][r].bytes;
+				}
 		}
+		activity(p, key);
+		if (key[0] || key[1] || key[2])
+			n++;
 	}
+	qsort(d, n, sizeof(*d), busier_first);
+	for (i = 0; i < n; i++) {
+		__u64 key[3];
+
+		if (!u->top || i < u->top) {
+			print_proc(u, &d[i]);
+			continue;
+		}
+		activity(&d[i], key);
+		rest_ioctls += key[0];
+		rest_cqes += key[1];
+		rest_faults += key[2];
+	}
+	if (u->top && n > u->top)
+		printf("(%zu more processes: %llu uffd ioctls, %llu cqes, %llu faults; -n 0 lists all)\n",
+		       n - u->top, (unsigned long long)rest_ioctls, (unsigned long long)rest_cqes,
+		       (unsigned long long)rest_faults);
+	free(d);
 	fflush(stdout);
 }
 
@@ -239,12 +319,16 @@ static int write_json(struct uffdtop *u, const char *path, const struct table *t
 
 int main(int argc, char **argv)
 {
-	struct uffdtop u = { .o = { .name = "pch-uffdtop", .interval_s = 1 } };
+	static const struct option longs[] = {
+		{ "top", required_argument, NULL, 'n' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct uffdtop u = { .o = { .name = "pch-uffdtop", .interval_s = 1 }, .top = 10 };
 	struct table total = { 0 };
 	pid_t target;
 	int rc;
 
-	tool_parse(&u.o, argc, argv, usage, NULL, NULL, NULL);
+	tool_parse(&u.o, argc, argv, usage, "n:", longs, extra_opt);
 	tool_prepare(&u.o);
 	tool_fork_child(&u.o);
 	target = tool_target(&u.o);
