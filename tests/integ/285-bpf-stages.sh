@@ -1,0 +1,69 @@
+#!/bin/bash
+# pch-stages against a real migration: every stage of a fault (kernel
+# queue, helper decision, network, install, wake-up) is seen; the faults
+# it splits are the ones the helper served with a request, less those a
+# bulk install won; and the stages' medians add up to no more than the
+# end-to-end median.
+# timeout: 180
+. "$(dirname "$0")/../lib/common.sh"
+require_uffd
+
+[ -x "$BIN/pch-stages" ] ||
+	skip "pch-stages is not built (bpftool, clang, libbpf or the kernel's BTF is missing)"
+[ "$(id -u)" -eq 0 ] || skip "the BPF tools need root (CAP_BPF, CAP_PERFMON)"
+readelf -n "$BIN/pch-helper" 2>/dev/null | grep -q fault_read ||
+	skip "pch-helper has no USDT probes (built without <sys/sdt.h>: systemtap-sdt-dev)"
+
+rc=0
+"$BIN/pch-stages" --json "$T/stages.json" -- \
+	"$BIN/pch-migrate" --no-progress --json "$T/report.json" \
+	--ram 256M --channels 4 --vcpus 2 --workload random --bulk-rate 300 \
+	>"$T/stages.out" 2>"$T/stages.log" || rc=$?
+if [ "$rc" -eq 77 ]; then
+	skip "$(grep SKIP "$T/stages.log" | tail -n 1)"
+fi
+if [ "$rc" -ne 0 ]; then
+	cat "$T/stages.out"
+	tail -n 40 "$T/stages.log"
+	fail "pch-stages -- pch-migrate exited $rc"
+fi
+R=$T/report.json
+S=$T/stages.json
+expect_json "$R" '.result == "ok" and .pages_mismatched == 0' '{result, errors}'
+
+# every stage, the source's split of the network too, in QEMU's 24 buckets
+for st in queue decide network install wake total to_source source from_source; do
+	expect_json "$S" ".stages.$st.count > 0 and (.stages.$st.log2_us | length) == 24 and
+		(.stages.$st.log2_us | add) == .stages.$st.count" ".stages.$st"
+done
+# the six stages of a fault come together: one sample each per full split
+expect_json "$S" '.counts.full as $n | [.stages | .queue, .decide, .network, .install, .wake,
+	.total | .count == $n] | all' '{counts, stages: (.stages | map_values(.count))}'
+expect_json "$S" '.counts.lost == 0 and .counts.reads_unmatched == 0' '.counts'
+
+# Every fault the helper read is seen, and accounted once: split into
+# stages, served another way, or lost sight of (a few, when the thread and
+# the helper race between an install and its probe).
+faults=$(json "$R" '.helper.faults')
+[ "$faults" -gt 100 ] || fail "too few faults to compare: $faults"
+jq -e --argjson f "$faults" '.counts | .reads == $f and .full + .other + .abandoned <= $f and
+	.full + .other + .abandoned >= $f - $f / 100' "$S" \
+	>/dev/null || fail "helper read $faults faults; pch-stages: $(jq -c '.counts' "$S")"
+
+# The full breakdowns are the helper's fault requests, less the ones whose
+# page another path installed first (the helper's EEXIST) and a few woken
+# by a bulk install as their answer arrived.
+requested=$(json "$R" '.helper.requests - .helper.requests_sweep')
+eexist=$(json "$R" '.helper.eexist')
+full=$(json "$S" '.counts.full')
+[ "$full" -le "$requested" ] && [ "$full" -ge $(( requested - eexist - requested / 50 )) ] ||
+	fail "pch-stages split $full faults; the helper requested $requested ($eexist EEXIST)"
+
+# Medians: the stages' add up to no more than the total's, within the
+# histogram's error (1/16 per quantile, five stages).
+jq -e '.stages | (.queue.p50 + .decide.p50 + .network.p50 + .install.p50 + .wake.p50) <=
+	.total.p50 * (1 + 5 / 16)' "$S" >/dev/null ||
+	fail "stage medians add up to more than the total's: $(jq -c '.stages | map_values(.p50)' "$S")"
+
+log "ok: faults $faults, split $full of $requested requested ($eexist EEXIST)," \
+	"medians $(jq -c '.stages | map_values(.p50)' "$S")"
