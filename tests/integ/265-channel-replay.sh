@@ -69,7 +69,7 @@ rm -f "$T"/*.json "$T/source.port"
 # --- 2. key 2: the next migration; session 1's hellos are stale here
 rm -f "$T/session.key"
 new_key
-start_source --channels 2 --ram $RAM --bulk-rate 200
+start_source --channels 2 --ram $RAM --bulk-rate 100
 expect_refused "stale or unknown session" "$SRC_PORT" --replay "$RESUME_HELLO"
 expect_refused "stale or unknown session" "$SRC_PORT" --replay "$PAGES_HELLO"
 expect_refused "authentication failed" "$SRC_PORT" --key-file "$T/session.key" --count 2 \
@@ -78,7 +78,9 @@ start_helper --channels 2
 run_vm --ram $RAM --vcpus 2 --workload random --timeout-s 50 &
 VM_PID=$!
 PIDS="$PIDS $VM_PID"
-wait_log "$T/source.log" "all 4 channels connected" 5 || true
+# START, not "all 4 channels connected": that line was missing from the
+# source's log in one make check run, and the test then waited its 5 s out
+wait_log "$T/source.log" "START: streaming" 10 || fail "session 2 did not start"
 expect_refused "duplicate channel: URGENT is already connected" "$SRC_PORT" \
 	--key-file "$T/session.key" --count 2 --kind urgent
 expect_refused "authentication failed" "$SRC_PORT" --key-file "$T/session.key" --count 2 \
