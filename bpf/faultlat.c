@@ -72,6 +72,9 @@ static int extra_opt(struct tool_opts *o, int c, const char *arg)
 	case 'T':
 		fl->per_thread = true;
 		return 0;
+	case 't':
+		o->tid = tool_parse_pid(o->name, arg, "-t");
+		return 0;
 	}
 	return -1;
 }
@@ -319,6 +322,7 @@ int main(int argc, char **argv)
 	static const struct option longs[] = {
 		{ "any-sleep", no_argument, NULL, 'S' },
 		{ "per-thread", no_argument, NULL, 'T' },
+		{ "tid", required_argument, NULL, 't' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct faultlat fl = { .o = { .name = "pch-faultlat" } };
@@ -328,7 +332,7 @@ int main(int argc, char **argv)
 	pid_t target;
 	int err, rc;
 
-	tool_parse(&fl.o, argc, argv, usage, "ST", longs, extra_opt);
+	tool_parse(&fl.o, argc, argv, usage, "STt:", longs, extra_opt);
 	tool_prepare(&fl.o);
 	tool_fork_child(&fl.o);
 	target = tool_target(&fl.o);

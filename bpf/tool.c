@@ -41,7 +41,6 @@ static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list 
 
 static const struct option common_long[] = {
 	{ "pid", required_argument, NULL, 'p' },
-	{ "tid", required_argument, NULL, 't' },
 	{ "interval", required_argument, NULL, 'i' },
 	{ "duration", required_argument, NULL, 'd' },
 	{ "json", required_argument, NULL, 'J' },
@@ -61,7 +60,7 @@ static double parse_seconds(const char *name, const char *arg, const char *opt)
 	return v;
 }
 
-static pid_t parse_pid(const char *name, const char *arg, const char *opt)
+pid_t tool_parse_pid(const char *name, const char *arg, const char *opt)
 {
 	char *end;
 	long v = strtol(arg, &end, 10);
@@ -88,15 +87,12 @@ void tool_parse(struct tool_opts *o, int argc, char **argv, const char *usage,
 	for (i = 0; extra_long && extra_long[i].name && n < 31; i++)
 		longs[n++] = extra_long[i];
 	/* "+": stop at the COMMAND, whose options are its own */
-	snprintf(shorts, sizeof(shorts), "+p:t:i:d:vh%s", extra_short ? extra_short : "");
+	snprintf(shorts, sizeof(shorts), "+p:i:d:vh%s", extra_short ? extra_short : "");
 	o->go_fd = -1;
 	while ((c = getopt_long(argc, argv, shorts, longs, NULL)) != -1) {
 		switch (c) {
 		case 'p':
-			o->pid = parse_pid(o->name, optarg, "-p");
-			break;
-		case 't':
-			o->tid = parse_pid(o->name, optarg, "-t");
+			o->pid = tool_parse_pid(o->name, optarg, "-p");
 			break;
 		case 'i':
 			o->interval_s = parse_seconds(o->name, optarg, "-i");

@@ -23,7 +23,7 @@
 struct tool_opts {
 	const char *name;    /* "pch-faultlat" */
 	pid_t pid;           /* -p: a process and its threads; 0: none */
-	pid_t tid;           /* -t: only this thread (faultlat); 0: all */
+	pid_t tid;           /* faultlat -t: only this thread; 0: all */
 	double interval_s;   /* -i: print every interval; 0: only at exit */
 	double duration_s;   /* -d: stop after; 0: never */
 	const char *json;    /* --json FILE: report at exit */
@@ -39,6 +39,8 @@ struct tool_opts {
  * (NULL: none).  Exits with help on -h and with 2 on a usage error.
  */
 struct option;
+/* A process or thread id option's value; exits 2 naming opt when it is not one. */
+pid_t tool_parse_pid(const char *name, const char *arg, const char *opt);
 void tool_parse(struct tool_opts *o, int argc, char **argv, const char *usage,
 		const char *extra_short, const struct option *extra_long,
 		int (*extra)(struct tool_opts *o, int c, const char *arg));
