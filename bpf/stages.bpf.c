@@ -149,10 +149,24 @@ static __always_inline bool usdt_enter(void)
 }
 
 /* Every stage of f, now that the thread runs at t_run (f moved to FS_DONE). */
-static __always_inline void account_full(struct flt *f)
+static __always_inline void account_full(struct flt *live)
 {
+	/*
+	 * On a copy: page_fault_user of the thread's next fault rewrites the
+	 * entry in place, maybe on another CPU while we read it.  Every time
+	 * set and in order, or no sample, so a torn copy never reaches the
+	 * histograms (seen with -p, before the copy: an install stage as long
+	 * as the uptime, its t_arr read as 0 after it was checked).
+	 */
+	struct flt c = *live, *f = &c;
 	__u64 inst = f->t_inst && f->t_inst < f->t_run ? f->t_inst : f->t_run;
 
+	if (!f->t_fault || !f->t_read || !f->t_req || !f->t_arr || !f->t_run ||
+	    f->t_fault > f->t_read || f->t_read > f->t_req || f->t_req > f->t_arr ||
+	    f->t_arr > inst || inst > f->t_run) {
+		__sync_fetch_and_add(&counts.inconsistent, 1);
+		return;
+	}
 	lat_record(&hist[ST_QUEUE], dt(f->t_fault, f->t_read));
 	lat_record(&hist[ST_DECIDE], dt(f->t_read, f->t_req));
 	lat_record(&hist[ST_NETWORK], dt(f->t_req, f->t_arr));

@@ -220,6 +220,7 @@ static int write_json(struct stages *s, const struct lat_hist *h, const struct s
 	C(faults); C(reads); C(reads_matched); C(reads_unmatched); C(requests);
 	C(requests_fault); C(arrived); C(src_received); C(full); C(no_wait);
 	C(other_before_read); C(other_no_request); C(other_raced); C(abandoned);
+	C(inconsistent);
 #undef C
 	fprintf(f, "    \"other\": %llu,\n    \"lost\": %llu\n  },\n",
 		(unsigned long long)(c->other_before_read + c->other_no_request + c->other_raced),
@@ -364,12 +365,12 @@ int main(int argc, char **argv)
 	}
 	printf("\nfaults seen %llu; fault reads %llu: matched %llu, unmatched %llu; requests %llu "
 	       "(for faults %llu); URGENT answers %llu; faulted again before served %llu; "
-	       "table full %llu\n",
+	       "table full %llu; inconsistent (not recorded) %llu\n",
 	       (unsigned long long)c.faults, (unsigned long long)c.reads,
 	       (unsigned long long)c.reads_matched, (unsigned long long)c.reads_unmatched,
 	       (unsigned long long)c.requests, (unsigned long long)c.requests_fault,
 	       (unsigned long long)c.arrived, (unsigned long long)c.abandoned,
-	       (unsigned long long)c.lost);
+	       (unsigned long long)c.lost, (unsigned long long)c.inconsistent);
 	if (s.o.json && write_json(&s, total, &c))
 		rc = rc ? rc : TOOL_EXIT_ERR;
 	for (i = 0; i < s.nlinks; i++)

@@ -45,6 +45,7 @@ struct stages_counts {
 	__u64 other_raced;     /* requested, installed by another path (bulk) first */
 	__u64 abandoned;       /* installed, then lost sight of (never in the stages) */
 	__u64 lost;            /* in-flight entry evicted from a full table */
+	__u64 inconsistent;    /* complete, but a time missing or out of order: not recorded */
 };
 
 #endif /* PCH_BPF_STAGES_H */

@@ -2,8 +2,8 @@
 # pch-stages against a real migration: every stage of a fault (kernel
 # queue, helper decision, network, install, wake-up) is seen; the faults
 # it splits are the ones the helper served with a request, less those a
-# bulk install won; and the stages' medians add up to no more than the
-# end-to-end median.
+# bulk install won; and the stages add up to the total, with -- COMMAND
+# and with -p on a running helper.
 # timeout: 180
 . "$(dirname "$0")/../lib/common.sh"
 require_uffd
@@ -65,5 +65,39 @@ jq -e '.stages | (.queue.p50 + .decide.p50 + .network.p50 + .install.p50 + .wake
 	.total.p50 * (1 + 5 / 16)' "$S" >/dev/null ||
 	fail "stage medians add up to more than the total's: $(jq -c '.stages | map_values(.p50)' "$S")"
 
+# Each fault's five stages add up to its total: so do the means (to the
+# printed 0.001 us), and no stage lasts longer than the longest total.
+consistent() {
+	jq -e '.counts.inconsistent == 0 and (.stages |
+		((.queue.mean + .decide.mean + .network.mean + .install.mean + .wake.mean) -
+		 .total.mean) as $d | $d <= 0.01 and $d >= -0.01 and
+		(.total.max as $m | [.queue, .decide, .network, .install, .wake | .max <= $m] |
+		 all))' "$1" \
+		>/dev/null || fail "$2: stages do not add up: $(jq -c '{inconsistent: .counts.inconsistent,
+			stages: (.stages | map_values({mean, max}))}' "$1")"
+}
+consistent "$S" "-- COMMAND"
+
 log "ok: faults $faults, split $full of $requested requested ($eexist EEXIST)," \
 	"medians $(jq -c '.stages | map_values(.p50)' "$S")"
+
+# -p: attached to a running helper, its VM learnt from the first fault read
+"$BIN/pch-migrate" --no-progress --json "$T/report2.json" --ram 256M --channels 2 --vcpus 2 \
+	--workload random --bulk-rate 100 >"$T/migrate2.out" 2>&1 &
+MIG_PID=$!
+PIDS="$PIDS $MIG_PID"
+HP=""
+for _ in $(seq 200); do
+	HP=$(pgrep -x -P "$MIG_PID" pch-helper || true)
+	[ -n "$HP" ] && break
+	sleep 0.01
+done
+[ -n "$HP" ] || fail "pch-migrate started no pch-helper"
+timeout 60 "$BIN/pch-stages" -p "$HP" --json "$T/stages2.json" >"$T/stages2.out" \
+	2>"$T/stages2.log" || fail "pch-stages -p exited $?: $(tail -n 5 "$T/stages2.log")"
+wait_pid "$MIG_PID" 60 || fail "pch-migrate failed: $(tail -n 5 "$T/migrate2.out")"
+expect_json "$T/report2.json" '.result == "ok" and .pages_mismatched == 0' '{result, errors}'
+expect_json "$T/stages2.json" '.counts.full > 0 and .stages.total.count == .counts.full' '.counts'
+consistent "$T/stages2.json" "-p"
+log "-p: $(jq -c '.counts | {reads, full, other, inconsistent}' "$T/stages2.json") of" \
+	"$(json "$T/report2.json" '.helper.faults') faults the helper read"
