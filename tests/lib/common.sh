@@ -61,6 +61,14 @@ require_uffd() {
 	esac
 }
 
+# uffd_has_feature BIT: true when the kernel's UFFDIO_API offers feature
+# bit BIT (e.g. 14, UFFD_FEATURE_POISON, 6.6)
+uffd_has_feature() {
+	local f
+	f=$("$TOOLS/pch-hello" --probe-uffd 2>/dev/null | awk '/^userfaultfd features/ { print $3 }')
+	[ -n "$f" ] && [ $(( f >> $1 & 1 )) -eq 1 ]
+}
+
 # hugepages_free: 2 MiB huge pages free now and not reserved by anyone
 hugepages_free() {
 	awk '/^HugePages_Free:/ { f = $2 } /^HugePages_Rsvd:/ { r = $2 } END { print f - r }' \
