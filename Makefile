@@ -72,10 +72,11 @@ source_SRCS := $(wildcard source/*.c)
 vm_SRCS := $(wildcard tools/pch-vm/*.c)
 migrate_SRCS := $(wildcard tools/pch-migrate/*.c)
 proxy_SRCS := $(wildcard tools/pch-proxy/*.c)
+uffdsuite_SRCS := $(wildcard tools/pch-uffd-suite/*.c)
 # a program is built once its directory has sources
 PROGS := $(if $(helper_SRCS),pch-helper) $(if $(source_SRCS),pch-source) \
 	$(if $(vm_SRCS),pch-vm) $(if $(migrate_SRCS),pch-migrate) \
-	$(if $(proxy_SRCS),pch-proxy)
+	$(if $(proxy_SRCS),pch-proxy) $(if $(uffdsuite_SRCS),pch-uffd-suite)
 BINS := $(PROGS:%=$(BUILD)/bin/%)
 
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
@@ -84,7 +85,7 @@ TOOL_SRCS := $(wildcard tests/tools/*.c)
 TOOL_BINS := $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tests/tools/%)
 
 ALL_OBJS := $(LIB_OBJS) $(CLIENT_OBJS) \
-	$(foreach p,helper source vm migrate proxy,$($(p)_SRCS:%.c=$(OBJ)/%.o)) \
+	$(foreach p,helper source vm migrate proxy uffdsuite,$($(p)_SRCS:%.c=$(OBJ)/%.o)) \
 	$(UNIT_SRCS:%.c=$(OBJ)/%.o) $(TOOL_SRCS:%.c=$(OBJ)/%.o)
 
 .PHONY: bpf-tools all deps build-all tests check _check unit integ demo _demo clean install bench stress _stress \
@@ -139,6 +140,7 @@ $(BUILD)/bin/pch-source: $(source_SRCS:%.c=$(OBJ)/%.o) $(LIBPCH)
 $(BUILD)/bin/pch-vm: $(vm_SRCS:%.c=$(OBJ)/%.o) $(CLIENT_A) $(LIBPCH)
 $(BUILD)/bin/pch-migrate: $(migrate_SRCS:%.c=$(OBJ)/%.o) $(LIBPCH)
 $(BUILD)/bin/pch-proxy: $(proxy_SRCS:%.c=$(OBJ)/%.o) $(LIBPCH)
+$(BUILD)/bin/pch-uffd-suite: $(uffdsuite_SRCS:%.c=$(OBJ)/%.o) $(LIBPCH)
 
 $(BINS):
 	@mkdir -p $(@D)

@@ -26,6 +26,10 @@
 #define UFFD_FEATURE_MOVE (1 << 16) /* 6.8 */
 #endif
 
+#ifndef UFFDIO_CONTINUE_MODE_WP
+#define UFFDIO_CONTINUE_MODE_WP ((__u64)1 << 1) /* 6.4: map write-protected */
+#endif
+
 #ifndef _UFFDIO_MOVE
 #define _UFFDIO_MOVE (0x05)
 #endif

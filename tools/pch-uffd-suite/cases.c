@@ -1,0 +1,47 @@
+// SPDX-License-Identifier: MIT
+/*
+ * cases.c - the case table.  A case runs once per memory kind in .kinds
+ * (once, kind "none", when .kinds is 0) and only when the probe found every
+ * feature in .features plus those the kind needs for .mode
+ * (us_kind_features()), and every ioctl in .ioctls in that registration.
+ */
+#include "suite.h"
+
+#define IO(x) US_IOCTL(_UFFDIO_##x)
+#define MISSING UFFDIO_REGISTER_MODE_MISSING
+#define MINOR UFFDIO_REGISTER_MODE_MINOR
+#define SHARED_MINOR (US_K(US_SHMEM) | US_K(US_SHMEM_PRIVATE) | US_K(US_HUGETLB_SHARED))
+
+const struct us_case us_cases[] = {
+	{ "api", "handshake", 0, 0, 0, 0, us_case_handshake, 0,
+	  "UFFDIO_API: bad api, unknown feature, features within the probe, second call refused" },
+	{ "api", "dev-userfaultfd", 0, 0, 0, 0, us_case_dev, 0,
+	  "/dev/userfaultfd USERFAULTFD_IOC_NEW gives what userfaultfd(2) gives" },
+	{ "api", "user-mode-only", US_ALL_KINDS, 0, MISSING, IO(COPY), us_case_user_mode_only, 0,
+	  "UFFD_USER_MODE_ONLY: kernel-mode faults get EFAULT, user faults are delivered" },
+
+	{ "missing", "copy", US_ALL_KINDS, 0, MISSING, IO(COPY), us_case_copy, 0,
+	  "MISSING faults resolved by UFFDIO_COPY" },
+	{ "missing", "copy-dontwake", US_ALL_KINDS, 0, MISSING, IO(COPY) | IO(WAKE),
+	  us_case_copy, US_ARG_DONTWAKE, "UFFDIO_COPY_MODE_DONTWAKE, then UFFDIO_WAKE" },
+	{ "missing", "zeropage", US_ALL_KINDS, 0, MISSING, IO(ZEROPAGE), us_case_zeropage, 0,
+	  "MISSING faults resolved by UFFDIO_ZEROPAGE" },
+	{ "missing", "zeropage-dontwake", US_ALL_KINDS, 0, MISSING, IO(ZEROPAGE) | IO(WAKE),
+	  us_case_zeropage, US_ARG_DONTWAKE, "UFFDIO_ZEROPAGE_MODE_DONTWAKE, then UFFDIO_WAKE" },
+	{ "missing", "continue", SHARED_MINOR, 0, MINOR, IO(CONTINUE), us_case_continue, 0,
+	  "MINOR faults on pages in the page cache resolved by UFFDIO_CONTINUE" },
+	{ "missing", "continue-dontwake", SHARED_MINOR, 0, MINOR, IO(CONTINUE) | IO(WAKE),
+	  us_case_continue, US_ARG_DONTWAKE, "UFFDIO_CONTINUE_MODE_DONTWAKE, then UFFDIO_WAKE" },
+	{ "missing", "poison", US_ALL_KINDS, UFFD_FEATURE_POISON, MISSING, IO(POISON) | IO(COPY),
+	  us_case_poison, 0, "UFFDIO_POISON: the access gets SIGBUS (BUS_MCEERR_AR, or BUS_ADRERR without CONFIG_MEMORY_FAILURE)" },
+	{ "missing", "poison-dontwake", US_ALL_KINDS, UFFD_FEATURE_POISON, MISSING,
+	  IO(POISON) | IO(COPY) | IO(WAKE), us_case_poison, US_ARG_DONTWAKE,
+	  "UFFDIO_POISON_MODE_DONTWAKE, then UFFDIO_WAKE" },
+	{ "missing", "move", US_K(US_ANON), UFFD_FEATURE_MOVE, MISSING, IO(MOVE), us_case_move, 0,
+	  "MISSING faults resolved by UFFDIO_MOVE; the source is left empty" },
+	{ "missing", "move-dontwake", US_K(US_ANON), UFFD_FEATURE_MOVE, MISSING,
+	  IO(MOVE) | IO(WAKE), us_case_move, US_ARG_DONTWAKE,
+	  "UFFDIO_MOVE_MODE_DONTWAKE, then UFFDIO_WAKE" },
+};
+
+const size_t us_ncases = sizeof(us_cases) / sizeof(us_cases[0]);

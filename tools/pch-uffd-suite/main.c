@@ -1,0 +1,443 @@
+// SPDX-License-Identifier: MIT
+/*
+ * pch-uffd-suite - userfaultfd behaviour tests in KTAP.
+ *
+ *   pch-uffd-suite [--list] [--run PATTERN]... [--quick] [--json FILE]
+ *                  [--timeout SECONDS]
+ *
+ * Each case runs once per memory kind it applies to, in a forked child with a
+ * deadline: a hung case is killed and reported "not ok ... # TIMEOUT", a
+ * crashed one "not ok ... # CRASH".  A case whose needs the feature probe does
+ * not find is skipped naming what is missing.  Exit status 0 when nothing
+ * failed, 1 otherwise, 2 on bad usage.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "suite.h"
+
+#define MAX_PATTERNS 16
+
+struct inst {
+	const struct us_case *c;
+	enum us_kind kind;
+	char name[96];
+};
+
+/* what a child sends back through its pipe */
+struct report {
+	int result;
+	char reason[200];
+	int nmetrics;
+	struct us_metric m[US_MAX_METRICS];
+};
+
+uint64_t us_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+int us_fail(struct us_ctx *ctx, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(ctx->reason, sizeof(ctx->reason), fmt, ap);
+	va_end(ap);
+	return US_FAIL;
+}
+
+int us_skip(struct us_ctx *ctx, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(ctx->reason, sizeof(ctx->reason), fmt, ap);
+	va_end(ap);
+	return US_SKIP;
+}
+
+void us_diag(const char *fmt, ...)
+{
+	char buf[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	printf("# %s\n", buf);
+	fflush(stdout);
+}
+
+void us_metric(struct us_ctx *ctx, const char *name, double value)
+{
+	if (ctx->nmetrics >= US_MAX_METRICS)
+		return;
+	snprintf(ctx->m[ctx->nmetrics].name, sizeof(ctx->m[0].name), "%s", name);
+	ctx->m[ctx->nmetrics++].value = value;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: pch-uffd-suite [--list] [--run PATTERN]... [--quick] [--json FILE]\n"
+		"                      [--timeout SECONDS]\n"
+		"  --list            print the case names (category/case/kind) and exit\n"
+		"  --run PATTERN     run the cases matching the glob (on category/case/kind;\n"
+		"                    PATTERN also matches everything below it: --run missing)\n"
+		"  --quick           short runs of the same cases\n"
+		"  --json FILE       write the results as JSON to FILE\n"
+		"  --timeout S       kill a case after S seconds (default 30, 15 with --quick)\n");
+}
+
+static bool selected(const char *name, char **pats, int npats)
+{
+	char buf[160];
+
+	if (npats == 0)
+		return true;
+	for (int i = 0; i < npats; i++) {
+		if (!fnmatch(pats[i], name, 0))
+			return true;
+		snprintf(buf, sizeof(buf), "%s/*", pats[i]);
+		if (!fnmatch(buf, name, 0))
+			return true;
+	}
+	return false;
+}
+
+/* child side: run the case, send the report, never return */
+static void __attribute__((noreturn)) run_child(const struct inst *in, const struct us_probe *p,
+						bool quick, int wfd)
+{
+	struct us_ctx ctx = { .c = in->c, .kind = in->kind, .probe = p, .quick = quick };
+	struct report r;
+
+	alarm(0);
+	r.result = in->c->fn(&ctx);
+	snprintf(r.reason, sizeof(r.reason), "%s", ctx.reason);
+	r.nmetrics = ctx.nmetrics;
+	memcpy(r.m, ctx.m, sizeof(r.m));
+	fflush(stdout);
+	if (write(wfd, &r, sizeof(r)) != sizeof(r))
+		_exit(3);
+	_exit(0);
+}
+
+/* parent side: run one instance in a child with a deadline */
+static void run_inst(const struct inst *in, const struct us_probe *p, bool quick, int timeout_s,
+		     struct report *r)
+{
+	int fds[2], status;
+	pid_t pid;
+	ssize_t n;
+	struct pollfd pfd;
+	uint64_t deadline = us_now_us() + (uint64_t)timeout_s * 1000000;
+
+	memset(r, 0, sizeof(*r));
+	if (pipe2(fds, O_CLOEXEC) < 0) {
+		r->result = US_CRASH;
+		snprintf(r->reason, sizeof(r->reason), "pipe: %s", strerror(errno));
+		return;
+	}
+	fflush(stdout);
+	fflush(stderr);
+	pid = fork();
+	if (pid < 0) {
+		r->result = US_CRASH;
+		snprintf(r->reason, sizeof(r->reason), "fork: %s", strerror(errno));
+		close(fds[0]);
+		close(fds[1]);
+		return;
+	}
+	if (pid == 0) {
+		close(fds[0]);
+		run_child(in, p, quick, fds[1]);
+	}
+	close(fds[1]);
+	pfd = (struct pollfd){ .fd = fds[0], .events = POLLIN };
+	n = 0;
+	for (;;) {
+		uint64_t now = us_now_us();
+		int ret;
+
+		if (now >= deadline)
+			break;
+		ret = poll(&pfd, 1, (int)((deadline - now) / 1000) + 1);
+		if (ret < 0 && errno == EINTR)
+			continue;
+		if (ret > 0)
+			n = read(fds[0], r, sizeof(*r));
+		break;
+	}
+	close(fds[0]);
+	if (n == (ssize_t)sizeof(*r)) {
+		waitpid(pid, &status, 0);
+		return;
+	}
+	if (us_now_us() >= deadline) {
+		kill(pid, SIGKILL);
+		waitpid(pid, &status, 0);
+		r->result = US_TIMEOUT;
+		snprintf(r->reason, sizeof(r->reason), "killed after %d s", timeout_s);
+		return;
+	}
+	/* the child closed its pipe without a report: it died */
+	waitpid(pid, &status, 0);
+	r->result = US_CRASH;
+	if (WIFSIGNALED(status))
+		snprintf(r->reason, sizeof(r->reason), "killed by signal %d (%s)", WTERMSIG(status),
+			 strsignal(WTERMSIG(status)));
+	else
+		snprintf(r->reason, sizeof(r->reason), "exited %d without a result",
+			 WEXITSTATUS(status));
+}
+
+static void json_str(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+
+		if (ch == '"' || ch == '\\')
+			fprintf(f, "\\%c", ch);
+		else if (ch < 0x20)
+			fprintf(f, "\\u%04x", ch);
+		else
+			fputc(ch, f);
+	}
+	fputc('"', f);
+}
+
+static const char *result_name(int r)
+{
+	switch (r) {
+	case US_PASS: return "pass";
+	case US_FAIL: return "fail";
+	case US_SKIP: return "skip";
+	case US_TIMEOUT: return "timeout";
+	}
+	return "crash";
+}
+
+static void print_probe(const struct us_probe *p)
+{
+	if (!p->uffd_ok) {
+		us_diag("probe: %s", p->uffd_why);
+		return;
+	}
+	us_diag("probe: syscall %s, /dev/userfaultfd %s, features 0x%llx, api ioctls 0x%llx",
+		p->syscall_ok ? "yes" : "no", p->dev_ok ? "yes" : "no",
+		(unsigned long long)p->features, (unsigned long long)p->api_ioctls);
+	for (int k = 0; k < US_NKINDS; k++) {
+		if (!p->kind_ok[k]) {
+			us_diag("probe: %s: %s", us_kind_name(k), p->kind_why[k]);
+			continue;
+		}
+		char buf[256];
+		size_t off = 0;
+
+		for (int m = 0; m < US_NMODES; m++) {
+			static const char *const mn[] = { "MISSING", "WP", "MINOR" };
+
+			if (p->reg_err[k][m])
+				off += snprintf(buf + off, sizeof(buf) - off, " %s:%s", mn[m],
+						strerror(p->reg_err[k][m]));
+			else
+				off += snprintf(buf + off, sizeof(buf) - off, " %s:0x%llx", mn[m],
+						(unsigned long long)p->reg_ioctls[k][m]);
+		}
+		us_diag("probe: %s: register ioctls%s", us_kind_name(k), buf);
+	}
+}
+
+static void restore_and_die(int sig)
+{
+	us_hugepages_restore();
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "list", no_argument, NULL, 'l' },
+		{ "run", required_argument, NULL, 'r' },
+		{ "quick", no_argument, NULL, 'q' },
+		{ "json", required_argument, NULL, 'j' },
+		{ "timeout", required_argument, NULL, 't' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	char *pats[MAX_PATTERNS];
+	int npats = 0, opt, timeout_s = 0;
+	bool list = false, quick = false, want_huge = false;
+	const char *json_path = NULL;
+	struct inst *insts;
+	size_t ninst = 0;
+	struct us_probe probe;
+	unsigned tot[US_CRASH + 1] = { 0 };
+	FILE *jf = NULL;
+
+	while ((opt = getopt_long(argc, argv, "lr:qj:t:h", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'l': list = true; break;
+		case 'r':
+			if (npats == MAX_PATTERNS) {
+				fprintf(stderr, "pch-uffd-suite: at most %d --run\n", MAX_PATTERNS);
+				return 2;
+			}
+			pats[npats++] = optarg;
+			break;
+		case 'q': quick = true; break;
+		case 'j': json_path = optarg; break;
+		case 't': timeout_s = atoi(optarg); break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	if (timeout_s <= 0)
+		timeout_s = quick ? 15 : 30;
+
+	insts = calloc(us_ncases * (US_NKINDS + 1), sizeof(*insts));
+	if (!insts)
+		return 1;
+	for (size_t i = 0; i < us_ncases; i++) {
+		const struct us_case *c = &us_cases[i];
+
+		for (int k = 0; k <= US_NKINDS; k++) {
+			struct inst *in = &insts[ninst];
+
+			if (c->kinds ? (k == US_NKINDS || !(c->kinds & US_K(k))) : k != US_NKINDS)
+				continue;
+			in->c = c;
+			in->kind = (enum us_kind)k;
+			if (k == US_NKINDS)
+				snprintf(in->name, sizeof(in->name), "%s/%s", c->cat, c->name);
+			else
+				snprintf(in->name, sizeof(in->name), "%s/%s/%s", c->cat, c->name,
+					 us_kind_name((enum us_kind)k));
+			if (!selected(in->name, pats, npats))
+				continue;
+			if (k == US_HUGETLB || k == US_HUGETLB_SHARED)
+				want_huge = true;
+			ninst++;
+		}
+	}
+	if (list) {
+		for (size_t i = 0; i < ninst; i++)
+			printf("%s\n", insts[i].name);
+		return 0;
+	}
+	if (npats && !ninst) {
+		fprintf(stderr, "pch-uffd-suite: no case matches\n");
+		return 2;
+	}
+
+	/* huge pages for the hugetlb kinds, given back at exit */
+	if (want_huge) {
+		signal(SIGINT, restore_and_die);
+		signal(SIGTERM, restore_and_die);
+		signal(SIGHUP, restore_and_die);
+		atexit(us_hugepages_restore);
+		us_hugepages_reserve(8);
+	}
+	us_probe_run(&probe);
+
+	if (json_path) {
+		jf = fopen(json_path, "w");
+		if (!jf) {
+			fprintf(stderr, "pch-uffd-suite: %s: %s\n", json_path, strerror(errno));
+			return 1;
+		}
+		fprintf(jf, "{\"ktap_version\":1,\"quick\":%s,\"probe\":{\"uffd\":%s,"
+			"\"features\":%llu,\"api_ioctls\":%llu},\"cases\":[",
+			quick ? "true" : "false", probe.uffd_ok ? "true" : "false",
+			(unsigned long long)probe.features, (unsigned long long)probe.api_ioctls);
+	}
+
+	printf("KTAP version 1\n");
+	printf("1..%zu\n", ninst);
+	print_probe(&probe);
+	for (size_t i = 0; i < ninst; i++) {
+		const struct inst *in = &insts[i];
+		struct report r;
+		uint64_t t0 = us_now_us();
+
+		memset(&r, 0, sizeof(r));
+		if (us_decide(&probe, in->c, in->kind, r.reason, sizeof(r.reason)))
+			r.result = US_SKIP;
+		else
+			run_inst(in, &probe, quick, timeout_s, &r);
+		uint64_t dur = us_now_us() - t0;
+
+		tot[r.result]++;
+		switch (r.result) {
+		case US_PASS:
+			printf("ok %zu %s\n", i + 1, in->name);
+			break;
+		case US_SKIP:
+			printf("ok %zu %s # SKIP %s\n", i + 1, in->name, r.reason);
+			break;
+		case US_FAIL:
+			printf("# %s: %s\n", in->name, r.reason);
+			printf("not ok %zu %s\n", i + 1, in->name);
+			break;
+		case US_TIMEOUT:
+			printf("not ok %zu %s # TIMEOUT %s\n", i + 1, in->name, r.reason);
+			break;
+		default:
+			printf("not ok %zu %s # CRASH %s\n", i + 1, in->name, r.reason);
+			break;
+		}
+		fflush(stdout);
+		if (jf) {
+			fprintf(jf, "%s{\"name\":", i ? "," : "");
+			json_str(jf, in->name);
+			fprintf(jf, ",\"category\":\"%s\",\"case\":\"%s\",\"kind\":\"%s\",\"result\":\"%s\","
+				"\"reason\":", in->c->cat, in->c->name, us_kind_name(in->kind),
+				result_name(r.result));
+			json_str(jf, r.reason);
+			fprintf(jf, ",\"duration_us\":%llu,\"metrics\":{", (unsigned long long)dur);
+			for (int m = 0; m < r.nmetrics && m < US_MAX_METRICS; m++) {
+				r.m[m].name[sizeof(r.m[m].name) - 1] = '\0';
+				fprintf(jf, "%s", m ? "," : "");
+				json_str(jf, r.m[m].name);
+				fprintf(jf, ":%.3f", r.m[m].value);
+			}
+			fprintf(jf, "}}");
+		}
+	}
+	unsigned nfail = tot[US_FAIL] + tot[US_TIMEOUT] + tot[US_CRASH];
+
+	printf("# Totals: pass:%u fail:%u xfail:0 xpass:0 skip:%u error:0\n", tot[US_PASS], nfail,
+	       tot[US_SKIP]);
+	if (jf) {
+		fprintf(jf, "],\"totals\":{\"pass\":%u,\"fail\":%u,\"xfail\":0,\"xpass\":0,"
+			"\"skip\":%u,\"error\":0}}\n", tot[US_PASS], nfail, tot[US_SKIP]);
+		if (fclose(jf)) {
+			fprintf(stderr, "pch-uffd-suite: %s: %s\n", json_path, strerror(errno));
+			return 1;
+		}
+	}
+	free(insts);
+	return nfail ? 1 : 0;
+}

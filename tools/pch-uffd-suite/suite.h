@@ -1,0 +1,159 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * suite.h - pch-uffd-suite's private header: memory kinds, the feature probe,
+ * the case table and what a case gets to run with.
+ *
+ * A case declares what it needs (features, registration mode, ioctls of that
+ * registration, memory kinds); us_decide() compares that with the probe and
+ * either lets the case run or names what is missing.  Kernel versions are
+ * never looked at.
+ */
+#ifndef PCH_UFFD_SUITE_H
+#define PCH_UFFD_SUITE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pch/uffd-compat.h"
+
+enum us_kind {
+	US_ANON,		/* MAP_PRIVATE|MAP_ANONYMOUS */
+	US_SHMEM,		/* memfd, MAP_SHARED */
+	US_SHMEM_PRIVATE,	/* memfd, MAP_PRIVATE */
+	US_HUGETLB,		/* MAP_HUGETLB|MAP_PRIVATE|MAP_ANONYMOUS */
+	US_HUGETLB_SHARED,	/* memfd MFD_HUGETLB, MAP_SHARED */
+	US_NKINDS,
+	US_KIND_NONE = US_NKINDS, /* a case that maps no memory */
+};
+
+#define US_K(k) (1u << (k))
+#define US_ALL_KINDS (US_K(US_NKINDS) - 1)
+#define US_SHARED_KINDS (US_K(US_SHMEM) | US_K(US_HUGETLB_SHARED))
+
+/* registration modes, as indices into us_probe.reg_* */
+enum us_mode { US_MODE_MISSING, US_MODE_WP, US_MODE_MINOR, US_NMODES };
+
+#define US_IOCTL(nr) (1ULL << (nr)) /* a bit of uffdio_register.ioctls */
+
+/* What the kernel offers, probed once at start. */
+struct us_probe {
+	bool uffd_ok;		/* a uffd could be opened and initialised */
+	char uffd_why[128];	/* why not, when !uffd_ok */
+	bool syscall_ok;	/* userfaultfd(2) worked */
+	bool dev_ok;		/* /dev/userfaultfd worked */
+	uint64_t features;	/* UFFDIO_API(features 0).features */
+	uint64_t api_ioctls;	/* UFFDIO_API.ioctls */
+	bool kind_ok[US_NKINDS];	  /* the kind could be mapped */
+	char kind_why[US_NKINDS][96];	  /* why not */
+	int reg_err[US_NKINDS][US_NMODES]; /* 0 or the errno UFFDIO_REGISTER gave */
+	uint64_t reg_ioctls[US_NKINDS][US_NMODES];
+};
+
+enum us_result { US_PASS, US_FAIL, US_SKIP, US_TIMEOUT, US_CRASH };
+
+#define US_MAX_METRICS 8
+
+struct us_ctx;
+
+struct us_case {
+	const char *cat;	/* "api", "missing", ... */
+	const char *name;	/* "copy" */
+	unsigned kinds;		/* US_K() mask; 0: maps no memory, runs once */
+	uint64_t features;	/* UFFD_FEATURE_* needed besides those of kind+mode */
+	unsigned mode;		/* UFFDIO_REGISTER_MODE_* the case registers with (or 0) */
+	uint64_t ioctls;	/* US_IOCTL(_UFFDIO_*) needed in that registration */
+	int (*fn)(struct us_ctx *ctx); /* returns enum us_result */
+	unsigned arg;		/* for fn: US_ARG_* */
+	const char *desc;
+};
+
+#define US_ARG_DONTWAKE 1u /* resolve with MODE_DONTWAKE, then UFFDIO_WAKE */
+
+struct us_metric {
+	char name[32];
+	double value;
+};
+
+/* What a case runs with, in its own forked child. */
+struct us_ctx {
+	const struct us_case *c;
+	enum us_kind kind;
+	const struct us_probe *probe;
+	bool quick;
+	char reason[200];	/* why it failed or skipped */
+	int nmetrics;
+	struct us_metric m[US_MAX_METRICS];
+};
+
+/* needs.c: pure functions, no system calls (unit-tested) */
+const char *us_kind_name(enum us_kind k);
+const char *us_feature_name(uint64_t bit);
+const char *us_ioctl_name(unsigned nr);
+const char *us_mode_name(unsigned mode);
+/* The UFFD_FEATURE_* bits memory kind k needs for registration mode(s) mode. */
+uint64_t us_kind_features(enum us_kind k, unsigned mode);
+/*
+ * Whether case c can run on kind k given probe p.  Returns 0 (run) or 1 (skip)
+ * with why set to "missing UFFD_FEATURE_X" / "missing UFFDIO_Y ..." / the
+ * reason the memory kind or the uffd is unavailable.
+ */
+int us_decide(const struct us_probe *p, const struct us_case *c, enum us_kind k, char *why,
+	      size_t len);
+
+/* probe.c */
+void us_probe_run(struct us_probe *p);
+/* A uffd (syscall, /dev/userfaultfd if refused) after UFFDIO_API with
+ * features; flags as for userfaultfd(2).  Returns the fd or -errno. */
+int us_uffd_open(uint64_t features, int flags);
+int us_uffd_open_dev(int flags);
+int us_uffd_open_syscall(int flags);
+/* UFFDIO_API on fd.  Returns 0 or -errno; *out gets the reply. */
+int us_uffd_api(int fd, uint64_t features, struct uffdio_api *out);
+
+/* mem.c: an area of one kind */
+struct us_area {
+	enum us_kind kind;
+	size_t psize;	/* page size of the kind */
+	size_t len;
+	char *p;	/* the (registered) mapping */
+	char *alias;	/* a second MAP_SHARED mapping of the memfd, or NULL */
+	int memfd;	/* -1 for anon and hugetlb */
+};
+
+size_t us_kind_psize(enum us_kind k);
+/* Map npages of kind k (alias too when want_alias and the kind has a memfd).
+ * Returns 0 or -errno; -ENOMEM for hugetlb means no free huge pages. */
+int us_area_map(struct us_area *a, enum us_kind k, size_t npages, bool want_alias);
+void us_area_unmap(struct us_area *a);
+/* fill buf (one page of psize) with the pattern of page pg */
+void us_pattern(void *buf, size_t psize, size_t pg, uint64_t seed);
+/* 0 when buf holds the pattern of page pg, else the first bad offset + 1 */
+size_t us_pattern_check(const void *buf, size_t psize, size_t pg, uint64_t seed);
+/* Reserve n free huge pages through vm.nr_hugepages (restored by
+ * us_hugepages_restore).  Returns the number free afterwards. */
+long us_hugepages_reserve(long n);
+void us_hugepages_restore(void);
+
+/* case helpers (main.c) */
+int us_fail(struct us_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int us_skip(struct us_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void us_diag(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void us_metric(struct us_ctx *ctx, const char *name, double value);
+uint64_t us_now_us(void);
+
+/* cases.c */
+extern const struct us_case us_cases[];
+extern const size_t us_ncases;
+
+/* cases_api.c, cases_missing.c */
+int us_case_handshake(struct us_ctx *ctx);
+int us_case_dev(struct us_ctx *ctx);
+int us_case_user_mode_only(struct us_ctx *ctx);
+int us_case_copy(struct us_ctx *ctx);
+int us_case_zeropage(struct us_ctx *ctx);
+int us_case_continue(struct us_ctx *ctx);
+int us_case_poison(struct us_ctx *ctx);
+int us_case_move(struct us_ctx *ctx);
+
+#endif /* PCH_UFFD_SUITE_H */
