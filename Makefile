@@ -152,6 +152,9 @@ $(BUILD)/tests/unit/%: $(OBJ)/tests/unit/%.o $(CLIENT_A) $(LIBPCH)
 	$(quiet) LD $@
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(LIBS)
 
+# pch-uffd-suite's skip decision, tested without the suite around it
+$(BUILD)/tests/unit/test_uffd_suite: $(OBJ)/tools/pch-uffd-suite/needs.o
+
 $(BUILD)/tests/tools/%: $(OBJ)/tests/tools/%.o $(LIBPCH)
 	@mkdir -p $(@D)
 	$(quiet) LD $@
