@@ -66,6 +66,49 @@ struct uffdio_move {
 #endif
 
 /*
+ * PAGEMAP_SCAN (6.7): an ioctl on /proc/<pid>/pagemap; with a WP_ASYNC uffd
+ * it reports (and re-protects) the pages written since they were protected.
+ * Newer <linux/fs.h> has it.
+ */
+#include <linux/fs.h>
+#ifndef PAGEMAP_SCAN
+#include <linux/types.h>
+#define PAGE_IS_WPALLOWED (1 << 0)
+#define PAGE_IS_WRITTEN (1 << 1)
+#define PAGE_IS_FILE (1 << 2)
+#define PAGE_IS_PRESENT (1 << 3)
+#define PAGE_IS_SWAPPED (1 << 4)
+#define PAGE_IS_PFNZERO (1 << 5)
+#define PAGE_IS_HUGE (1 << 6)
+
+struct page_region {
+	__u64 start;
+	__u64 end;
+	__u64 categories;
+};
+
+#define PM_SCAN_WP_MATCHING (1 << 0)	/* write-protect the pages matched */
+#define PM_SCAN_CHECK_WPASYNC (1 << 1)	/* EPERM on a VMA without uffd WP_ASYNC */
+
+struct pm_scan_arg {
+	__u64 size;		/* sizeof(struct pm_scan_arg) */
+	__u64 flags;
+	__u64 start;
+	__u64 end;
+	__u64 walk_end;		/* out: where the walk stopped */
+	__u64 vec;		/* struct page_region[vec_len] */
+	__u64 vec_len;
+	__u64 max_pages;	/* 0: no limit */
+	__u64 category_inverted;
+	__u64 category_mask;
+	__u64 category_anyof_mask;
+	__u64 return_mask;
+};
+
+#define PAGEMAP_SCAN _IOWR('f', 16, struct pm_scan_arg)
+#endif
+
+/*
  * Not userfaultfd, but of the same kind: a socket option newer than 6.1's
  * <asm-generic/socket.h> (the one newer constant the control socket uses).
  * getsockopt fails with ENOPROTOOPT on older kernels; the helper falls back.

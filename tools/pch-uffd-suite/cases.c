@@ -10,6 +10,7 @@
 #define IO(x) US_IOCTL(_UFFDIO_##x)
 #define MISSING UFFDIO_REGISTER_MODE_MISSING
 #define MINOR UFFDIO_REGISTER_MODE_MINOR
+#define WP UFFDIO_REGISTER_MODE_WP
 #define SHARED_MINOR (US_K(US_SHMEM) | US_K(US_SHMEM_PRIVATE) | US_K(US_HUGETLB_SHARED))
 
 const struct us_case us_cases[] = {
@@ -42,6 +43,17 @@ const struct us_case us_cases[] = {
 	{ "missing", "move-dontwake", US_K(US_ANON), UFFD_FEATURE_MOVE, MISSING,
 	  IO(MOVE) | IO(WAKE), us_case_move, US_ARG_DONTWAKE,
 	  "UFFDIO_MOVE_MODE_DONTWAKE, then UFFDIO_WAKE" },
+
+	{ "wp", "sync", US_ALL_KINDS, 0, WP, IO(WRITEPROTECT), us_case_wp_sync, 0,
+	  "WP faults (FLAG_WP) on protected pages resolved by un-protecting (which wakes)" },
+	{ "wp", "sync-dontwake", US_ALL_KINDS, 0, WP, IO(WRITEPROTECT) | IO(WAKE), us_case_wp_sync,
+	  US_ARG_DONTWAKE, "UFFDIO_WRITEPROTECT_MODE_DONTWAKE un-protect, then UFFDIO_WAKE" },
+	{ "wp", "async", US_ALL_KINDS, UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED, WP,
+	  IO(WRITEPROTECT), us_case_wp_async, 0,
+	  "WP_ASYNC: writes go on without a message; PAGEMAP_SCAN reports exactly the written pages" },
+	{ "wp", "unpopulated", US_K(US_ANON), UFFD_FEATURE_WP_UNPOPULATED, WP, IO(WRITEPROTECT),
+	  us_case_wp_unpopulated, 0,
+	  "WP_UNPOPULATED: a write to a protected, never-populated page is a WP fault" },
 };
 
 const size_t us_ncases = sizeof(us_cases) / sizeof(us_cases[0]);

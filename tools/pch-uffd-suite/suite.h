@@ -156,4 +156,9 @@ int us_case_continue(struct us_ctx *ctx);
 int us_case_poison(struct us_ctx *ctx);
 int us_case_move(struct us_ctx *ctx);
 
+/* cases_wp.c */
+int us_case_wp_sync(struct us_ctx *ctx);
+int us_case_wp_async(struct us_ctx *ctx);
+int us_case_wp_unpopulated(struct us_ctx *ctx);
+
 #endif /* PCH_UFFD_SUITE_H */
