@@ -54,6 +54,20 @@ const struct us_case us_cases[] = {
 	{ "wp", "unpopulated", US_K(US_ANON), UFFD_FEATURE_WP_UNPOPULATED, WP, IO(WRITEPROTECT),
 	  us_case_wp_unpopulated, 0,
 	  "WP_UNPOPULATED: a write to a protected, never-populated page is a WP fault" },
+
+	{ "read", "blocking", US_K(US_ANON), 0, MISSING, IO(COPY), us_case_read_blocking, 0,
+	  "faults read by a blocking read(2) (no O_NONBLOCK); the last fault ends the reader" },
+	{ "read", "poll", US_K(US_ANON), 0, MISSING, IO(COPY), us_case_read_poll, 0,
+	  "O_NONBLOCK: EAGAIN with nothing pending; poll + read until EAGAIN" },
+	{ "read", "epoll", US_K(US_ANON), 0, MISSING, IO(COPY), us_case_read_epoll, 0,
+	  "O_NONBLOCK: epoll_wait + read until EAGAIN" },
+	{ "read", "io_uring", US_K(US_ANON), 0, MISSING, IO(COPY), us_case_read_uring, 0,
+	  "IORING_OP_READ of one uffd_msg, re-armed after each completion" },
+	{ "read", "io_uring-batch", US_K(US_ANON), 0, MISSING, IO(COPY),
+	  us_case_read_uring_batch, 0,
+	  "IORING_OP_READ of up to 16 uffd_msg; messages per read recorded" },
+	{ "read", "threads", US_K(US_ANON), 0, MISSING, IO(COPY), us_case_read_threads, 0,
+	  "several poll + read readers on one O_NONBLOCK uffd: each fault read exactly once" },
 };
 
 const size_t us_ncases = sizeof(us_cases) / sizeof(us_cases[0]);

@@ -161,4 +161,12 @@ int us_case_wp_sync(struct us_ctx *ctx);
 int us_case_wp_async(struct us_ctx *ctx);
 int us_case_wp_unpopulated(struct us_ctx *ctx);
 
+/* cases_read.c: event reading paths */
+int us_case_read_blocking(struct us_ctx *ctx);
+int us_case_read_poll(struct us_ctx *ctx);
+int us_case_read_epoll(struct us_ctx *ctx);
+int us_case_read_uring(struct us_ctx *ctx);
+int us_case_read_uring_batch(struct us_ctx *ctx);
+int us_case_read_threads(struct us_ctx *ctx);
+
 #endif /* PCH_UFFD_SUITE_H */
