@@ -88,7 +88,7 @@ ALL_OBJS := $(LIB_OBJS) $(CLIENT_OBJS) \
 	$(foreach p,helper source vm migrate proxy uffdsuite,$($(p)_SRCS:%.c=$(OBJ)/%.o)) \
 	$(UNIT_SRCS:%.c=$(OBJ)/%.o) $(TOOL_SRCS:%.c=$(OBJ)/%.o)
 
-.PHONY: bpf-tools all deps build-all tests check _check unit integ demo _demo clean install bench stress _stress \
+.PHONY: suite-boot bpf-tools all deps build-all tests check _check unit integ demo _demo clean install bench stress _stress \
 	fuzz _fuzz fuzz-build
 
 all: deps
@@ -313,6 +313,15 @@ demo: deps
 	$(Q)$(MAKE) --no-print-directory build-all
 	$(Q)$(BUILD)/bin/pch-migrate $(DEMO_ARGS) --json $(BUILD)/demo.json
 	@echo "report: $(BUILD)/demo.json"
+
+# pch-uffd-suite under another kernel: make suite-boot KERNEL=path/to/bzImage
+# [SUITE_ARGS='--quick'] (qemu-system-x86_64 -kernel, TCG; scripts/uffd-suite-boot.sh)
+SUITE_ARGS ?= --quick
+
+suite-boot: deps
+	$(Q)$(MAKE) --no-print-directory build-all
+	$(Q)test -n "$(KERNEL)" || { echo "usage: make suite-boot KERNEL=bzImage [SUITE_ARGS=...]" >&2; exit 2; }
+	$(Q)scripts/uffd-suite-boot.sh --json $(BUILD)/suite-boot.json $(KERNEL) $(SUITE_ARGS)
 
 install: build-all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig \
