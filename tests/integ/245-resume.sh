@@ -97,6 +97,11 @@ expect_json "$T/source.json" '.result == "ok" and .pages_skipped > 0' '{result,p
 # deadline, poisons what can never arrive, and the VMM is told
 POISON_ARGS=""
 [ "${SANITIZE:-}" = thread ] && POISON_ARGS=--no-poison # (see 140-peer-death.sh)
+# before 6.6 there is no UFFDIO_POISON: the helper says so and leaves the pages
+if ! uffd_has_feature 14; then
+	log "UFFD_FEATURE_POISON missing (kernel before 6.6): poisoning not checked"
+	POISON_ARGS=--no-poison
+fi
 rm -f "$T/source.port" "$T"/*.json
 start_source "${SRC_ARGS[@]}"
 start_helper --channels 2 --resume-timeout-s 2 $POISON_ARGS
