@@ -68,6 +68,24 @@ const struct us_case us_cases[] = {
 	  "IORING_OP_READ of up to 16 uffd_msg; messages per read recorded" },
 	{ "read", "threads", US_K(US_ANON), 0, MISSING, IO(COPY), us_case_read_threads, 0,
 	  "several poll + read readers on one O_NONBLOCK uffd: each fault read exactly once" },
+
+	{ "proc", "copy", US_ALL_KINDS, 0, MISSING, IO(COPY), us_case_proc_copy, 0,
+	  "uffd over SCM_RIGHTS, VMM closes its copy; handler process COPYs from its own memory" },
+	{ "proc", "continue", SHARED_MINOR, 0, MINOR, IO(CONTINUE), us_case_proc_continue, 0,
+	  "uffd + memfd over SCM_RIGHTS; handler writes through its own mapping, then CONTINUE" },
+	{ "proc", "zeropage", US_ALL_KINDS, 0, MISSING, IO(ZEROPAGE), us_case_proc_zeropage, 0,
+	  "UFFDIO_ZEROPAGE from the handler process" },
+	{ "proc", "move", US_K(US_ANON), UFFD_FEATURE_MOVE, MISSING, IO(MOVE), us_case_proc_move, 0,
+	  "UFFDIO_MOVE from another process (either src mm) refused with EINVAL; COPY instead" },
+	{ "proc", "handler-dies-vmm-keeps", US_ALL_KINDS, 0, MISSING, 0, us_case_proc_dies_keeps, 0,
+	  "handler SIGKILLed with a fault pending, VMM holds the uffd: blocked until the VMM closes it" },
+	{ "proc", "handler-dies-vmm-closed", US_ALL_KINDS, 0, MISSING, 0, us_case_proc_dies_closed,
+	  0, "handler holding the last uffd SIGKILLed with a fault pending: the thread wakes" },
+	{ "proc", "sigbus", US_ALL_KINDS, UFFD_FEATURE_SIGBUS, MISSING, IO(COPY),
+	  us_case_proc_sigbus, 0,
+	  "UFFD_FEATURE_SIGBUS: BUS_ADRERR, no message; after the handler dies: a normal fault" },
+	{ "proc", "two-handlers", US_K(US_ANON) | US_K(US_SHMEM), 0, MISSING, IO(COPY),
+	  us_case_proc_two, 0, "the uffd in two handler processes: each fault read exactly once" },
 };
 
 const size_t us_ncases = sizeof(us_cases) / sizeof(us_cases[0]);

@@ -169,4 +169,14 @@ int us_case_read_uring(struct us_ctx *ctx);
 int us_case_read_uring_batch(struct us_ctx *ctx);
 int us_case_read_threads(struct us_ctx *ctx);
 
+/* cases_proc.c: the handler in another process */
+int us_case_proc_copy(struct us_ctx *ctx);
+int us_case_proc_continue(struct us_ctx *ctx);
+int us_case_proc_zeropage(struct us_ctx *ctx);
+int us_case_proc_move(struct us_ctx *ctx);
+int us_case_proc_dies_keeps(struct us_ctx *ctx);
+int us_case_proc_dies_closed(struct us_ctx *ctx);
+int us_case_proc_sigbus(struct us_ctx *ctx);
+int us_case_proc_two(struct us_ctx *ctx);
+
 #endif /* PCH_UFFD_SUITE_H */
