@@ -168,6 +168,10 @@ int us_case_read_epoll(struct us_ctx *ctx);
 int us_case_read_uring(struct us_ctx *ctx);
 int us_case_read_uring_batch(struct us_ctx *ctx);
 int us_case_read_threads(struct us_ctx *ctx);
+int us_case_read_uring_nonblock(struct us_ctx *ctx);
+int us_case_read_uring_poll(struct us_ctx *ctx);
+int us_case_read_uring_mshot(struct us_ctx *ctx);
+int us_case_read_uring_cancel(struct us_ctx *ctx);
 
 /* cases_proc.c: the handler in another process */
 int us_case_proc_copy(struct us_ctx *ctx);
