@@ -8,6 +8,8 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -260,4 +262,459 @@ int us_case_user_mode_only(struct us_ctx *ctx)
 			return rc;
 	}
 	return US_PASS;
+}
+
+/* UFFDIO_REGISTER of [start, start+len) in mode: 0 and *ioctls, or -errno */
+static int try_register(int uffd, uintptr_t start, size_t len, uint64_t mode, uint64_t *ioctls)
+{
+	struct uffdio_register reg = { .range = { start, len }, .mode = mode };
+
+	if (ioctl(uffd, UFFDIO_REGISTER, &reg) < 0)
+		return -errno;
+	if (ioctls)
+		*ioctls = reg.ioctls;
+	return 0;
+}
+
+static int unregister(int uffd, uintptr_t start, size_t len)
+{
+	struct uffdio_range r = { start, len };
+
+	return ioctl(uffd, UFFDIO_UNREGISTER, &r) < 0 ? -errno : 0;
+}
+
+static bool is_huge_kind(enum us_kind k)
+{
+	return k == US_HUGETLB || k == US_HUGETLB_SHARED;
+}
+
+static const char *modes_name(unsigned m, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s%s%s%s%s", m & UFFDIO_REGISTER_MODE_MISSING ? "MISSING" : "",
+		 (m & UFFDIO_REGISTER_MODE_MISSING) && (m & 6) ? "|" : "",
+		 m & UFFDIO_REGISTER_MODE_WP ? "WP" : "",
+		 (m & UFFDIO_REGISTER_MODE_WP) && (m & 4) ? "|" : "",
+		 m & UFFDIO_REGISTER_MODE_MINOR ? "MINOR" : "");
+	return buf;
+}
+
+/*
+ * Every combination of MISSING, WP and MINOR registered on one page of the
+ * kind, with a uffd that asked for every feature the kernel offers.  The
+ * uAPI says: a combination is accepted when each of its modes is (MINOR only
+ * on shmem and hugetlb); WRITEPROTECT is offered iff WP was asked, CONTINUE
+ * iff MINOR; COPY and WAKE always; ZEROPAGE never on hugetlb (always
+ * elsewhere); the mask of a combination is the union of its modes' masks.
+ * A mode of 0 or with an unknown bit is EINVAL.  The single modes must agree
+ * with the probe.
+ */
+int us_case_register_modes(struct us_ctx *ctx)
+{
+	const struct us_probe *p = ctx->probe;
+	const uint64_t wp = US_IOCTL(_UFFDIO_WRITEPROTECT), cont = US_IOCTL(_UFFDIO_CONTINUE),
+		       zero = US_IOCTL(_UFFDIO_ZEROPAGE),
+		       always = US_IOCTL(_UFFDIO_COPY) | US_IOCTL(_UFFDIO_WAKE);
+	bool huge = is_huge_kind(ctx->kind);
+	int err[8] = { 0 }, uffd, ret, rc = US_PASS;
+	uint64_t mask[8] = { 0 };
+	char line[400], nm[24];
+	size_t off = 0;
+	struct us_area a;
+
+	ret = us_area_map(&a, ctx->kind, 1, false);
+	if (ret == -ENOMEM && huge)
+		return us_skip(ctx, "no free huge pages");
+	if (ret < 0)
+		return us_fail(ctx, "map %s: %s", us_kind_name(ctx->kind), strerror(-ret));
+	uffd = us_uffd_open(p->features, O_CLOEXEC);
+	if (uffd < 0)
+		return us_fail(ctx, "uffd with features 0x%llx: %s", (unsigned long long)p->features,
+			       strerror(-uffd));
+	for (unsigned m = 1; m < 8; m++) {
+		err[m] = try_register(uffd, (uintptr_t)a.p, a.len, m, &mask[m]);
+		if (!err[m] && (ret = unregister(uffd, (uintptr_t)a.p, a.len)) < 0) {
+			rc = us_fail(ctx, "UFFDIO_UNREGISTER after %s: %s",
+				     modes_name(m, nm, sizeof(nm)), strerror(-ret));
+			goto out;
+		}
+		off += (size_t)snprintf(line + off, sizeof(line) - off, " %s:", modes_name(m, nm, sizeof(nm)));
+		if (err[m])
+			off += (size_t)snprintf(line + off, sizeof(line) - off, "%s", strerror(-err[m]));
+		else
+			off += (size_t)snprintf(line + off, sizeof(line) - off, "0x%llx",
+						(unsigned long long)mask[m]);
+		if (off >= sizeof(line))
+			off = sizeof(line) - 1;
+	}
+	us_diag("%s/%s/%s:%s", ctx->c->cat, ctx->c->name, us_kind_name(ctx->kind), line);
+
+	for (unsigned m = 1; m < 8; m++) {
+		bool want_ok = true;
+		uint64_t uni = 0;
+
+		modes_name(m, nm, sizeof(nm));
+		for (unsigned b = 1; b < 8; b <<= 1)
+			if (m & b) {
+				want_ok = want_ok && !err[b];
+				uni |= mask[b];
+			}
+		if (err[m] && err[m] != -EINVAL) {
+			rc = us_fail(ctx, "%s refused with %s, want EINVAL", nm, strerror(-err[m]));
+			goto out;
+		}
+		if (!err[m] != want_ok) {
+			rc = us_fail(ctx, "%s %s though its modes alone were%s all accepted", nm,
+				     err[m] ? "refused" : "accepted", want_ok ? "" : " not");
+			goto out;
+		}
+		if (err[m])
+			continue;
+		if (!!(mask[m] & wp) != !!(m & UFFDIO_REGISTER_MODE_WP) ||
+		    !!(mask[m] & cont) != !!(m & UFFDIO_REGISTER_MODE_MINOR) ||
+		    (mask[m] & always) != always || !!(mask[m] & zero) == huge) {
+			rc = us_fail(ctx, "%s offers ioctls 0x%llx: want WRITEPROTECT iff WP, CONTINUE "
+				     "iff MINOR, COPY and WAKE, ZEROPAGE %s", nm,
+				     (unsigned long long)mask[m], huge ? "never on hugetlb" : "always");
+			goto out;
+		}
+		if (mask[m] != uni) {
+			rc = us_fail(ctx, "%s offers ioctls 0x%llx, its modes alone 0x%llx together", nm,
+				     (unsigned long long)mask[m], (unsigned long long)uni);
+			goto out;
+		}
+	}
+	for (unsigned i = 0; i < US_NMODES; i++) {
+		unsigned m = 1u << i;
+
+		if (-err[m] != p->reg_err[ctx->kind][i] ||
+		    (!err[m] && mask[m] != p->reg_ioctls[ctx->kind][i])) {
+			rc = us_fail(ctx, "%s: %s / 0x%llx here, the probe had %s / 0x%llx",
+				     us_mode_name(m), strerror(-err[m]), (unsigned long long)mask[m],
+				     strerror(p->reg_err[ctx->kind][i]),
+				     (unsigned long long)p->reg_ioctls[ctx->kind][i]);
+			goto out;
+		}
+	}
+	if (ctx->kind == US_ANON && err[UFFDIO_REGISTER_MODE_MINOR] != -EINVAL) {
+		rc = us_fail(ctx, "MINOR on anonymous memory: %s, want EINVAL",
+			     err[4] ? strerror(-err[4]) : "accepted");
+		goto out;
+	}
+	/* no mode, an unknown mode bit */
+	static const uint64_t bad[] = { 0, 1u << 3, UFFDIO_REGISTER_MODE_MISSING | 1u << 3, 1ull << 63 };
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ret = try_register(uffd, (uintptr_t)a.p, a.len, bad[i], NULL);
+		if (ret != -EINVAL) {
+			rc = us_fail(ctx, "UFFDIO_REGISTER mode 0x%llx: %s, want EINVAL",
+				     (unsigned long long)bad[i], ret ? strerror(-ret) : "accepted");
+			goto out;
+		}
+	}
+out:
+	close(uffd);
+	us_area_unmap(&a);
+	return rc;
+}
+
+/*
+ * UFFDIO_REGISTER ranges must be aligned to the kind's page size: on small
+ * pages a start or length not page-aligned, or a length of 0, is EINVAL; on
+ * hugetlb a range page-aligned but not huge-page-aligned (start or end) is
+ * EINVAL, and so is a UFFDIO_COPY of a 4 KiB page into it (UFFDIO_ZEROPAGE
+ * of a whole huge page too: hugetlb has none).  The aligned
+ * range is accepted (the control), and so is an aligned range running over a
+ * hole: registration covers the mappings in the range and skips holes (it
+ * only needs one mapping there); COPY into the hole is then ENOENT.
+ */
+int us_case_register_align(struct us_ctx *ctx)
+{
+	const size_t small = (size_t)getpagesize();
+	const uint64_t mode = UFFDIO_REGISTER_MODE_MISSING;
+	bool huge = is_huge_kind(ctx->kind);
+	struct us_area a;
+	int uffd, ret, rc = US_PASS;
+	uintptr_t p;
+	size_t ps;
+
+	ret = us_area_map(&a, ctx->kind, 3, false);
+	if (ret == -ENOMEM && huge)
+		return us_skip(ctx, "no free huge pages");
+	if (ret < 0)
+		return us_fail(ctx, "map %s: %s", us_kind_name(ctx->kind), strerror(-ret));
+	p = (uintptr_t)a.p;
+	ps = a.psize;
+	/* a hole after two pages */
+	if (munmap(a.p + 2 * ps, ps) < 0)
+		return us_fail(ctx, "munmap: %s", strerror(errno));
+	a.len = 2 * ps;
+	uffd = us_uffd_open(us_kind_features(ctx->kind, mode), O_CLOEXEC);
+	if (uffd < 0)
+		return us_fail(ctx, "uffd: %s", strerror(-uffd));
+
+	struct {
+		const char *what;
+		uintptr_t start;
+		size_t len;
+	} bad[] = {
+		{ "start + 1", p + 1, ps },
+		{ "length 100", p, 100 },
+		{ "length 0", p, 0 },
+		{ "start + 4 KiB (huge page)", p + small, ps },
+		{ "length 4 KiB (huge page)", p, small },
+		{ "length one page + 4 KiB (huge page)", p, ps + small },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		if (!huge && strstr(bad[i].what, "huge"))
+			continue;
+		ret = try_register(uffd, bad[i].start, bad[i].len, mode, NULL);
+		if (ret != -EINVAL) {
+			rc = us_fail(ctx, "UFFDIO_REGISTER %s: %s, want EINVAL", bad[i].what,
+				     ret ? strerror(-ret) : "accepted");
+			goto out;
+		}
+	}
+	ret = try_register(uffd, p, 3 * ps, mode, NULL);
+	if (ret < 0) {
+		rc = us_fail(ctx, "UFFDIO_REGISTER of two pages and a hole: %s, want it accepted",
+			     strerror(-ret));
+		goto out;
+	}
+	if ((ret = unregister(uffd, p, 3 * ps)) < 0) {
+		rc = us_fail(ctx, "UFFDIO_UNREGISTER of two pages and a hole: %s", strerror(-ret));
+		goto out;
+	}
+	ret = try_register(uffd, p, 2 * ps, mode, NULL);
+	if (ret < 0) {
+		rc = us_fail(ctx, "UFFDIO_REGISTER of the aligned range: %s", strerror(-ret));
+		goto out;
+	}
+	if (huge) {
+		/* COPY into hugetlb is by whole huge pages */
+		char *src = malloc(ps);
+		struct uffdio_copy c[] = {
+			{ .dst = p, .src = (uintptr_t)src, .len = small },
+			{ .dst = p + small, .src = (uintptr_t)src, .len = ps },
+		};
+		for (size_t i = 0; src && i < 2; i++) {
+			c[i].copy = 0x5a5a;
+			ret = ioctl(uffd, UFFDIO_COPY, &c[i]) < 0 ? -errno : 0;
+			if (ret != -EINVAL) {
+				rc = us_fail(ctx, "UFFDIO_COPY of %s into hugetlb: %s, want EINVAL",
+					     i ? "a huge page at +4 KiB" : "4 KiB",
+					     ret ? strerror(-ret) : "accepted");
+				break;
+			}
+		}
+		free(src);
+		/* and no ZEROPAGE at all (the mask does not offer it) */
+		struct uffdio_zeropage z = { .range = { p, ps } };
+
+		ret = ioctl(uffd, UFFDIO_ZEROPAGE, &z) < 0 ? -errno : 0;
+		if (rc == US_PASS && ret != -EINVAL)
+			rc = us_fail(ctx, "UFFDIO_ZEROPAGE of a huge page: %s, want EINVAL",
+				     ret ? strerror(-ret) : "done");
+	}
+out:
+	close(uffd);
+	us_area_unmap(&a);
+	return rc;
+}
+
+/*
+ * UFFDIO_ZEROPAGE (and UFFDIO_COPY) on a page already there is EEXIST, with
+ * -EEXIST in the result field, and leaves the page alone: on anon the page
+ * was filled by UFFDIO_COPY; on shmem written through a second mapping of the
+ * memfd (it is in the page cache, not mapped in the registered range); on
+ * shmem-private written through that alias and then read through the
+ * private mapping (which maps the page cache page without a fault).  The
+ * next page, missing, is zero-filled (the control).
+ *
+ * shmem-private, page 2 written through the alias only: ZEROPAGE does not
+ * look at the page cache of a private mapping, only at its pte, so it is
+ * done and the private mapping reads zeros over the file's data (seen on
+ * 6.18; such a page never takes a MISSING fault, its first touch maps the
+ * page cache page).
+ */
+int us_case_zeropage_eexist(struct us_ctx *ctx)
+{
+	const uint64_t mode = UFFDIO_REGISTER_MODE_MISSING;
+	const uint64_t seed = 0x2e70ULL + ctx->kind;
+	struct us_area a;
+	int uffd, ret, rc = US_PASS;
+	char *buf;
+	size_t ps, bad;
+
+	ret = us_area_map(&a, ctx->kind, 3, true);
+	if (ret < 0)
+		return us_fail(ctx, "map %s: %s", us_kind_name(ctx->kind), strerror(-ret));
+	ps = a.psize;
+	buf = malloc(ps);
+	uffd = us_uffd_open(us_kind_features(ctx->kind, mode), O_CLOEXEC);
+	if (!buf || uffd < 0)
+		return us_fail(ctx, "uffd: %s", buf ? strerror(-uffd) : "out of memory");
+	if ((ret = try_register(uffd, (uintptr_t)a.p, a.len, mode, NULL)) < 0) {
+		rc = us_fail(ctx, "UFFDIO_REGISTER: %s", strerror(-ret));
+		goto out;
+	}
+	us_pattern(buf, ps, 0, seed);
+	if (a.alias) {
+		memcpy(a.alias, buf, ps);
+		if (ctx->kind == US_SHMEM_PRIVATE)
+			(void)*(volatile char *)a.p;
+	} else {
+		struct uffdio_copy c = { .dst = (uintptr_t)a.p, .src = (uintptr_t)buf, .len = ps };
+
+		if (ioctl(uffd, UFFDIO_COPY, &c) < 0) {
+			rc = us_fail(ctx, "UFFDIO_COPY page 0: %s", strerror(errno));
+			goto out;
+		}
+	}
+	struct uffdio_zeropage z = { .range = { (uintptr_t)a.p, ps }, .zeropage = 0x5a5a };
+
+	ret = ioctl(uffd, UFFDIO_ZEROPAGE, &z) < 0 ? -errno : 0;
+	if (ret != -EEXIST || z.zeropage != -EEXIST) {
+		rc = us_fail(ctx, "UFFDIO_ZEROPAGE on a populated page: %s, zeropage %lld, want "
+			     "EEXIST and -EEXIST", ret ? strerror(-ret) : "done",
+			     (long long)z.zeropage);
+		goto out;
+	}
+	struct uffdio_copy c = { .dst = (uintptr_t)a.p, .src = (uintptr_t)buf, .len = ps,
+				 .copy = 0x5a5a };
+
+	ret = ioctl(uffd, UFFDIO_COPY, &c) < 0 ? -errno : 0;
+	if (ret != -EEXIST || c.copy != -EEXIST) {
+		rc = us_fail(ctx, "UFFDIO_COPY on a populated page: %s, copy %lld, want EEXIST "
+			     "and -EEXIST", ret ? strerror(-ret) : "done", (long long)c.copy);
+		goto out;
+	}
+	if ((bad = us_pattern_check(a.p, ps, 0, seed))) {
+		rc = us_fail(ctx, "page 0 changed by the refused ZEROPAGE (byte %zu)", bad - 1);
+		goto out;
+	}
+	z = (struct uffdio_zeropage){ .range = { (uintptr_t)a.p + ps, ps } };
+	if (ioctl(uffd, UFFDIO_ZEROPAGE, &z) < 0 || z.zeropage != (int64_t)ps) {
+		rc = us_fail(ctx, "UFFDIO_ZEROPAGE on the missing page 1: %s, zeropage %lld",
+			     strerror(errno), (long long)z.zeropage);
+		goto out;
+	}
+	for (size_t i = 0; i < ps; i += 512)
+		if (a.p[ps + i]) {
+			rc = us_fail(ctx, "page 1 not zero at byte %zu after UFFDIO_ZEROPAGE", i);
+			goto out;
+		}
+	if (ctx->kind == US_SHMEM_PRIVATE) {
+		us_pattern(a.alias + 2 * ps, ps, 2, seed);
+		z = (struct uffdio_zeropage){ .range = { (uintptr_t)a.p + 2 * ps, ps } };
+		ret = ioctl(uffd, UFFDIO_ZEROPAGE, &z) < 0 ? -errno : 0;
+		if (ret || z.zeropage != (int64_t)ps || a.p[2 * ps] || a.p[3 * ps - 1] ||
+		    us_pattern_check(a.alias + 2 * ps, ps, 2, seed)) {
+			rc = us_fail(ctx, "UFFDIO_ZEROPAGE on a private page whose file page exists "
+				     "(not mapped): %s, zeropage %lld, private page %s, want it done, "
+				     "zeros over the file's data", ret ? strerror(-ret) : "done",
+				     (long long)z.zeropage, a.p[2 * ps] ? "has data" : "zero");
+			goto out;
+		}
+		us_diag("%s/%s/%s: ZEROPAGE on a private page whose file page is in the page "
+			"cache but not mapped is done: the mapping reads zeros, the file keeps its "
+			"data", ctx->c->cat, ctx->c->name, us_kind_name(ctx->kind));
+	}
+out:
+	free(buf);
+	close(uffd);
+	us_area_unmap(&a);
+	return rc;
+}
+
+/*
+ * UFFDIO_COPY where no uffd has a range is ENOENT, with -ENOENT in the
+ * result field: into an unregistered mapping, into a hole, running past the
+ * end of the registered mapping.  dst or len not aligned to the page size,
+ * len 0: EINVAL (refused before any copy: the result field is left alone).
+ * Through a second uffd of the same process into the first one's range the
+ * COPY is done: the kernel checks that the destination is registered and in
+ * the uffd's mm, not that this uffd registered it.  A valid COPY still works
+ * after the refused ones.
+ */
+int us_case_copy_bad_range(struct us_ctx *ctx)
+{
+	const uint64_t mode = UFFDIO_REGISTER_MODE_MISSING;
+	uint64_t feats = us_kind_features(ctx->kind, mode);
+	bool huge = is_huge_kind(ctx->kind);
+	struct us_area a;
+	int uffd, other, ret, rc = US_PASS;
+	char *buf, *plain, *hole;
+	size_t ps;
+	char einval_fields[96] = "";
+	size_t off = 0;
+
+	ret = us_area_map(&a, ctx->kind, 2, false);
+	if (ret == -ENOMEM && huge)
+		return us_skip(ctx, "no free huge pages");
+	if (ret < 0)
+		return us_fail(ctx, "map %s: %s", us_kind_name(ctx->kind), strerror(-ret));
+	ps = a.psize;
+	buf = calloc(1, ps);
+	plain = mmap(NULL, 2 * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (!buf || plain == MAP_FAILED)
+		return us_fail(ctx, "out of memory");
+	hole = plain + ps;
+	munmap(hole, ps);
+	uffd = us_uffd_open(feats, O_CLOEXEC);
+	other = us_uffd_open(feats, O_CLOEXEC);
+	if (uffd < 0 || other < 0)
+		return us_fail(ctx, "uffd: %s", strerror(uffd < 0 ? -uffd : -other));
+	if ((ret = try_register(uffd, (uintptr_t)a.p, a.len, mode, NULL)) < 0) {
+		rc = us_fail(ctx, "UFFDIO_REGISTER: %s", strerror(-ret));
+		goto out;
+	}
+
+	struct {
+		const char *what;
+		int fd;
+		uintptr_t dst;
+		size_t len;
+		int want;
+	} t[] = {
+		{ "into an unregistered mapping", uffd, (uintptr_t)plain, ps, ENOENT },
+		{ "into a hole", uffd, (uintptr_t)hole, ps, ENOENT },
+		{ "through another uffd of this mm", other, (uintptr_t)a.p + ps, ps, 0 },
+		{ "past the end of the registered mapping", uffd, (uintptr_t)a.p + ps, 2 * ps,
+		  ENOENT },
+		{ "with len 100", uffd, (uintptr_t)a.p, 100, EINVAL },
+		{ "with len 0", uffd, (uintptr_t)a.p, 0, EINVAL },
+		{ "to dst + 8", uffd, (uintptr_t)a.p + 8, ps, EINVAL },
+	};
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		struct uffdio_copy c = { .dst = t[i].dst, .src = (uintptr_t)buf, .len = t[i].len,
+					 .copy = 0x5a5a };
+
+		ret = ioctl(t[i].fd, UFFDIO_COPY, &c) < 0 ? -errno : 0;
+		if (ret != -t[i].want || (t[i].want == ENOENT && c.copy != -ENOENT) ||
+		    (!t[i].want && c.copy != (int64_t)ps)) {
+			rc = us_fail(ctx, "UFFDIO_COPY %s: %s, copy %lld; want %s%s", t[i].what,
+				     ret ? strerror(-ret) : "done", (long long)c.copy,
+				     t[i].want ? strerror(t[i].want) : "it done",
+				     t[i].want == ENOENT ? " and -ENOENT" : "");
+			goto out;
+		}
+		if (t[i].want == EINVAL && off < sizeof(einval_fields))
+			off += (size_t)snprintf(einval_fields + off, sizeof(einval_fields) - off,
+						" %lld", (long long)c.copy);
+	}
+	us_diag("%s/%s/%s: ENOENT cases write -ENOENT to .copy; EINVAL cases leave it:%s; "
+		"a second uffd of the process can COPY into the first one's range",
+		ctx->c->cat, ctx->c->name, us_kind_name(ctx->kind), einval_fields);
+	struct uffdio_copy c = { .dst = (uintptr_t)a.p, .src = (uintptr_t)buf, .len = ps };
+
+	if (ioctl(uffd, UFFDIO_COPY, &c) < 0 || c.copy != (int64_t)ps)
+		rc = us_fail(ctx, "a valid UFFDIO_COPY after the refused ones: %s, copy %lld",
+			     strerror(errno), (long long)c.copy);
+out:
+	munmap(plain, ps);
+	free(buf);
+	close(other);
+	close(uffd);
+	us_area_unmap(&a);
+	return rc;
 }
