@@ -19,6 +19,12 @@ nplan=$(sed -n 's/^1\.\.\([0-9]*\)$/\1/p' "$T/suite.ktap" | head -n 1)
 nres=$(grep -cE '^(not )?ok [0-9]+ ' "$T/suite.ktap" || true)
 [ "$nplan" = "$nres" ] || fail "plan 1..$nplan but $nres results"
 jq -e '(.cases | length) == '"$nres" "$T/suite.json" >/dev/null || fail "JSON report incomplete"
+# the lat/ cases' table, before the Totals line, and in the JSON
+grep -q '^# latency: fault round trip in us, p50/p99/max' "$T/suite.ktap" ||
+	fail "no latency table"
+[ "$(tail -n 1 "$T/suite.ktap")" = "$totals" ] || fail "the Totals line is not the last line"
+jq -e '.latency.rows.copy.poll.p50 > 0' "$T/suite.json" >/dev/null ||
+	fail "no latency table in the JSON"
 
 if grep -q '^not ok ' "$T/suite.ktap"; then
 	grep -B1 '^not ok ' "$T/suite.ktap" >&2

@@ -3,13 +3,18 @@
  * pch-uffd-suite - userfaultfd behaviour tests in KTAP.
  *
  *   pch-uffd-suite [--list] [--run PATTERN]... [--quick] [--json FILE]
- *                  [--timeout SECONDS]
+ *                  [--timeout SECONDS] [--threads N] [--mib M] [--seconds S]
+ *                  [--latency] [--faults N]
  *
  * Each case runs once per memory kind it applies to, in a forked child with a
  * deadline: a hung case is killed and reported "not ok ... # TIMEOUT", a
  * crashed one "not ok ... # CRASH".  A case whose needs the feature probe does
  * not find is skipped naming what is missing.  Exit status 0 when nothing
  * failed, 1 otherwise, 2 on bad usage.
+ *
+ * After the cases, the lat/ cases' numbers are printed as a table of "#"
+ * lines (resolving ioctl x reading path, p50/p99/max µs per fault), before
+ * the Totals line, and as a "latency" object in the JSON.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -28,6 +33,8 @@
 #include "suite.h"
 
 #define MAX_PATTERNS 16
+
+unsigned us_opt_threads, us_opt_mib, us_opt_seconds, us_opt_faults;
 
 struct inst {
 	const struct us_case *c;
@@ -101,7 +108,14 @@ static void usage(FILE *f)
 		"                    PATTERN also matches everything below it: --run missing)\n"
 		"  --quick           short runs of the same cases\n"
 		"  --json FILE       write the results as JSON to FILE\n"
-		"  --timeout S       kill a case after S seconds (default 30, 15 with --quick)\n");
+		"  --timeout S       kill a case after S seconds (default 30, 15 with --quick)\n"
+		"  --threads N       stress/: faulting threads (default 4, 2 with --quick)\n"
+		"  --mib M           stress/: area size in MiB (default 64, 4 with --quick;\n"
+		"                    hugetlb: as many huge pages of it as are free)\n"
+		"  --seconds S       stress/: run time (default 5, 1 with --quick)\n"
+		"  --latency         run the lat/ cases (those --run selects, if given),\n"
+		"                    10000 faults each, and print the latency table\n"
+		"  --faults N        lat/: faults per case (default 2000, 200 with --quick)\n");
 }
 
 static bool selected(const char *name, char **pats, int npats)
@@ -265,6 +279,129 @@ static void print_probe(const struct us_probe *p)
 	}
 }
 
+/*
+ * The latency table: lat/<row>-<column> cases, a row per resolving ioctl (and
+ * copy-proc), a column per reading path, in the order of the case table.
+ */
+#define LAT_MAXROW 16
+#define LAT_MAXCOL 8
+
+struct lat_table {
+	char row[LAT_MAXROW][24], col[LAT_MAXCOL][16];
+	char kind[LAT_MAXROW][16];
+	int nrow, ncol;
+	bool have[LAT_MAXROW][LAT_MAXCOL];
+	double v[LAT_MAXROW][LAT_MAXCOL][3]; /* p50, p99, max */
+	const char *why[LAT_MAXROW][LAT_MAXCOL]; /* not measured: skip/fail */
+	double faults;
+};
+
+/* the index of name in a table of n names of width bytes, added if new */
+static int lat_index(char *names, size_t width, int *n, int max, const char *name)
+{
+	for (int i = 0; i < *n; i++)
+		if (!strcmp(names + (size_t)i * width, name))
+			return i;
+	if (*n == max)
+		return -1;
+	snprintf(names + (size_t)*n * width, width, "%s", name);
+	return (*n)++;
+}
+
+static double metric(const struct report *r, const char *name, bool *found)
+{
+	for (int m = 0; m < r->nmetrics && m < US_MAX_METRICS; m++)
+		if (!strcmp(r->m[m].name, name)) {
+			*found = true;
+			return r->m[m].value;
+		}
+	*found = false;
+	return 0;
+}
+
+static void lat_add(struct lat_table *t, const struct inst *in, const struct report *r)
+{
+	char row[24], *dash;
+	int ri, ci;
+	bool f50, f99, fmax, ff;
+
+	if (strcmp(in->c->cat, "lat"))
+		return;
+	snprintf(row, sizeof(row), "%s", in->c->name);
+	dash = strrchr(row, '-');
+	if (!dash)
+		return;
+	*dash = '\0';
+	ri = lat_index(t->row[0], sizeof(t->row[0]), &t->nrow, LAT_MAXROW, row);
+	ci = lat_index(t->col[0], sizeof(t->col[0]), &t->ncol, LAT_MAXCOL, dash + 1);
+	if (ri < 0 || ci < 0)
+		return;
+	snprintf(t->kind[ri], sizeof(t->kind[ri]), "%s", us_kind_name(in->kind));
+	if (r->result != US_PASS) {
+		t->why[ri][ci] = result_name(r->result);
+		return;
+	}
+	t->v[ri][ci][0] = metric(r, "p50_us", &f50);
+	t->v[ri][ci][1] = metric(r, "p99_us", &f99);
+	t->v[ri][ci][2] = metric(r, "max_us", &fmax);
+	t->have[ri][ci] = f50 && f99 && fmax;
+	double n = metric(r, "faults", &ff);
+
+	if (ff && n > t->faults)
+		t->faults = n;
+}
+
+static void lat_print(const struct lat_table *t)
+{
+	char line[256];
+	size_t off;
+
+	if (!t->nrow)
+		return;
+	us_diag("latency: fault round trip in us, p50/p99/max, %.0f faults per cell", t->faults);
+	off = (size_t)snprintf(line, sizeof(line), "%-22s", "ioctl (kind) \\ read by");
+	for (int c = 0; c < t->ncol; c++)
+		off += (size_t)snprintf(line + off, sizeof(line) - off, " %20s", t->col[c]);
+	us_diag("%s", line);
+	for (int r = 0; r < t->nrow; r++) {
+		char label[48];
+
+		snprintf(label, sizeof(label), "%s (%s)", t->row[r], t->kind[r]);
+		off = (size_t)snprintf(line, sizeof(line), "%-22s", label);
+		for (int c = 0; c < t->ncol && off < sizeof(line); c++) {
+			char cell[64];
+
+			if (t->have[r][c])
+				snprintf(cell, sizeof(cell), "%.1f/%.1f/%.0f", t->v[r][c][0],
+					 t->v[r][c][1], t->v[r][c][2]);
+			else
+				snprintf(cell, sizeof(cell), "%s", t->why[r][c] ? t->why[r][c] : "-");
+			off += (size_t)snprintf(line + off, sizeof(line) - off, " %20s", cell);
+		}
+		us_diag("%s", line);
+	}
+}
+
+static void lat_json(FILE *f, const struct lat_table *t)
+{
+	fprintf(f, ",\"latency\":{\"unit\":\"us\",\"faults\":%.0f,\"rows\":{", t->faults);
+	for (int r = 0; r < t->nrow; r++) {
+		fprintf(f, "%s", r ? "," : "");
+		json_str(f, t->row[r]);
+		fprintf(f, ":{\"kind\":\"%s\"", t->kind[r]);
+		for (int c = 0; c < t->ncol; c++) {
+			if (!t->have[r][c])
+				continue;
+			fprintf(f, ",");
+			json_str(f, t->col[c]);
+			fprintf(f, ":{\"p50\":%.3f,\"p99\":%.3f,\"max\":%.3f}", t->v[r][c][0],
+				t->v[r][c][1], t->v[r][c][2]);
+		}
+		fprintf(f, "}");
+	}
+	fprintf(f, "}}");
+}
+
 static void restore_and_die(int sig)
 {
 	us_hugepages_restore();
@@ -280,12 +417,18 @@ int main(int argc, char **argv)
 		{ "quick", no_argument, NULL, 'q' },
 		{ "json", required_argument, NULL, 'j' },
 		{ "timeout", required_argument, NULL, 't' },
+		{ "threads", required_argument, NULL, 'T' },
+		{ "mib", required_argument, NULL, 'M' },
+		{ "seconds", required_argument, NULL, 'S' },
+		{ "latency", no_argument, NULL, 'L' },
+		{ "faults", required_argument, NULL, 'F' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	char *pats[MAX_PATTERNS];
 	int npats = 0, opt, timeout_s = 0;
-	bool list = false, quick = false, want_huge = false;
+	bool list = false, quick = false, want_huge = false, latency = false;
+	static struct lat_table lt;
 	const char *json_path = NULL;
 	struct inst *insts;
 	size_t ninst = 0;
@@ -306,6 +449,11 @@ int main(int argc, char **argv)
 		case 'q': quick = true; break;
 		case 'j': json_path = optarg; break;
 		case 't': timeout_s = atoi(optarg); break;
+		case 'T': us_opt_threads = (unsigned)atoi(optarg); break;
+		case 'M': us_opt_mib = (unsigned)atoi(optarg); break;
+		case 'S': us_opt_seconds = (unsigned)atoi(optarg); break;
+		case 'F': us_opt_faults = (unsigned)atoi(optarg); break;
+		case 'L': latency = true; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -316,6 +464,13 @@ int main(int argc, char **argv)
 	}
 	if (timeout_s <= 0)
 		timeout_s = quick ? 15 : 30;
+	if (latency) {
+		/* only the numbers, with more samples (--run may choose among them) */
+		if (!npats)
+			pats[npats++] = "lat";
+		if (!us_opt_faults)
+			us_opt_faults = 10000;
+	}
 
 	insts = calloc(us_ncases * (US_NKINDS + 1), sizeof(*insts));
 	if (!insts)
@@ -358,7 +513,8 @@ int main(int argc, char **argv)
 		signal(SIGTERM, restore_and_die);
 		signal(SIGHUP, restore_and_die);
 		atexit(us_hugepages_restore);
-		us_hugepages_reserve(8);
+		/* stress/ sizes its hugetlb areas to what is free (up to 32 with --mib 64) */
+		us_hugepages_reserve(16);
 	}
 	us_probe_run(&probe);
 
@@ -409,6 +565,7 @@ int main(int argc, char **argv)
 			break;
 		}
 		fflush(stdout);
+		lat_add(&lt, in, &r);
 		if (jf) {
 			fprintf(jf, "%s{\"name\":", i ? "," : "");
 			json_str(jf, in->name);
@@ -428,10 +585,14 @@ int main(int argc, char **argv)
 	}
 	unsigned nfail = tot[US_FAIL] + tot[US_TIMEOUT] + tot[US_CRASH];
 
+	lat_print(&lt);
+
 	printf("# Totals: pass:%u fail:%u xfail:0 xpass:0 skip:%u error:0\n", tot[US_PASS], nfail,
 	       tot[US_SKIP]);
 	if (jf) {
-		fprintf(jf, "],\"totals\":{\"pass\":%u,\"fail\":%u,\"xfail\":0,\"xpass\":0,"
+		fprintf(jf, "]");
+		lat_json(jf, &lt);
+		fprintf(jf, ",\"totals\":{\"pass\":%u,\"fail\":%u,\"xfail\":0,\"xpass\":0,"
 			"\"skip\":%u,\"error\":0}}\n", tot[US_PASS], nfail, tot[US_SKIP]);
 		if (fclose(jf)) {
 			fprintf(stderr, "pch-uffd-suite: %s: %s\n", json_path, strerror(errno));

@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "pch/uffd-compat.h"
 
@@ -52,7 +53,7 @@ struct us_probe {
 
 enum us_result { US_PASS, US_FAIL, US_SKIP, US_TIMEOUT, US_CRASH };
 
-#define US_MAX_METRICS 8
+#define US_MAX_METRICS 16
 
 struct us_ctx;
 
@@ -186,5 +187,44 @@ int us_case_proc_dies_keeps(struct us_ctx *ctx);
 int us_case_proc_dies_closed(struct us_ctx *ctx);
 int us_case_proc_sigbus(struct us_ctx *ctx);
 int us_case_proc_two(struct us_ctx *ctx);
+
+/* tuning from the command line (main.c); 0: the case's own default */
+extern unsigned us_opt_threads;	/* --threads: faulting threads of stress/ */
+extern unsigned us_opt_mib;	/* --mib: area of stress/ */
+extern unsigned us_opt_seconds;	/* --seconds: run time of stress/ */
+extern unsigned us_opt_faults;	/* --faults (--latency): faults per lat/ case */
+
+/* cases_stress.c: helpers (also for cases_lat.c) */
+uint64_t us_now_ns(void);
+/* the scheduler state letter of thread tid of this process ('?' if unknown) */
+char us_thread_state(pid_t tid);
+/* fork a helper process that dies with the case (PR_SET_PDEATHSIG): the pid
+ * in the parent, 0 in the child, -errno */
+pid_t us_fork_helper(void);
+/* wait for pid up to timeout_ms, then SIGKILL it; its status or -ETIMEDOUT */
+int us_reap(pid_t pid, unsigned timeout_ms);
+/* pass fd over a unix socket (SCM_RIGHTS); 0 or -errno */
+int us_send_fd(int sock, int fd);
+/* the fd received, or -errno (-ETIMEDOUT after timeout_ms) */
+int us_recv_fd(int sock, unsigned timeout_ms);
+struct us_lat {
+	double p50, p99, p999, max, mean; /* µs */
+};
+/* sorts ns[] (n samples in ns) and summarises it */
+void us_lat_summary(uint32_t *ns, size_t n, struct us_lat *out);
+
+/* cases_stress.c: the bounce run */
+int us_case_stress_bounce(struct us_ctx *ctx);
+int us_case_stress_bounce_proc(struct us_ctx *ctx);
+int us_case_stress_bounce_uring(struct us_ctx *ctx);
+
+/* cases_lat.c: the case's arg is the reading path */
+enum us_lat_path { US_LAT_READ, US_LAT_POLL, US_LAT_EPOLL, US_LAT_URING };
+int us_case_lat_copy(struct us_ctx *ctx);
+int us_case_lat_zeropage(struct us_ctx *ctx);
+int us_case_lat_continue(struct us_ctx *ctx);
+int us_case_lat_move(struct us_ctx *ctx);
+int us_case_lat_wp(struct us_ctx *ctx);
+int us_case_lat_copy_proc(struct us_ctx *ctx);
 
 #endif /* PCH_UFFD_SUITE_H */
