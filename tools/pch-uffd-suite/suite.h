@@ -227,4 +227,17 @@ int us_case_lat_move(struct us_ctx *ctx);
 int us_case_lat_wp(struct us_ctx *ctx);
 int us_case_lat_copy_proc(struct us_ctx *ctx);
 
+/* cases_race.c */
+int us_case_race_eexist(struct us_ctx *ctx);
+int us_case_race_eexist_continue(struct us_ctx *ctx);
+int us_case_race_eagain_fork(struct us_ctx *ctx);
+int us_case_race_eagain_remap(struct us_ctx *ctx);
+int us_case_race_eagain_remove(struct us_ctx *ctx);
+int us_case_race_eagain_unmap(struct us_ctx *ctx);
+int us_case_race_dontneed(struct us_ctx *ctx);
+int us_case_race_dontneed_event(struct us_ctx *ctx);
+int us_case_race_unregister_pending(struct us_ctx *ctx);
+int us_case_race_close_pending(struct us_ctx *ctx);
+int us_case_race_wake_range(struct us_ctx *ctx);
+
 #endif /* PCH_UFFD_SUITE_H */
