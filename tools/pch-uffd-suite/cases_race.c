@@ -780,23 +780,75 @@ static int check_eagain(struct us_ctx *ctx, const char *what, int ret, int64_t f
 	return US_PASS;
 }
 
+/* the resolving ioctls eagain_run tries, each on its own page */
+enum eop { OP_COPY, OP_ZEROPAGE, OP_POISON, OP_MOVE, NOPS };
+
+static const char *const eop_name[] = { "COPY", "ZEROPAGE", "POISON", "MOVE" };
+static const char *const eop_field[] = { ".copy", ".zeropage", ".updated", ".move" };
+
+/* one ioctl op on page pg of base (src: COPY/MOVE source); 0 or -errno, *field its result field */
+static int eop_do(enum eop op, int uffd, char *base, size_t ps, size_t pg, char *src,
+		  int64_t *field)
+{
+	uintptr_t dst = (uintptr_t)base + pg * ps;
+	int ret = -EINVAL;
+
+	switch (op) {
+	case OP_COPY:
+		return do_copy(uffd, dst, src, ps, 0, field);
+	case OP_ZEROPAGE:
+		return do_zeropage(uffd, dst, ps, 0, field);
+	case OP_POISON: {
+		struct uffdio_poison a = { .range = { dst, ps }, .updated = SENTINEL };
+
+		ret = ioctl(uffd, UFFDIO_POISON, &a) < 0 ? -errno : 0;
+		*field = a.updated;
+		break;
+	}
+	case OP_MOVE: {
+		struct uffdio_move a = { .dst = dst, .src = (uintptr_t)src, .len = ps,
+					 .move = SENTINEL };
+
+		ret = ioctl(uffd, UFFDIO_MOVE, &a) < 0 ? -errno : 0;
+		*field = a.move;
+		break;
+	}
+	default:
+		break;
+	}
+	return ret;
+}
+
 static int eagain_run(struct us_ctx *ctx, enum ev ev)
 {
 	static const uint64_t feat[] = { UFFD_FEATURE_EVENT_FORK, UFFD_FEATURE_EVENT_REMAP,
 					 UFFD_FEATURE_EVENT_REMOVE, UFFD_FEATURE_EVENT_UNMAP };
-	const size_t npages = 4;
+	bool huge = us_kind_psize(ctx->kind) > 4096;
+	/* page 0 COPY, 1 COPY before the event, 2 ZEROPAGE (POISON on hugetlb, which
+	 * has no ZEROPAGE), 3 POISON, 4 MOVE (anon), the last one removed/unmapped */
+	const size_t npages = huge ? 4 : 6;
+	const size_t op_pg[NOPS] = { 0, 2, huge ? 2 : 3, 4 };
+	uint64_t mask = ctx->probe->reg_ioctls[ctx->kind][US_MODE_MISSING];
+	uint64_t pf = ctx->probe->features, extra = feat[ev];
+	bool have[NOPS] = { true, has_zeropage(ctx),
+			    (pf & UFFD_FEATURE_POISON) && (mask & US_IOCTL(_UFFDIO_POISON)),
+			    ctx->kind == US_ANON && (pf & UFFD_FEATURE_MOVE) &&
+				    (mask & US_IOCTL(_UFFDIO_MOVE)) };
+	int64_t efield[NOPS], field;
 	struct setup s;
 	struct eag e = { .ev = ev, .victim = npages - 1 };
 	struct uffd_msg m;
 	pthread_t et;
-	char *base, *rsv = NULL, *buf;
-	int64_t cfield, efield, zfield = SENTINEL;
-	bool zp = has_zeropage(ctx);
-	char st, cb[32], zb[32];
-	size_t rsv_len = 0;
+	char *base, *rsv = NULL, *buf, *msrc = NULL;
+	char st, fb[32], diag[400];
+	size_t rsv_len = 0, off;
 	int rc, ret, n;
 
-	if ((rc = setup(ctx, &s, npages, feat[ev], false)) != US_PASS)
+	if (have[OP_POISON])
+		extra |= UFFD_FEATURE_POISON;
+	if (have[OP_MOVE])
+		extra |= UFFD_FEATURE_MOVE;
+	if ((rc = setup(ctx, &s, npages, extra, false)) != US_PASS)
 		return rc;
 	size_t ps = s.a.psize;
 	uint64_t seed = 0xea000000ULL + ev * 8 + ctx->kind;
@@ -818,9 +870,17 @@ static int eagain_run(struct us_ctx *ctx, enum ev ev)
 			return us_fail(ctx, "mmap: %s", strerror(errno));
 		e.to = (char *)(((uintptr_t)rsv + ps - 1) & ~(uintptr_t)(ps - 1));
 	}
+	if (have[OP_MOVE]) {
+		/* MOVE wants an exclusive anon page: not shared with the fork child */
+		msrc = mmap(NULL, ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (msrc == MAP_FAILED)
+			return us_fail(ctx, "mmap: %s", strerror(errno));
+		madvise(msrc, ps, MADV_DONTFORK);
+		us_pattern(msrc, ps, op_pg[OP_MOVE], seed);
+	}
 	/* COPY works before the event */
 	us_pattern(buf, ps, 1, seed);
-	if ((ret = do_copy(s.uffd, (uintptr_t)s.a.p + ps, buf, ps, 0, &cfield)))
+	if ((ret = do_copy(s.uffd, (uintptr_t)s.a.p + ps, buf, ps, 0, &field)))
 		return us_fail(ctx, "UFFDIO_COPY page 1 before the event: %s", strerror(-ret));
 
 	pthread_create(&et, NULL, eag_thread, &e);
@@ -844,14 +904,15 @@ static int eagain_run(struct us_ctx *ctx, enum ev ev)
 	}
 	base = ev == EV_REMAP ? e.to : s.a.p; /* the area has moved already */
 	us_pattern(buf, ps, 0, seed);
-	ret = do_copy(s.uffd, (uintptr_t)base, buf, ps, 0, &cfield);
-	if ((rc = check_eagain(ctx, "UFFDIO_COPY", ret, cfield, ev_call[ev])) != US_PASS)
-		return rc;
-	efield = cfield;
-	if (zp) {
-		ret = do_zeropage(s.uffd, (uintptr_t)base + 2 * ps, ps, 0, &zfield);
-		rc = check_eagain(ctx, "UFFDIO_ZEROPAGE", ret, zfield, ev_call[ev]);
-		if (rc != US_PASS)
+	for (int op = 0; op < NOPS; op++) {
+		char what[32];
+
+		if (!have[op])
+			continue;
+		ret = eop_do(op, s.uffd, base, ps, op_pg[op], op == OP_MOVE ? msrc : buf,
+			     &efield[op]);
+		snprintf(what, sizeof(what), "UFFDIO_%s", eop_name[op]);
+		if ((rc = check_eagain(ctx, what, ret, efield[op], ev_call[ev])) != US_PASS)
 			return rc;
 	}
 	if (atomic_load(&e.done))
@@ -897,7 +958,10 @@ static int eagain_run(struct us_ctx *ctx, enum ev ev)
 
 		if ((ret = reap(e.child, &status)))
 			return us_fail(ctx, "fork child %d: %s", e.child, strerror(-ret));
-		if (!WIFEXITED(status) || WEXITSTATUS(status))
+		/* exit 0, or SIGKILL from PR_SET_PDEATHSIG: that fires when the
+		 * forking *thread* ends, which may be before the child runs */
+		if (!(WIFEXITED(status) && !WEXITSTATUS(status)) &&
+		    !(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL))
 			return us_fail(ctx, "fork child: status 0x%x", status);
 	}
 	if (ev == EV_REMAP) {
@@ -907,32 +971,37 @@ static int eagain_run(struct us_ctx *ctx, enum ev ev)
 	}
 
 	/* the raiser has returned: mmap_changing is down, the same calls succeed */
-	ret = do_copy(s.uffd, (uintptr_t)base, buf, ps, 0, &cfield);
-	if (ret || cfield != (int64_t)ps)
-		return us_fail(ctx, "UFFDIO_COPY after the %s event was read: %s, result field %s",
-			       ev_call[ev], strerror(-ret), field_str(cfield, cb, sizeof(cb)));
-	if (zp) {
-		int64_t f2;
-
-		ret = do_zeropage(s.uffd, (uintptr_t)base + 2 * ps, ps, 0, &f2);
-		if (ret || f2 != (int64_t)ps)
-			return us_fail(ctx, "UFFDIO_ZEROPAGE after the %s event was read: %s, result "
-				       "field %s", ev_call[ev], strerror(-ret),
-				       field_str(f2, zb, sizeof(zb)));
+	for (int op = 0; op < NOPS; op++) {
+		if (!have[op])
+			continue;
+		ret = eop_do(op, s.uffd, base, ps, op_pg[op], op == OP_MOVE ? msrc : buf, &field);
+		if (ret || field != (int64_t)ps)
+			return us_fail(ctx, "UFFDIO_%s after the %s event was read: %s, result "
+				       "field %s", eop_name[op], ev_call[ev], strerror(-ret),
+				       field_str(field, fb, sizeof(fb)));
 	}
 	size_t bad = us_pattern_check(base, ps, 0, seed);
 
 	if (bad)
 		return us_fail(ctx, "page 0 after the COPY: content wrong at byte %zu", bad - 1);
-	us_diag("%s/%s: %s slept (state %c) until its event was read, %llu us; COPY: EAGAIN, "
-		".copy %s; ZEROPAGE: %s%s; after the read: success", ctx->c->name,
-		us_kind_name(ctx->kind), ev_call[ev], st, (unsigned long long)(e.t1 - e.t0),
-		field_str(efield, cb, sizeof(cb)),
-		zp ? "EAGAIN, .zeropage " : "not offered",
-		zp ? field_str(zfield, zb, sizeof(zb)) : "");
+	if (have[OP_MOVE] &&
+	    (bad = us_pattern_check(base + op_pg[OP_MOVE] * ps, ps, op_pg[OP_MOVE], seed)))
+		return us_fail(ctx, "page %zu after the MOVE: content wrong at byte %zu",
+			       op_pg[OP_MOVE], bad - 1);
+	off = (size_t)snprintf(diag, sizeof(diag), "%s/%s: %s slept (state %c) until its event "
+			       "was read, %llu us;", ctx->c->name, us_kind_name(ctx->kind),
+			       ev_call[ev], st, (unsigned long long)(e.t1 - e.t0));
+	for (int op = 0; op < NOPS && off < sizeof(diag); op++)
+		off += (size_t)snprintf(diag + off, sizeof(diag) - off, have[op] ?
+					" %s: EAGAIN, %s %s;" : " %s: not offered%s%s;",
+					eop_name[op], have[op] ? eop_field[op] : "",
+					have[op] ? field_str(efield[op], fb, sizeof(fb)) : "");
+	us_diag("%s after the read: success", diag);
 	us_metric(ctx, "event_blocked_us", (double)(e.t1 - e.t0));
 	us_metric(ctx, "raiser_asleep", asleep(st));
 	teardown(&s);
+	if (msrc)
+		munmap(msrc, ps);
 	free(buf);
 	return US_PASS;
 }
