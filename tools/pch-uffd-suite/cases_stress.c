@@ -16,6 +16,7 @@
  *   bounce-proc:  the handler is another process, given the uffd over
  *                 SCM_RIGHTS; it UFFDIO_COPYs from its own memory
  *   bounce-uring: one handler thread reading batches with IORING_OP_READ
+ *                 (O_NONBLOCK uffd: io_uring parks the read on its poll)
  *
  * The round switch is ordered against the handlers with a per-handler
  * sequence count (odd while it holds messages): the round is bumped first,
@@ -408,13 +409,19 @@ static void *bounce_handler(void *arg)
 		res = cqe->res;
 		io_uring_cqe_seen(&r->ring, cqe);
 		armed = false;
-		if (res < 0 && res != -EINTR)
+		if (res < 0 && res != -EINTR && res != -EAGAIN)
 			sherr(sh, "IORING_OP_READ uffd: %s", strerror(-res));
 		else if (res >= 0)
 			bounce_batch(sh, r->uffd, buf, m, res);
 		atomic_fetch_add(&sh->hseq[h->idx], 1);
-		if (res < 0 && res != -EINTR)
+		if (res == -EAGAIN) {
+			/* a kernel that does not park reads of an O_NONBLOCK uffd */
+			struct pollfd p = { .fd = r->uffd, .events = POLLIN };
+
+			poll(&p, 1, 100);
+		} else if (res < 0 && res != -EINTR) {
 			break;
+		}
 	}
 	/* a read still armed is cancelled by io_uring_queue_exit */
 	free(buf);
@@ -639,7 +646,9 @@ static int run_bounce(struct us_ctx *ctx, enum smode mode)
 		rc = us_fail(ctx, "out of memory");
 		goto out;
 	}
-	r->uffd = us_uffd_open(feats, O_CLOEXEC | (mode == S_URING ? 0 : O_NONBLOCK));
+	/* O_NONBLOCK for io_uring too: a read of a blocking uffd cannot be parked
+	 * (the uffd polls POLLERR) and completes -EINTR at once */
+	r->uffd = us_uffd_open(feats, O_CLOEXEC | O_NONBLOCK);
 	if (r->uffd < 0) {
 		rc = us_fail(ctx, "uffd with features 0x%llx: %s", (unsigned long long)feats,
 			     strerror(-r->uffd));
