@@ -45,14 +45,17 @@ declare -A per_fault=()
 slowest_ms=0 slowest=""
 recov_ms=0 recov=""
 top=$(mktemp -d /tmp/pch-stress.XXXXXX)
-HUGE_RESTORE=""
+HUGE_ADDED=0
 PIDS=""
 
 cleanup() {
 	for p in $PIDS; do kill -KILL "$p" 2>/dev/null; done
-	if [ -n "$HUGE_RESTORE" ]; then
-		echo "$HUGE_RESTORE" >/proc/sys/vm/nr_hugepages 2>/dev/null ||
-			echo "stress: could not restore vm.nr_hugepages to $HUGE_RESTORE" >&2
+	# give back only the huge pages added here: a run beside this one keeps its own
+	if [ "$HUGE_ADDED" -gt 0 ]; then
+		cur=$(cat /proc/sys/vm/nr_hugepages)
+		[ "$cur" -gt "$HUGE_ADDED" ] || HUGE_ADDED=$cur
+		echo $((cur - HUGE_ADDED)) >/proc/sys/vm/nr_hugepages 2>/dev/null ||
+			echo "stress: could not give back $HUGE_ADDED huge pages (vm.nr_hugepages)" >&2
 	fi
 	rm -rf "$top"
 }
@@ -69,8 +72,8 @@ fi
 huge=0
 if grep -q '^Hugepagesize: *2048 kB' /proc/meminfo && [ -w /proc/sys/vm/nr_hugepages ]; then
 	old=$(cat /proc/sys/vm/nr_hugepages)
-	HUGE_RESTORE=$old
 	echo $((old + 64)) >/proc/sys/vm/nr_hugepages 2>/dev/null
+	HUGE_ADDED=$(($(cat /proc/sys/vm/nr_hugepages) - old))
 	free=$(awk '/^HugePages_Free:/ { f = $2 } /^HugePages_Rsvd:/ { r = $2 } END { print f - r }' \
 		/proc/meminfo)
 	[ "$free" -ge 64 ] && huge=1

@@ -21,10 +21,11 @@ cleanup() {
 		kill -KILL "$p" 2>/dev/null || true
 		wait "$p" 2>/dev/null || true
 	done
-	# give back the huge pages this test reserved (its processes are gone)
-	if [ -n "${HUGE_RESTORE:-}" ]; then
-		echo "$HUGE_RESTORE" >/proc/sys/vm/nr_hugepages 2>/dev/null ||
-			echo "$TEST_NAME: could not restore vm.nr_hugepages to $HUGE_RESTORE" >&2
+	# give back the huge pages this test added (its processes are gone):
+	# only those, so a run beside this one keeps what it reserved
+	if [ -n "${HUGE_ADDED:-}" ] && [ "$HUGE_ADDED" -gt 0 ]; then
+		hugepages_give_back "$HUGE_ADDED" ||
+			echo "$TEST_NAME: could not give back $HUGE_ADDED huge pages (vm.nr_hugepages)" >&2
 	fi
 	if [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ]; then
 		for f in "$T"/*.log; do
@@ -75,8 +76,17 @@ hugepages_free() {
 		/proc/meminfo
 }
 
+# hugepages_give_back N: lower vm.nr_hugepages by N (not below 0)
+hugepages_give_back() {
+	local f=/proc/sys/vm/nr_hugepages cur
+	cur=$(cat "$f") || return 1
+	[ "$cur" -gt "$1" ] || set -- "$cur"
+	echo $((cur - $1)) >"$f" 2>/dev/null
+}
+
 # reserve_hugepages N: make N 2 MiB huge pages free, through vm.nr_hugepages;
-# the old value comes back when the test exits.  Skips when they cannot be had.
+# the pages added are given back when the test exits (only those: a test
+# running beside this one keeps its own).  Skips when they cannot be had.
 reserve_hugepages() {
 	local f=/proc/sys/vm/nr_hugepages old free
 	grep -q '^Hugepagesize: *2048 kB' /proc/meminfo ||
@@ -85,8 +95,8 @@ reserve_hugepages() {
 	[ "$free" -ge "$1" ] && return 0
 	[ -w "$f" ] || skip "need $1 free 2 MiB huge pages, have $free, and cannot write $f"
 	old=$(cat "$f")
-	HUGE_RESTORE=$old
 	echo $((old + $1 - free)) >"$f" 2>/dev/null || true
+	HUGE_ADDED=$(($(cat "$f") - old))
 	free=$(hugepages_free)
 	[ "$free" -ge "$1" ] ||
 		skip "could reserve only $free of $1 2 MiB huge pages through $f (memory fragmented?)"

@@ -119,7 +119,8 @@ size_t us_pattern_check(const void *buf, size_t psize, size_t pg, uint64_t seed)
 }
 
 static const char nr_huge[] = "/proc/sys/vm/nr_hugepages";
-static long huge_restore = -1;
+static long huge_added;	/* huge pages this process added to vm.nr_hugepages */
+static pid_t huge_pid;	/* which process: a forked case never gives them back */
 
 static long meminfo(const char *key)
 {
@@ -169,22 +170,32 @@ static void write_long(const char *path, long v)
 
 long us_hugepages_reserve(long n)
 {
-	long free_now = huge_free(), old;
+	long free_now = huge_free(), old, now;
 
 	if (meminfo("Hugepagesize") != 2048 || free_now >= n)
 		return free_now;
 	old = read_long(nr_huge);
 	if (old < 0)
 		return free_now;
-	if (huge_restore < 0)
-		huge_restore = old;
 	write_long(nr_huge, old + n - free_now);
+	/* what the kernel could allocate, which may be less than asked */
+	now = read_long(nr_huge);
+	if (now > old) {
+		huge_added += now - old;
+		huge_pid = getpid();
+	}
 	return huge_free();
 }
 
+/* Give back only the pages added: a run beside this one keeps its own. */
 void us_hugepages_restore(void)
 {
-	if (huge_restore >= 0)
-		write_long(nr_huge, huge_restore);
-	huge_restore = -1;
+	long cur;
+
+	if (huge_added <= 0 || huge_pid != getpid())
+		return;
+	cur = read_long(nr_huge);
+	if (cur >= 0)
+		write_long(nr_huge, cur > huge_added ? cur - huge_added : 0);
+	huge_added = 0;
 }

@@ -131,8 +131,9 @@ void us_area_unmap(struct us_area *a);
 void us_pattern(void *buf, size_t psize, size_t pg, uint64_t seed);
 /* 0 when buf holds the pattern of page pg, else the first bad offset + 1 */
 size_t us_pattern_check(const void *buf, size_t psize, size_t pg, uint64_t seed);
-/* Reserve n free huge pages through vm.nr_hugepages (restored by
- * us_hugepages_restore).  Returns the number free afterwards. */
+/* Reserve n free huge pages through vm.nr_hugepages (given back by
+ * us_hugepages_restore: only the pages added, by the process that added
+ * them).  Returns the number free afterwards. */
 long us_hugepages_reserve(long n);
 void us_hugepages_restore(void);
 
