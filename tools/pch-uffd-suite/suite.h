@@ -241,4 +241,86 @@ int us_case_race_unregister_pending(struct us_ctx *ctx);
 int us_case_race_close_pending(struct us_ctx *ctx);
 int us_case_race_wake_range(struct us_ctx *ctx);
 
+/* cases_event.c: the event/ cases */
+int us_case_ev_fork(struct us_ctx *ctx);
+int us_case_ev_fork_none(struct us_ctx *ctx);
+int us_case_ev_remap(struct us_ctx *ctx);
+int us_case_ev_remove(struct us_ctx *ctx);
+int us_case_ev_unmap(struct us_ctx *ctx);
+int us_case_ev_order(struct us_ctx *ctx);
+int us_case_ev_thread_id(struct us_ctx *ctx);
+int us_case_ev_exact(struct us_ctx *ctx);
+
+/*
+ * cases_event.c: scripted cases (also cases_wp.c).  The case's thread reads
+ * the uffd one message at a time with a deadline; each fault or
+ * event-causing syscall runs in a one-shot thread, a struct us_act.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/types.h>
+
+enum us_act_op {
+	US_ACT_READ,	/* read addr; with psize, check page pg holds seed's pattern */
+	US_ACT_READZ,	/* read psize bytes at addr: all zero */
+	US_ACT_WRITE,	/* write addr (one word, then seed's pattern of page pg) */
+	US_ACT_MADVISE,	/* madvise(addr, len, advice) */
+	US_ACT_MUNMAP,	/* munmap(addr, len) */
+	US_ACT_MREMAP,	/* mremap(addr, len, len, MAYMOVE|FIXED, addr2) */
+	US_ACT_FORK,	/* fork; the child runs cops on pages from addr, then exits */
+};
+
+/* what a forked child does to one page: 'r' read seed's pattern, 'z' read
+ * zeros, 'w' write seed's pattern (and check it), 'p' / 'P' its pagemap
+ * entry has PM_UFFD_WP clear / set */
+struct us_cop {
+	size_t pg;
+	char op;
+	uint64_t seed;
+};
+
+struct us_act {
+	/* in */
+	enum us_act_op op;
+	char *addr, *addr2;
+	size_t len, psize, pg;
+	uint64_t seed;
+	int advice;
+	const struct us_cop *cops;
+	int ncops;
+	unsigned child_ms;	/* US_ACT_FORK: the child's deadline (3000 when 0) */
+	/* out */
+	long ret;		/* the syscall's return (mremap: the new address) */
+	int err;		/* its errno */
+	pid_t pid;		/* US_ACT_FORK: the child */
+	int status;		/* its wait status */
+	char ferr[160];		/* what went wrong in the thread */
+	/* state */
+	pthread_t t;
+	bool started;
+	atomic_int tid;
+	atomic_bool done, forked;
+};
+
+/* Start a's thread.  Returns US_PASS or a failure (ctx's reason set). */
+int us_act_start(struct us_ctx *ctx, struct us_act *a);
+/* Wait up to ms for a to finish, join it; fails when it is still blocked
+ * (naming its scheduler state) or reported ferr. */
+int us_act_wait(struct us_ctx *ctx, struct us_act *a, unsigned ms, const char *what);
+/* Wait up to ms until a's thread sleeps (state S or D); fails when it
+ * finished instead, or still runs. */
+int us_act_blocked(struct us_ctx *ctx, struct us_act *a, unsigned ms, const char *what);
+const char *us_event_name(unsigned ev);
+/* Read one message from fd (O_NONBLOCK) within ms. */
+int us_msg_next(struct us_ctx *ctx, int fd, unsigned ms, struct uffd_msg *m, const char *what);
+/* Fails when a message arrives on fd within ms, naming it. */
+int us_msg_none(struct us_ctx *ctx, int fd, unsigned ms, const char *what);
+/* The next message is a fault in [page, page+psize) with flags & mask == want. */
+int us_expect_fault(struct us_ctx *ctx, int fd, unsigned ms, uintptr_t page, size_t psize,
+		    uint64_t want, uint64_t mask, const char *what);
+/* UFFDIO_COPY seed's pattern of page pg to dst (EAGAIN retried).  0 or -errno. */
+int us_copy_page(int fd, uintptr_t dst, size_t psize, size_t pg, uint64_t seed, uint64_t mode);
+/* US_PASS when a's forked child exited 0, else a failure naming its cop */
+int us_child_status(struct us_ctx *ctx, const struct us_act *a, const char *what);
+
 #endif /* PCH_UFFD_SUITE_H */
