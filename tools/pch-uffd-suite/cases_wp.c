@@ -463,3 +463,408 @@ int us_case_wp_unpopulated(struct us_ctx *ctx)
 {
 	return run_wp(ctx, W_UNPOP);
 }
+
+/*
+ * The scripted wp/ cases (the helpers are cases_event.c's: the case's thread
+ * reads one message at a time with a deadline, the accesses run in one-shot
+ * threads):
+ *
+ * wp/copy-wp: MISSING|WP registration; a MISSING fault resolved with
+ *   UFFDIO_COPY_MODE_WP installs a protected page: the read goes on, a later
+ *   write traps as a WP fault; a write to a missing page faults MISSING,
+ *   then WP on the installed page.  A COPY without MODE_WP (page 2) is not
+ *   protected: its write goes on with no second fault.
+ * wp/continue-wp: the same with MINOR|WP and UFFDIO_CONTINUE_MODE_WP.
+ * wp/fork[-event]: protected pages across fork().  Without EVENT_FORK the
+ *   child's VMA is not registered and its ptes lose the uffd-wp bit: the
+ *   child's writes go on without a message.  With EVENT_FORK the child's
+ *   copy keeps the protection: each write of the child traps on the child's
+ *   uffd and is un-protected there.  Either way the parent's pages stay
+ *   protected.  (Kernel: "mm/uffd: fix pte marker when fork() without fork
+ *   event", 49d6d7fb6313, and selftests uffd-unit-tests wp-fork[-with-event].)
+ * wp/mremap[-none]: protected pages moved by mremap(MAYMOVE|FIXED).  With
+ *   EVENT_REMAP the registration moves with them (REMAP event) and they stay
+ *   protected: a write at the new address traps there.  Without it the new
+ *   VMA is not registered and the uffd-wp bits are cleared (pagemap
+ *   PM_UFFD_WP, bit 57, on every page): writes go on, no message.  (Kernel:
+ *   "mm: clear uffd-wp PTE/PMD state on mremap()", Ryan Roberts 2025, checked
+ *   by selftests uffd-wp-mremap.)
+ */
+
+enum scase { S_COPY_WP, S_CONTINUE_WP, S_FORK, S_FORK_EVENT, S_MREMAP, S_MREMAP_NONE };
+
+struct srun {
+	struct us_ctx *ctx;
+	struct us_area a;
+	int uffd;
+	size_t ps, npages;
+	unsigned ms;
+	uint64_t seed;
+	struct us_act t[2];
+};
+
+#define PM_UFFD_WP (1ULL << 57)
+#define SFLAGS (UFFD_PAGEFAULT_FLAG_WP | UFFD_PAGEFAULT_FLAG_WRITE | UFFD_PAGEFAULT_FLAG_MINOR)
+
+static bool s_shared(enum us_kind k)
+{
+	return k == US_SHMEM || k == US_HUGETLB_SHARED;
+}
+
+static uintptr_t s_page(const char *base, size_t ps, size_t pg)
+{
+	return (uintptr_t)base + pg * ps;
+}
+
+/* /proc/self/pagemap entry of addr; 0 when unreadable */
+static uint64_t pagemap_entry(uintptr_t addr)
+{
+	uint64_t e = 0;
+	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return 0;
+	if (pread(fd, &e, sizeof(e), (off_t)(addr / 4096 * sizeof(e))) != sizeof(e))
+		e = 0;
+	close(fd);
+	return e;
+}
+
+/* every page of [base, +npages) has PM_UFFD_WP == want */
+static int check_wp_bits(struct srun *s, const char *base, bool want, const char *what)
+{
+	for (size_t pg = 0; pg < s->npages; pg++) {
+		uint64_t e = pagemap_entry(s_page(base, s->ps, pg));
+
+		if (!!(e & PM_UFFD_WP) != want)
+			return us_fail(s->ctx, "%s: page %zu: pagemap 0x%llx, PM_UFFD_WP %s", what, pg,
+				       (unsigned long long)e, want ? "clear, want set" : "set, want clear");
+	}
+	return US_PASS;
+}
+
+static int s_start(struct srun *s, struct us_act *a, enum us_act_op op, char *base, size_t pg,
+		   uint64_t seed)
+{
+	memset(a, 0, sizeof(*a));
+	a->op = op;
+	a->addr = base + pg * s->ps;
+	a->psize = s->ps;
+	a->pg = pg;
+	a->seed = seed;
+	return us_act_start(s->ctx, a);
+}
+
+/* the next message on fd is a WP fault on page pg at base: un-protect it
+ * there (which wakes the writer) */
+static int wp_fault_unprotect(struct srun *s, int fd, char *base, size_t pg, const char *what)
+{
+	int rc, ret;
+
+	if ((rc = us_expect_fault(s->ctx, fd, s->ms, s_page(base, s->ps, pg), s->ps,
+				  UFFD_PAGEFAULT_FLAG_WP | UFFD_PAGEFAULT_FLAG_WRITE, SFLAGS, what)))
+		return rc;
+	ret = wprotect(fd, base + pg * s->ps, s->ps, 0);
+	if (ret < 0)
+		return us_fail(s->ctx, "%s: UFFDIO_WRITEPROTECT (un-protect): %s", what, strerror(-ret));
+	return US_PASS;
+}
+
+/* resolve the missing/minor page pg: COPY seed's pattern, or CONTINUE */
+static int s_fill(struct srun *s, bool cont, size_t pg, uint64_t mode)
+{
+	uintptr_t dst = s_page(s->a.p, s->ps, pg);
+
+	if (cont) {
+		struct uffdio_continue c = { .range = { dst, s->ps }, .mode = mode };
+
+		return ioctl(s->uffd, UFFDIO_CONTINUE, &c) < 0 ? -errno : 0;
+	}
+	return us_copy_page(s->uffd, dst, s->ps, pg, s->seed, mode);
+}
+
+/* wp/copy-wp, wp/continue-wp */
+static int run_fill_wp(struct srun *s, bool cont)
+{
+	struct us_ctx *ctx = s->ctx;
+	struct us_act *a = &s->t[0];
+	uint64_t want0 = cont ? UFFD_PAGEFAULT_FLAG_MINOR : 0;
+	uint64_t mwp = cont ? UFFDIO_CONTINUE_MODE_WP : UFFDIO_COPY_MODE_WP;
+	uint64_t s2 = s->seed ^ 0x5a5aULL;
+	const char *name = cont ? "CONTINUE" : "COPY";
+	char what[96];
+	int rc, ret;
+
+	/* page 0: read (fault, fill protected), then write (WP fault) */
+	if ((rc = s_start(s, a, US_ACT_READ, s->a.p, 0, s->seed)) ||
+	    (rc = us_expect_fault(ctx, s->uffd, s->ms, s_page(s->a.p, s->ps, 0), s->ps, want0,
+				  SFLAGS, "page 0: the read's fault")))
+		return rc;
+	if ((ret = s_fill(s, cont, 0, mwp)) < 0)
+		return us_fail(ctx, "page 0: UFFDIO_%s with MODE_WP: %s", name, strerror(-ret));
+	if ((rc = us_act_wait(ctx, a, s->ms, "page 0: the read after the fill")) ||
+	    (rc = us_msg_none(ctx, s->uffd, 0, "page 0: after the read")))
+		return rc;
+	if (!(pagemap_entry(s_page(s->a.p, s->ps, 0)) & PM_UFFD_WP))
+		return us_fail(ctx, "page 0: PM_UFFD_WP clear after UFFDIO_%s_MODE_WP", name);
+	snprintf(what, sizeof(what), "page 0: the write after %s_MODE_WP", name);
+	if ((rc = s_start(s, a, US_ACT_WRITE, s->a.p, 0, s2)) ||
+	    (rc = wp_fault_unprotect(s, s->uffd, s->a.p, 0, what)) ||
+	    (rc = us_act_wait(ctx, a, s->ms, what)))
+		return rc;
+	/* page 1: a write to the missing page: MISSING (MINOR) first, then WP */
+	if ((rc = s_start(s, a, US_ACT_WRITE, s->a.p, 1, s2)) ||
+	    (rc = us_expect_fault(ctx, s->uffd, s->ms, s_page(s->a.p, s->ps, 1), s->ps,
+				  want0 | UFFD_PAGEFAULT_FLAG_WRITE, SFLAGS,
+				  "page 1: the write's first fault")))
+		return rc;
+	if ((ret = s_fill(s, cont, 1, mwp)) < 0)
+		return us_fail(ctx, "page 1: UFFDIO_%s with MODE_WP: %s", name, strerror(-ret));
+	snprintf(what, sizeof(what), "page 1: the write retried after %s_MODE_WP", name);
+	if ((rc = wp_fault_unprotect(s, s->uffd, s->a.p, 1, what)) ||
+	    (rc = us_act_wait(ctx, a, s->ms, what)))
+		return rc;
+	/* page 2: filled without MODE_WP: one fault only */
+	if ((rc = s_start(s, a, US_ACT_WRITE, s->a.p, 2, s2)) ||
+	    (rc = us_expect_fault(ctx, s->uffd, s->ms, s_page(s->a.p, s->ps, 2), s->ps,
+				  want0 | UFFD_PAGEFAULT_FLAG_WRITE, SFLAGS,
+				  "page 2: the write's fault")))
+		return rc;
+	if ((ret = s_fill(s, cont, 2, 0)) < 0)
+		return us_fail(ctx, "page 2: UFFDIO_%s: %s", name, strerror(-ret));
+	if ((rc = us_act_wait(ctx, a, s->ms, "page 2: the write after a fill without MODE_WP")) ||
+	    (rc = us_msg_none(ctx, s->uffd, 20, "page 2: after the write")))
+		return rc;
+	/* CONTINUE maps the page cache: shared kinds see the writes there */
+	if (cont)
+		for (size_t pg = 0; pg < 3; pg++) {
+			uint64_t want = s_shared(ctx->kind) ? s2 : s->seed;
+			size_t bad = us_pattern_check(s->a.alias + pg * s->ps, s->ps, pg, want);
+
+			if (bad)
+				return us_fail(ctx, "page %zu: the page cache (alias) wrong at byte %zu "
+					       "(want the %s)", pg, bad - 1,
+					       s_shared(ctx->kind) ? "write" : "old content");
+		}
+	return US_PASS;
+}
+
+/* wp/fork, wp/fork-event */
+static int run_wp_fork(struct srun *s, bool event)
+{
+	struct us_ctx *ctx = s->ctx;
+	struct us_act *f = &s->t[0], *a = &s->t[1];
+	uint64_t sc = s->seed ^ 0xc1c1ULL, s3 = s->seed ^ 0x3333ULL;
+	struct us_cop cops[8];
+	struct uffd_msg m;
+	int rc, cfd = -1, n = 0;
+
+	/* the child: the uffd-wp bit of each page (kept only with EVENT_FORK),
+	 * then a write to each */
+	for (size_t pg = 0; pg < s->npages; pg++)
+		cops[n++] = (struct us_cop){ pg, event ? 'P' : 'p', 0 };
+	for (size_t pg = 0; pg < s->npages; pg++)
+		cops[n++] = (struct us_cop){ pg, 'w', sc };
+	memset(f, 0, sizeof(*f));
+	f->op = US_ACT_FORK;
+	f->addr = s->a.p;
+	f->psize = s->ps;
+	f->cops = cops;
+	f->ncops = n;
+	if ((rc = us_act_start(ctx, f)))
+		return rc;
+	if (event) {
+		if ((rc = us_act_blocked(ctx, f, s->ms, "fork (until FORK is read)")) ||
+		    (rc = us_msg_next(ctx, s->uffd, s->ms, &m, "fork")))
+			return rc;
+		if (m.event != UFFD_EVENT_FORK)
+			return us_fail(ctx, "fork: %s event, want FORK", us_event_name(m.event));
+		cfd = (int)m.arg.fork.ufd;
+		/* each write of the child traps on the child's uffd */
+		for (size_t pg = 0; pg < s->npages; pg++) {
+			char what[64];
+
+			snprintf(what, sizeof(what), "the child's write to page %zu", pg);
+			if ((rc = wp_fault_unprotect(s, cfd, s->a.p, pg, what)))
+				return rc;
+		}
+	}
+	if ((rc = us_act_wait(ctx, f, f->child_ms + s->ms, "fork and the child's writes")))
+		return rc;
+	if ((rc = us_child_status(ctx, f, "fork")))
+		return rc;
+	if ((rc = us_msg_none(ctx, s->uffd, 20, "the parent's uffd after the fork")))
+		return rc;
+	if (cfd >= 0) {
+		if ((rc = us_msg_none(ctx, cfd, 0, "the child's uffd after its writes")))
+			return rc;
+		close(cfd);
+	}
+	/* the parent: still protected; shared kinds see the child's writes */
+	for (size_t pg = 0; pg < s->npages; pg++) {
+		uint64_t want = s_shared(ctx->kind) ? sc : s->seed;
+		size_t bad = us_pattern_check(s->a.p + pg * s->ps, s->ps, pg, want);
+
+		if (bad)
+			return us_fail(ctx, "the parent's page %zu wrong at byte %zu (want the %s)", pg,
+				       bad - 1, s_shared(ctx->kind) ? "child's write" : "old content");
+	}
+	if ((rc = check_wp_bits(s, s->a.p, true, "the parent after the fork")) ||
+	    (rc = s_start(s, a, US_ACT_WRITE, s->a.p, 1, s3)) ||
+	    (rc = wp_fault_unprotect(s, s->uffd, s->a.p, 1, "the parent's write after the fork")) ||
+	    (rc = us_act_wait(ctx, a, s->ms, "the parent's write after the fork")))
+		return rc;
+	return US_PASS;
+}
+
+/* wp/mremap, wp/mremap-none */
+static int run_wp_mremap(struct srun *s, bool event)
+{
+	struct us_ctx *ctx = s->ctx;
+	struct us_act *t = &s->t[0], *a = &s->t[1];
+	uint64_t s2 = s->seed ^ 0x7777ULL;
+	char *spot, *to;
+	struct uffd_msg m;
+	int rc;
+
+	spot = mmap(NULL, s->a.len + s->ps, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+		    -1, 0);
+	if (spot == MAP_FAILED)
+		return us_fail(ctx, "mmap a spot for mremap: %s", strerror(errno));
+	to = (char *)(((uintptr_t)spot + s->ps - 1) & ~(uintptr_t)(s->ps - 1));
+	if ((rc = check_wp_bits(s, s->a.p, true, "before mremap")))
+		return rc;
+	memset(t, 0, sizeof(*t));
+	t->op = US_ACT_MREMAP;
+	t->addr = s->a.p;
+	t->addr2 = to;
+	t->len = s->a.len;
+	if ((rc = us_act_start(ctx, t)))
+		return rc;
+	if (event) {
+		if ((rc = us_act_blocked(ctx, t, s->ms, "mremap (until REMAP is read)")) ||
+		    (rc = us_msg_next(ctx, s->uffd, s->ms, &m, "mremap")))
+			return rc;
+		if (m.event != UFFD_EVENT_REMAP || m.arg.remap.from != (uintptr_t)s->a.p ||
+		    m.arg.remap.to != (uintptr_t)to || m.arg.remap.len != s->a.len)
+			return us_fail(ctx, "mremap: %s from 0x%llx to 0x%llx len %llu, want REMAP "
+				       "0x%lx 0x%lx %zu", us_event_name(m.event),
+				       (unsigned long long)m.arg.remap.from,
+				       (unsigned long long)m.arg.remap.to,
+				       (unsigned long long)m.arg.remap.len, (unsigned long)s->a.p,
+				       (unsigned long)to, s->a.len);
+	}
+	if ((rc = us_act_wait(ctx, t, s->ms, "mremap")))
+		return rc;
+	if (t->ret != (long)(uintptr_t)to)
+		return us_fail(ctx, "mremap: %s", t->err ? strerror(t->err) : "moved elsewhere");
+	if ((rc = us_msg_none(ctx, s->uffd, 0, "after mremap")) ||
+	    (rc = check_wp_bits(s, to, event, "at the new address")))
+		return rc;
+	if ((rc = s_start(s, a, US_ACT_WRITE, to, 0, s2)))
+		return rc;
+	if (event && (rc = wp_fault_unprotect(s, s->uffd, to, 0, "a write at the new address")))
+		return rc;
+	if ((rc = us_act_wait(ctx, a, s->ms, "a write at the new address")) ||
+	    (rc = us_msg_none(ctx, s->uffd, 20, "after the write at the new address")))
+		return rc;
+	for (size_t pg = 1; pg < s->npages; pg++) {
+		size_t bad = us_pattern_check(to + pg * s->ps, s->ps, pg, s->seed);
+
+		if (bad)
+			return us_fail(ctx, "page %zu at the new address wrong at byte %zu", pg,
+				       bad - 1);
+	}
+	return US_PASS;
+}
+
+static int run_scripted(struct us_ctx *ctx, enum scase sc)
+{
+	struct srun *s = calloc(1, sizeof(*s));
+	unsigned mode = ctx->c->mode;
+	uint64_t feats = us_kind_features(ctx->kind, mode) | ctx->c->features;
+	bool huge = us_kind_psize(ctx->kind) > 4096;
+	bool fill = sc == S_COPY_WP || sc == S_CONTINUE_WP;
+	uint64_t need;
+	int ret, rc;
+
+	if (!s)
+		return us_fail(ctx, "out of memory");
+	s->ctx = ctx;
+	s->ms = 2000;
+	s->npages = fill ? 3 : 4;
+	s->seed = 0x5c0000ULL + (uint64_t)sc * 977 + ctx->kind;
+	ret = us_area_map(&s->a, ctx->kind, s->npages, sc == S_CONTINUE_WP);
+	if (ret == -ENOMEM && huge)
+		return us_skip(ctx, "no free huge pages (%zu needed)", s->npages);
+	if (ret < 0)
+		return us_fail(ctx, "map %s: %s", us_kind_name(ctx->kind), strerror(-ret));
+	s->ps = s->a.psize;
+	for (size_t pg = 0; pg < s->npages; pg++) {
+		if (sc == S_CONTINUE_WP) /* in the page cache, not mapped */
+			us_pattern(s->a.alias + pg * s->ps, s->ps, pg, s->seed);
+		else if (!fill) /* populated, then protected */
+			us_pattern(s->a.p + pg * s->ps, s->ps, pg, s->seed);
+	}
+	s->uffd = us_uffd_open(feats, O_CLOEXEC | O_NONBLOCK);
+	if (s->uffd < 0)
+		return us_fail(ctx, "uffd with features 0x%llx: %s", (unsigned long long)feats,
+			       strerror(-s->uffd));
+	struct uffdio_register reg = { .range = { (uintptr_t)s->a.p, s->a.len }, .mode = mode };
+	if (ioctl(s->uffd, UFFDIO_REGISTER, &reg) < 0)
+		return us_fail(ctx, "UFFDIO_REGISTER mode 0x%x: %s", mode, strerror(errno));
+	/* a registration of two modes is not in the probe: check its ioctls here */
+	need = US_IOCTL(_UFFDIO_WRITEPROTECT) |
+	       (sc == S_COPY_WP ? US_IOCTL(_UFFDIO_COPY) : 0) |
+	       (sc == S_CONTINUE_WP ? US_IOCTL(_UFFDIO_CONTINUE) : 0);
+	for (unsigned nr = 0; nr < 64; nr++)
+		if ((need & ~reg.ioctls) & (1ULL << nr))
+			return us_skip(ctx, "missing %s (%s|WP registration on %s)", us_ioctl_name(nr),
+				       sc == S_COPY_WP ? "MISSING" : sc == S_CONTINUE_WP ? "MINOR" : "WP",
+				       us_kind_name(ctx->kind));
+	if (!fill && (ret = wprotect(s->uffd, s->a.p, s->a.len, UFFDIO_WRITEPROTECT_MODE_WP)) < 0)
+		return us_fail(ctx, "UFFDIO_WRITEPROTECT_MODE_WP: %s", strerror(-ret));
+	switch (sc) {
+	case S_COPY_WP: rc = run_fill_wp(s, false); break;
+	case S_CONTINUE_WP: rc = run_fill_wp(s, true); break;
+	case S_FORK: rc = run_wp_fork(s, false); break;
+	case S_FORK_EVENT: rc = run_wp_fork(s, true); break;
+	case S_MREMAP: rc = run_wp_mremap(s, true); break;
+	case S_MREMAP_NONE: rc = run_wp_mremap(s, false); break;
+	default: rc = us_fail(ctx, "bad case");
+	}
+	if (rc)
+		return rc; /* threads may be blocked: left to the child's exit */
+	close(s->uffd);
+	return US_PASS;
+}
+
+int us_case_wp_copy_wp(struct us_ctx *ctx)
+{
+	return run_scripted(ctx, S_COPY_WP);
+}
+
+int us_case_wp_continue_wp(struct us_ctx *ctx)
+{
+	return run_scripted(ctx, S_CONTINUE_WP);
+}
+
+int us_case_wp_fork(struct us_ctx *ctx)
+{
+	return run_scripted(ctx, S_FORK);
+}
+
+int us_case_wp_fork_event(struct us_ctx *ctx)
+{
+	return run_scripted(ctx, S_FORK_EVENT);
+}
+
+int us_case_wp_mremap(struct us_ctx *ctx)
+{
+	return run_scripted(ctx, S_MREMAP);
+}
+
+int us_case_wp_mremap_none(struct us_ctx *ctx)
+{
+	return run_scripted(ctx, S_MREMAP_NONE);
+}

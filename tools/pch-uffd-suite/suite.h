@@ -166,6 +166,12 @@ int us_case_move(struct us_ctx *ctx);
 int us_case_wp_sync(struct us_ctx *ctx);
 int us_case_wp_async(struct us_ctx *ctx);
 int us_case_wp_unpopulated(struct us_ctx *ctx);
+int us_case_wp_copy_wp(struct us_ctx *ctx);
+int us_case_wp_continue_wp(struct us_ctx *ctx);
+int us_case_wp_fork(struct us_ctx *ctx);
+int us_case_wp_fork_event(struct us_ctx *ctx);
+int us_case_wp_mremap(struct us_ctx *ctx);
+int us_case_wp_mremap_none(struct us_ctx *ctx);
 
 /* cases_read.c: event reading paths */
 int us_case_read_blocking(struct us_ctx *ctx);
