@@ -91,6 +91,8 @@ const struct us_case us_cases[] = {
 	  UFFD_FEATURE_EVENT_FORK | UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_EVENT_REMOVE |
 		  UFFD_FEATURE_EVENT_UNMAP, MISSING, IO(COPY), us_case_ev_order, 0,
 	  "faults and FORK/REMAP/REMOVE/UNMAP events read in exactly the order they happened" },
+	{ "event", "punch-hole", US_SHARED_KINDS, UFFD_FEATURE_EVENT_REMOVE, MISSING, IO(COPY),
+	  us_case_ev_punch, 0, "fallocate(PUNCH_HOLE) on the memfd: no REMOVE event; the pages fault again" },
 	{ "event", "thread-id", US_ALL_KINDS, UFFD_FEATURE_THREAD_ID, MISSING, IO(COPY),
 	  us_case_ev_thread_id, 0, "THREAD_ID: feat.ptid is the faulting thread's tid" },
 	{ "event", "exact-address", US_ALL_KINDS, UFFD_FEATURE_EXACT_ADDRESS, MISSING, IO(COPY),

@@ -28,6 +28,8 @@
  *   on the remaining pages.
  * event/order: faults and all four events interleaved in a known sequence;
  *   the handler must read exactly that sequence.
+ * event/punch-hole: fallocate(PUNCH_HOLE) on a shared memfd: no REMOVE event
+ *   (only madvise sends it), the punched pages fault again as MISSING.
  * event/thread-id: THREAD_ID: feat.ptid is the faulting thread's tid.
  * event/exact-address: EXACT_ADDRESS: the address is not masked (without
  *   the feature it is).
@@ -204,6 +206,11 @@ static void *act_thread(void *arg)
 		a->ret = p == MAP_FAILED ? -1 : (long)(uintptr_t)p;
 		break;
 	}
+	case US_ACT_PUNCH:
+		a->ret = fallocate(a->advice, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				   (off_t)(a->pg * a->psize), (off_t)a->len);
+		a->err = a->ret < 0 ? errno : 0;
+		break;
 	case US_ACT_FORK:
 		pid = fork();
 		if (pid == 0)
@@ -376,7 +383,7 @@ int us_copy_page(int fd, uintptr_t dst, size_t psize, size_t pg, uint64_t seed, 
 
 /* ------------------------------------------------------------------ */
 
-enum ev_case { E_FORK, E_FORK_NONE, E_REMAP, E_REMOVE, E_UNMAP, E_ORDER, E_TID, E_EXACT };
+enum ev_case { E_FORK, E_FORK_NONE, E_REMAP, E_REMOVE, E_UNMAP, E_ORDER, E_TID, E_EXACT, E_PUNCH };
 
 struct erun {
 	struct us_ctx *ctx;
@@ -705,6 +712,44 @@ static int run_remove(struct erun *r)
 	return US_PASS;
 }
 
+/*
+ * event/punch-hole: the documented REMOVE sources are madvise(MADV_REMOVE)
+ * and madvise(MADV_DONTNEED); a hole punched in the file itself
+ * (fallocate) empties the pages without an event: the monitor is not told,
+ * the pages just fault again.
+ */
+static int run_punch(struct erun *r)
+{
+	struct us_ctx *ctx = r->ctx;
+	struct us_act *t = &r->t[1];
+	uint64_t s2 = r->seed + 7;
+	int rc, ret;
+
+	for (size_t pg = 0; pg < 4; pg++) {
+		ret = us_copy_page(r->uffd, pgaddr(r->a.p, r->ps, pg), r->ps, pg, r->seed, 0);
+		if (ret < 0)
+			return us_fail(ctx, "populate page %zu: UFFDIO_COPY: %s", pg, strerror(-ret));
+	}
+	memset(t, 0, sizeof(*t));
+	t->op = US_ACT_PUNCH;
+	t->advice = r->a.memfd;
+	t->pg = 1;
+	t->psize = r->ps;
+	t->len = 2 * r->ps;
+	if ((rc = us_act_start(ctx, t)) ||
+	    (rc = us_act_wait(ctx, t, r->ms, "fallocate(PUNCH_HOLE) of pages 1-2 (nobody reading)")))
+		return rc;
+	if (t->ret < 0)
+		return us_fail(ctx, "fallocate(PUNCH_HOLE): %s", strerror(t->err));
+	if ((rc = us_msg_none(ctx, r->uffd, 20, "after fallocate(PUNCH_HOLE)")) ||
+	    (rc = read_nofault(r, r->a.p, 0, r->seed, "page 0 (kept)")) ||
+	    (rc = fault_cycle(r, r->a.p, 1, s2, "page 1 after the punch")) ||
+	    (rc = fault_cycle(r, r->a.p, 2, s2, "page 2 after the punch")) ||
+	    (rc = read_nofault(r, r->a.p, 3, r->seed, "page 3 (kept)")))
+		return rc;
+	return US_PASS;
+}
+
 static int run_unmap(struct erun *r)
 {
 	struct us_ctx *ctx = r->ctx;
@@ -1012,6 +1057,7 @@ static int run_event(struct us_ctx *ctx, enum ev_case e)
 		break;
 	case E_TID: rc = run_tid(r); break;
 	case E_EXACT: rc = run_exact(r, feats); break;
+	case E_PUNCH: rc = run_punch(r); break;
 	}
 	if (rc)
 		return rc; /* threads may be blocked: left to the child's exit */
@@ -1060,4 +1106,9 @@ int us_case_ev_thread_id(struct us_ctx *ctx)
 int us_case_ev_exact(struct us_ctx *ctx)
 {
 	return run_event(ctx, E_EXACT);
+}
+
+int us_case_ev_punch(struct us_ctx *ctx)
+{
+	return run_event(ctx, E_PUNCH);
 }

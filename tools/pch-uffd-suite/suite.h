@@ -256,6 +256,7 @@ int us_case_ev_unmap(struct us_ctx *ctx);
 int us_case_ev_order(struct us_ctx *ctx);
 int us_case_ev_thread_id(struct us_ctx *ctx);
 int us_case_ev_exact(struct us_ctx *ctx);
+int us_case_ev_punch(struct us_ctx *ctx);
 
 /*
  * cases_event.c: scripted cases (also cases_wp.c).  The case's thread reads
@@ -274,6 +275,7 @@ enum us_act_op {
 	US_ACT_MUNMAP,	/* munmap(addr, len) */
 	US_ACT_MREMAP,	/* mremap(addr, len, len, MAYMOVE|FIXED, addr2) */
 	US_ACT_FORK,	/* fork; the child runs cops on pages from addr, then exits */
+	US_ACT_PUNCH,	/* fallocate(advice (an fd), PUNCH_HOLE|KEEP_SIZE, pg * psize, len) */
 };
 
 /* what a forked child does to one page: 'r' read seed's pattern, 'z' read
