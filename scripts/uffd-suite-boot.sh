@@ -81,8 +81,10 @@ mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 mount -t tmpfs tmp /tmp
 echo "pch-boot: kernel $(uname -r)"
-xargs -0 /bin/pch-uffd-suite </args
-rc=$?
+# xargs only says 0/123; the suite's own status goes through a file
+echo 3 >/tmp/rc
+xargs -0 sh -c '/bin/pch-uffd-suite "$@"; echo $? >/tmp/rc' sh </args
+rc=$(cat /tmp/rc)
 echo "pch-boot: json-begin"
 base64 /tmp/suite.json 2>/dev/null
 echo "pch-boot: json-end"
