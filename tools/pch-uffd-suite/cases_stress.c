@@ -699,9 +699,18 @@ static int run_bounce(struct us_ctx *ctx, enum smode mode)
 		atomic_store(&r->fdone, 0);
 		atomic_store(&r->go, round);
 		rt0 = us_now_us();
-		while (atomic_load(&r->fdone) < r->nthreads && !atomic_load(&sh->herr_set) &&
-		       us_now_us() - rt0 < watchdog_ms * 1000ULL)
+		/* the watchdog counts from the last message read, not from the
+		 * round's start: a slow machine (TCG) makes slow progress, a lost
+		 * wakeup makes none */
+		for (long seen = atomic_load(&sh->msgs), now;
+		     atomic_load(&r->fdone) < r->nthreads && !atomic_load(&sh->herr_set) &&
+		     us_now_us() - rt0 < watchdog_ms * 1000ULL;) {
 			usleep(200);
+			if ((now = atomic_load(&sh->msgs)) != seen) {
+				seen = now;
+				rt0 = us_now_us();
+			}
+		}
 		if (atomic_load(&sh->herr_set)) {
 			/* faulting threads may be blocked for good: do not join them */
 			rc = us_fail(ctx, "round %u: handler: %s", round, sh->herr);
@@ -720,7 +729,7 @@ static int run_bounce(struct us_ctx *ctx, enum smode mode)
 							us_thread_state(ft[i].tid));
 			if (mode == S_PROC && waitpid(hpid, NULL, WNOHANG) == hpid)
 				off += snprintf(st + off, sizeof(st) - off, " (handler process gone)");
-			rc = us_fail(ctx, "round %u: faulting threads still blocked after %u ms (%s), "
+			rc = us_fail(ctx, "round %u: faulting threads still blocked, no fault read for %u ms (%s), "
 				     "%ld faults read", round, watchdog_ms, st + 1,
 				     atomic_load(&sh->msgs));
 			goto out;
