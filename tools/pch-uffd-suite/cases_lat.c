@@ -4,19 +4,33 @@
  * resolving ioctl and each way of reading the message, so that a kernel
  * change shows up as a number.
  *
- * One faulting thread touches N pages one at a time (never two faults in
+ * One faulting thread makes N faults one at a time (never two faults in
  * flight: no batching), timing each access with CLOCK_MONOTONIC; one handler
  * reads the message and resolves it:
  *
- *   copy       MISSING, UFFDIO_COPY of a page (anon)
- *   zeropage   MISSING, UFFDIO_ZEROPAGE (anon)
+ *   copy       MISSING, UFFDIO_COPY of a page
+ *   zeropage   MISSING, UFFDIO_ZEROPAGE
  *   continue   MINOR, UFFDIO_CONTINUE, content put in the page cache through
- *              a second mapping (shmem)
+ *              a second mapping
  *   move       MISSING, UFFDIO_MOVE from a filled area (anon)
  *   wp         write to a write-protected page, UFFDIO_WRITEPROTECT mode 0
- *              (un-protect and wake) (anon)
+ *              (un-protect and wake)
  *   copy-proc  copy, with the handler in another process given the uffd over
  *              SCM_RIGHTS (pch's own shape); COPY from that process's memory
+ *
+ * on every memory kind the case table gives them.  Fault i touches page
+ * i % nmap: nmap = N on 4 KiB kinds (every fault a fresh page), a few pages on
+ * hugetlb kinds (the suite reserves 16 huge pages), which the faulting
+ * thread "recycles" after each fault, outside the timed interval: MISSING
+ * rows drop the page (MADV_DONTNEED, or PUNCH_HOLE of the memfd on shared
+ * kinds, where DONTNEED would leave the page cache and no fault), continue
+ * drops only the pte (MADV_DONTNEED of the shared mapping: the page cache
+ * keeps the page) and writes the next fault's content through the alias, wp
+ * protects the page again.  Every fault's content is that of its fault index,
+ * so a recycle that did not take shows as stale content, or as fewer
+ * messages than faults.  The handler prepares the next fault's source page
+ * (2 MiB of pattern on hugetlb) before the faulting thread may touch it, so
+ * the time is the message and the ioctl, not the pattern.
  *
  * read by: read (blocking uffd, read(2) of one message), poll (O_NONBLOCK,
  * poll + read), epoll (O_NONBLOCK, epoll_wait + read), uring (O_NONBLOCK
@@ -31,6 +45,7 @@
 #include <liburing.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -45,6 +60,9 @@
 
 #include "suite.h"
 
+/* huge pages a hugetlb lat/ case maps (of the 16 the suite reserves) */
+#define LAT_HUGE_PAGES 4
+
 enum lres { L_COPY, L_ZEROPAGE, L_CONTINUE, L_MOVE, L_WP };
 
 static const char *const res_names[] = { "COPY", "ZEROPAGE", "CONTINUE", "MOVE", "WRITEPROTECT" };
@@ -57,7 +75,11 @@ struct lctl {
 	enum us_lat_path path;
 	uintptr_t base, src;
 	size_t psize, npages;
+	size_t nmap;		/* pages mapped: fault i touches page i % nmap */
 	uint64_t seed;
+	atomic_long cur;	/* the fault the faulting thread is making */
+	atomic_long ready;	/* the handler has prepared fault ready's source */
+	atomic_long msgs;	/* fault messages read (before the resolve wakes) */
 	atomic_long handled, eexist, eagain;
 	atomic_long spurious;	/* uring: CQEs without a message (-EINTR, -EAGAIN) */
 	atomic_bool stop, hdone;
@@ -78,6 +100,14 @@ static void lerr(struct lctl *l, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* buf holds fault i's content when the faulting thread may make fault i */
+static void lat_prepare(struct lctl *l, char *buf, long i)
+{
+	if (l->res == L_COPY && i < (long)l->npages)
+		us_pattern(buf, l->psize, (size_t)i, l->seed);
+	atomic_store(&l->ready, i);
+}
+
 static int resolve(struct lctl *l, int uffd, char *buf, size_t pg)
 {
 	uintptr_t dst = l->base + pg * l->psize;
@@ -85,7 +115,6 @@ static int resolve(struct lctl *l, int uffd, char *buf, size_t pg)
 
 	switch (l->res) {
 	case L_COPY: {
-		us_pattern(buf, len, pg, l->seed);
 		struct uffdio_copy a = { .dst = dst, .src = (uintptr_t)buf, .len = len };
 		return ioctl(uffd, UFFDIO_COPY, &a);
 	}
@@ -114,6 +143,7 @@ static void lat_msg(struct lctl *l, int uffd, char *buf, const struct uffd_msg *
 {
 	uintptr_t addr = (uintptr_t)msg->arg.pagefault.address;
 	uint64_t fl = msg->arg.pagefault.flags, want;
+	long i = atomic_load(&l->cur);
 	size_t pg;
 	int tries = 0;
 
@@ -121,11 +151,19 @@ static void lat_msg(struct lctl *l, int uffd, char *buf, const struct uffd_msg *
 		lerr(l, "unexpected event 0x%x", msg->event);
 		return;
 	}
-	if (addr < l->base || addr >= l->base + l->npages * l->psize) {
+	if (addr < l->base || addr >= l->base + l->nmap * l->psize) {
 		lerr(l, "fault at 0x%lx, outside the area", (unsigned long)addr);
 		return;
 	}
 	pg = (addr - l->base) / l->psize;
+	atomic_fetch_add(&l->msgs, 1);
+	/* one fault in flight: this is fault i, the one the handler prepared */
+	if (i != atomic_load(&l->handled) || i != atomic_load(&l->ready) || pg != (size_t)i % l->nmap) {
+		lerr(l, "fault on page %zu, but fault %ld (page %zu) is being made, %ld handled, "
+		     "%ld prepared", pg, i, (size_t)i % l->nmap, atomic_load(&l->handled),
+		     atomic_load(&l->ready));
+		return;
+	}
 	want = l->res == L_WP ? UFFD_PAGEFAULT_FLAG_WP | UFFD_PAGEFAULT_FLAG_WRITE :
 	       l->res == L_CONTINUE ? UFFD_PAGEFAULT_FLAG_MINOR : 0;
 	if ((fl & (UFFD_PAGEFAULT_FLAG_WP | UFFD_PAGEFAULT_FLAG_MINOR | want)) != want) {
@@ -150,6 +188,7 @@ static void lat_msg(struct lctl *l, int uffd, char *buf, const struct uffd_msg *
 		break;
 	}
 	atomic_fetch_add(&l->handled, 1);
+	lat_prepare(l, buf, i + 1);
 }
 
 static bool lat_over(struct lctl *l, pid_t parent)
@@ -189,8 +228,9 @@ static void lat_handler_loop(struct lctl *l, int uffd, pid_t parent)
 
 	if (!buf) {
 		lerr(l, "out of memory");
-		return;
+		goto out;
 	}
+	lat_prepare(l, buf, 0);
 	if (l->path == US_LAT_EPOLL) {
 		struct epoll_event ev = { .events = EPOLLIN };
 
@@ -306,6 +346,9 @@ out:
 struct lrun {
 	struct lctl *l;
 	int uffd;
+	enum us_kind kind;
+	int memfd;		/* the area's memfd, or -1 */
+	char *alias;		/* continue: the page cache through a second mapping */
 	pid_t ftid;
 	atomic_size_t at;
 	atomic_bool fdone;
@@ -321,19 +364,68 @@ static void *lat_handler_thread(void *arg)
 	return NULL;
 }
 
+/*
+ * Make page pg fault again for fault next: drop it (MISSING rows), drop only
+ * its pte and give the page cache next's content (continue), or protect it
+ * again (wp).  0 or -errno.
+ */
+static int lat_recycle(struct lrun *r, size_t pg, size_t next)
+{
+	struct lctl *l = r->l;
+	char *page = (char *)l->base + pg * l->psize;
+
+	switch (l->res) {
+	case L_WP: {
+		struct uffdio_writeprotect wp = { .range = { (uintptr_t)page, l->psize },
+						  .mode = UFFDIO_WRITEPROTECT_MODE_WP };
+
+		return ioctl(r->uffd, UFFDIO_WRITEPROTECT, &wp) < 0 ? -errno : 0;
+	}
+	case L_CONTINUE:
+		/* MAP_SHARED: DONTNEED zaps the pte, the page cache keeps the page */
+		if (madvise(page, l->psize, MADV_DONTNEED) < 0)
+			return -errno;
+		us_pattern(r->alias + pg * l->psize, l->psize, next, l->seed);
+		return 0;
+	default:
+		/* on a shared mapping DONTNEED would leave the page in the page
+		 * cache: the next access would find it, no MISSING fault */
+		if (r->memfd >= 0 && r->kind != US_SHMEM_PRIVATE)
+			return fallocate(r->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+					 (off_t)(pg * l->psize), (off_t)l->psize) < 0 ? -errno : 0;
+		return madvise(page, l->psize, MADV_DONTNEED) < 0 ? -errno : 0;
+	}
+}
+
 static void *lat_faulter(void *arg)
 {
 	struct lrun *r = arg;
 	struct lctl *l = r->l;
 	size_t ps = l->psize, bad;
+	int ret;
 
 	r->ftid = (pid_t)syscall(SYS_gettid);
-	for (size_t pg = 0; pg < l->npages && !atomic_load(&l->herr_set); pg++) {
+	for (size_t i = 0; i < l->npages && !atomic_load(&l->herr_set); i++) {
+		size_t pg = i % l->nmap;
 		char *page = (char *)l->base + pg * ps;
 		volatile uint64_t *w = (volatile uint64_t *)page + 1;
-		uint64_t v = 0, t0;
+		uint64_t v = 0, t0, wait0 = us_now_us();
+		/* wp leaves the content alone: the page keeps its first pattern */
+		size_t want = l->res == L_WP ? pg : i;
 
-		atomic_store(&r->at, pg);
+		atomic_store(&r->at, i);
+		/* not timed: the handler prepares fault i's source page */
+		for (unsigned n = 0; atomic_load(&l->ready) < (long)i; n++) {
+			if (atomic_load(&l->herr_set))
+				goto out;
+			if (!(n & 63) && us_now_us() - wait0 > 2000000) {
+				snprintf(r->ferr, sizeof(r->ferr),
+					 "handler not ready for fault %zu after 2000 ms", i);
+				goto out;
+			}
+			sched_yield();
+		}
+		atomic_store(&l->cur, (long)i);
 		if (l->res == L_WP)
 			v = *w; /* present and readable: no fault */
 		t0 = us_now_ns();
@@ -341,17 +433,31 @@ static void *lat_faulter(void *arg)
 			*w = v; /* the write traps */
 		else
 			(void)*w;
-		r->lat[pg] = (uint32_t)(us_now_ns() - t0);
+		r->lat[i] = (uint32_t)(us_now_ns() - t0);
+		if (atomic_load(&l->msgs) != (long)i + 1) {
+			snprintf(r->ferr, sizeof(r->ferr),
+				 "fault %zu (page %zu): the access completed with %ld messages read%s",
+				 i, pg, atomic_load(&l->msgs),
+				 i >= l->nmap ? " (the recycled page did not fault)" : "");
+			goto out;
+		}
 		if (l->res == L_ZEROPAGE) {
-			for (size_t i = 0; i < ps; i += 8)
-				if (*(uint64_t *)(page + i)) {
+			for (size_t b = 0; b < ps; b += 8)
+				if (*(uint64_t *)(page + b)) {
 					snprintf(r->ferr, sizeof(r->ferr),
-						 "page %zu: byte %zu not zero", pg, i);
+						 "fault %zu (page %zu): byte %zu not zero", i, pg, b);
 					goto out;
 				}
-		} else if ((bad = us_pattern_check(page, ps, pg, l->seed))) {
-			snprintf(r->ferr, sizeof(r->ferr), "page %zu: content wrong at byte %zu", pg,
-				 bad - 1);
+		} else if ((bad = us_pattern_check(page, ps, want, l->seed))) {
+			snprintf(r->ferr, sizeof(r->ferr),
+				 "fault %zu (page %zu): content wrong at byte %zu%s", i, pg, bad - 1,
+				 i >= l->nmap ? " (stale: the page was recycled)" : "");
+			goto out;
+		}
+		if (i + l->nmap < l->npages && l->nmap < l->npages &&
+		    (ret = lat_recycle(r, pg, i + l->nmap)) < 0) {
+			snprintf(r->ferr, sizeof(r->ferr), "recycling page %zu after fault %zu: %s",
+				 pg, i, strerror(-ret));
 			goto out;
 		}
 	}
@@ -377,6 +483,7 @@ static int run_lat(struct us_ctx *ctx, enum lres res, bool proc)
 	enum us_lat_path path = (enum us_lat_path)ctx->c->arg;
 	uint64_t feats = us_kind_features(ctx->kind, ctx->c->mode) | ctx->c->features;
 	bool nonblock = path != US_LAT_READ;
+	bool huge = us_kind_psize(ctx->kind) > 4096;
 	unsigned watchdog_ms = ctx->quick ? 5000 : 20000;
 	struct us_area a = { .memfd = -1 };
 	struct lrun r = { 0 };
@@ -393,6 +500,15 @@ static int run_lat(struct us_ctx *ctx, enum lres res, bool proc)
 	l->res = res;
 	l->path = path;
 	l->npages = us_opt_faults ? us_opt_faults : ctx->quick ? 200 : 2000;
+	if (huge) {
+		/* each fault copies / checks 2 MiB: a tenth of the faults */
+		l->npages = us_opt_faults ? (us_opt_faults + 9) / 10 : ctx->quick ? 32 : 200;
+		l->nmap = l->npages < LAT_HUGE_PAGES ? l->npages : LAT_HUGE_PAGES;
+	} else {
+		l->nmap = l->npages;
+	}
+	atomic_store(&l->cur, -1);
+	atomic_store(&l->ready, -1);
 	l->seed = 0x1a7e0000ULL + (uint64_t)res * 5 + path;
 	r.l = l;
 	r.lat = calloc(l->npages, sizeof(*r.lat));
@@ -411,16 +527,23 @@ static int run_lat(struct us_ctx *ctx, enum lres res, bool proc)
 		}
 		close(sv[1]);
 	}
-	ret = us_area_map(&a, ctx->kind, l->npages, res == L_CONTINUE);
+	ret = us_area_map(&a, ctx->kind, l->nmap, res == L_CONTINUE);
+	if (ret == -ENOMEM && huge) {
+		rc = us_skip(ctx, "no free huge pages (%zu needed)", l->nmap);
+		goto out;
+	}
 	if (ret < 0) {
 		rc = us_fail(ctx, "map %s: %s", us_kind_name(ctx->kind), strerror(-ret));
 		goto out;
 	}
 	l->base = (uintptr_t)a.p;
 	l->psize = a.psize;
+	r.kind = ctx->kind;
+	r.memfd = a.memfd;
+	r.alias = a.alias;
 	switch (res) {
 	case L_CONTINUE: /* the page cache holds the content, the mapping has no pte */
-		for (size_t pg = 0; pg < l->npages; pg++)
+		for (size_t pg = 0; pg < l->nmap; pg++)
 			us_pattern(a.alias + pg * a.psize, a.psize, pg, l->seed);
 		break;
 	case L_MOVE:
@@ -431,12 +554,12 @@ static int run_lat(struct us_ctx *ctx, enum lres res, bool proc)
 			goto out;
 		}
 		madvise(src, a.len, MADV_NOHUGEPAGE);
-		for (size_t pg = 0; pg < l->npages; pg++)
+		for (size_t pg = 0; pg < l->nmap; pg++)
 			us_pattern(src + pg * a.psize, a.psize, pg, l->seed);
 		l->src = (uintptr_t)src;
 		break;
 	case L_WP: /* populated before it is protected */
-		for (size_t pg = 0; pg < l->npages; pg++)
+		for (size_t pg = 0; pg < l->nmap; pg++)
 			us_pattern(a.p + pg * a.psize, a.psize, pg, l->seed);
 		break;
 	default:
@@ -463,6 +586,30 @@ static int run_lat(struct us_ctx *ctx, enum lres res, bool proc)
 			rc = us_fail(ctx, "UFFDIO_WRITEPROTECT_MODE_WP: %s", strerror(errno));
 			goto out;
 		}
+	}
+	if (res == L_MOVE && ctx->kind != US_ANON) {
+		/*
+		 * The MISSING registration's ioctls offer MOVE on shmem (here
+		 * 0x13c) but the ioctl moves anon pages only (EINVAL): only
+		 * trying finds out.  No fault is pending: a move into the
+		 * missing page 0, undone if it works.
+		 */
+		struct uffdio_move mv = { .dst = l->base, .src = l->src, .len = l->psize };
+
+		if (ioctl(r.uffd, UFFDIO_MOVE, &mv) < 0) {
+			if (errno == EINVAL)
+				rc = us_skip(ctx, "UFFDIO_MOVE refused on %s (EINVAL), though its "
+					     "registration offers it", us_kind_name(ctx->kind));
+			else
+				rc = us_fail(ctx, "UFFDIO_MOVE into page 0: %s", strerror(errno));
+			goto out;
+		}
+		ret = lat_recycle(&r, 0, 0);
+		if (ret < 0) {
+			rc = us_fail(ctx, "dropping page 0 after a trial move: %s", strerror(-ret));
+			goto out;
+		}
+		us_pattern(src, l->psize, 0, l->seed);
 	}
 	if (path == US_LAT_URING) {
 		/* find out here rather than in the handler that io_uring is refused */
@@ -495,7 +642,7 @@ static int run_lat(struct us_ctx *ctx, enum lres res, bool proc)
 		usleep(1000);
 	if (!atomic_load(&r.fdone)) {
 		/* a lost wakeup: leave the threads, the child exits with them */
-		rc = us_fail(ctx, "faulting thread still blocked after %u ms on page %zu of %zu "
+		rc = us_fail(ctx, "faulting thread still blocked after %u ms on fault %zu of %zu "
 			     "(state %c), %ld faults handled%s%s%s", watchdog_ms,
 			     atomic_load(&r.at), l->npages, us_thread_state(r.ftid),
 			     atomic_load(&l->handled), atomic_load(&l->herr_set) ? "; handler: " : "",
@@ -535,7 +682,7 @@ static int run_lat(struct us_ctx *ctx, enum lres res, bool proc)
 		goto out;
 	}
 	if (atomic_load(&l->handled) != (long)l->npages) {
-		rc = us_fail(ctx, "%ld faults handled for %zu pages touched once each",
+		rc = us_fail(ctx, "%ld faults handled for %zu faults made (one message each)",
 			     atomic_load(&l->handled), l->npages);
 		goto out;
 	}
@@ -549,11 +696,13 @@ static int run_lat(struct us_ctx *ctx, enum lres res, bool proc)
 	struct us_lat s;
 
 	us_lat_summary(r.lat, l->npages, &s);
-	us_diag("%s/%s/%s: %s, %s%s: %zu faults, round trip us p50 %.1f p99 %.1f "
+	us_diag("%s/%s/%s: %s, %s%s: %zu faults on %zu pages, round trip us p50 %.1f p99 %.1f "
 		"p999 %.1f max %.1f mean %.1f", ctx->c->cat, ctx->c->name,
 		us_kind_name(ctx->kind), res_names[res], path_names[path],
-		proc ? " in another process" : "", l->npages, s.p50, s.p99, s.p999, s.max, s.mean);
+		proc ? " in another process" : "", l->npages, l->nmap, s.p50, s.p99, s.p999, s.max,
+		s.mean);
 	us_metric(ctx, "faults", (double)l->npages);
+	us_metric(ctx, "pages", (double)l->nmap);
 	us_metric(ctx, "p50_us", s.p50);
 	us_metric(ctx, "p99_us", s.p99);
 	us_metric(ctx, "p999_us", s.p999);

@@ -13,8 +13,9 @@
  * failed, 1 otherwise, 2 on bad usage.
  *
  * After the cases, the lat/ cases' numbers are printed as a table of "#"
- * lines (resolving ioctl x reading path, p50/p99/max µs per fault), before
- * the Totals line, and as a "latency" object in the JSON.
+ * lines (a row per resolving ioctl and memory kind, a column per reading
+ * path, p50/p99/max µs per fault), before the Totals line, and as a
+ * "latency" object in the JSON (rows keyed "ioctl/kind").
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -115,7 +116,8 @@ static void usage(FILE *f)
 		"  --seconds S       stress/: run time (default 5, 1 with --quick)\n"
 		"  --latency         run the lat/ cases (those --run selects, if given),\n"
 		"                    10000 faults each, and print the latency table\n"
-		"  --faults N        lat/: faults per case (default 2000, 200 with --quick)\n");
+		"  --faults N        lat/: faults per case (default 2000, 200 with --quick;\n"
+		"                    hugetlb kinds: a tenth, default 200, 32 with --quick)\n");
 }
 
 static bool selected(const char *name, char **pats, int npats)
@@ -280,20 +282,22 @@ static void print_probe(const struct us_probe *p)
 }
 
 /*
- * The latency table: lat/<row>-<column> cases, a row per resolving ioctl (and
- * copy-proc), a column per reading path, in the order of the case table.
+ * The latency table: lat/<ioctl>-<path> cases on each memory kind, a row per
+ * (resolving ioctl (and copy-proc), kind), grouped by ioctl in the order of
+ * the case table, a column per reading path.
  */
-#define LAT_MAXROW 16
+#define LAT_MAXROW 40
 #define LAT_MAXCOL 8
 
 struct lat_table {
-	char row[LAT_MAXROW][24], col[LAT_MAXCOL][16];
-	char kind[LAT_MAXROW][16];
+	char row[LAT_MAXROW][40], col[LAT_MAXCOL][16]; /* row: "ioctl/kind" */
+	char ioctl[LAT_MAXROW][24], kind[LAT_MAXROW][24];
 	int nrow, ncol;
+	bool huge[LAT_MAXROW];
 	bool have[LAT_MAXROW][LAT_MAXCOL];
 	double v[LAT_MAXROW][LAT_MAXCOL][3]; /* p50, p99, max */
 	const char *why[LAT_MAXROW][LAT_MAXCOL]; /* not measured: skip/fail */
-	double faults;
+	double faults[LAT_MAXROW];
 };
 
 /* the index of name in a table of n names of width bytes, added if new */
@@ -321,22 +325,26 @@ static double metric(const struct report *r, const char *name, bool *found)
 
 static void lat_add(struct lat_table *t, const struct inst *in, const struct report *r)
 {
-	char row[24], *dash;
+	char ioctl[24], row[40], *dash;
 	int ri, ci;
 	bool f50, f99, fmax, ff;
 
-	if (strcmp(in->c->cat, "lat"))
+	if (strcmp(in->c->cat, "lat") || in->kind == US_KIND_NONE)
 		return;
-	snprintf(row, sizeof(row), "%s", in->c->name);
-	dash = strrchr(row, '-');
+	snprintf(ioctl, sizeof(ioctl), "%s", in->c->name);
+	dash = strrchr(ioctl, '-');
 	if (!dash)
 		return;
 	*dash = '\0';
+	snprintf(row, sizeof(row), "%s/%s", ioctl, us_kind_name(in->kind));
+	/* rows in the case table's order: kinds come together under their ioctl */
 	ri = lat_index(t->row[0], sizeof(t->row[0]), &t->nrow, LAT_MAXROW, row);
 	ci = lat_index(t->col[0], sizeof(t->col[0]), &t->ncol, LAT_MAXCOL, dash + 1);
 	if (ri < 0 || ci < 0)
 		return;
+	snprintf(t->ioctl[ri], sizeof(t->ioctl[ri]), "%s", ioctl);
 	snprintf(t->kind[ri], sizeof(t->kind[ri]), "%s", us_kind_name(in->kind));
+	t->huge[ri] = in->kind == US_HUGETLB || in->kind == US_HUGETLB_SHARED;
 	if (r->result != US_PASS) {
 		t->why[ri][ci] = result_name(r->result);
 		return;
@@ -347,27 +355,42 @@ static void lat_add(struct lat_table *t, const struct inst *in, const struct rep
 	t->have[ri][ci] = f50 && f99 && fmax;
 	double n = metric(r, "faults", &ff);
 
-	if (ff && n > t->faults)
-		t->faults = n;
+	if (ff && n > t->faults[ri])
+		t->faults[ri] = n;
+}
+
+/* the most faults a cell of a (non-)hugetlb row had */
+static double lat_faults(const struct lat_table *t, bool huge)
+{
+	double n = 0;
+
+	for (int r = 0; r < t->nrow; r++)
+		if (t->huge[r] == huge && t->faults[r] > n)
+			n = t->faults[r];
+	return n;
 }
 
 static void lat_print(const struct lat_table *t)
 {
-	char line[256];
+	double nsmall = lat_faults(t, false), nhuge = lat_faults(t, true);
+	char line[256], hl[64] = "";
 	size_t off;
 
 	if (!t->nrow)
 		return;
-	us_diag("latency: fault round trip in us, p50/p99/max, %.0f faults per cell", t->faults);
-	off = (size_t)snprintf(line, sizeof(line), "%-22s", "ioctl (kind) \\ read by");
+	if (nhuge && nsmall && nhuge != nsmall)
+		snprintf(hl, sizeof(hl), " (%.0f on hugetlb kinds)", nhuge);
+	us_diag("latency: fault round trip in us, p50/p99/max, %.0f faults per cell%s",
+		nsmall ? nsmall : nhuge, hl);
+	off = (size_t)snprintf(line, sizeof(line), "%-28s", "ioctl (kind) \\ read by");
 	for (int c = 0; c < t->ncol; c++)
 		off += (size_t)snprintf(line + off, sizeof(line) - off, " %20s", t->col[c]);
 	us_diag("%s", line);
 	for (int r = 0; r < t->nrow; r++) {
-		char label[48];
+		char label[64];
 
-		snprintf(label, sizeof(label), "%s (%s)", t->row[r], t->kind[r]);
-		off = (size_t)snprintf(line, sizeof(line), "%-22s", label);
+		snprintf(label, sizeof(label), "%s (%s)", t->ioctl[r], t->kind[r]);
+		off = (size_t)snprintf(line, sizeof(line), "%-28s", label);
 		for (int c = 0; c < t->ncol && off < sizeof(line); c++) {
 			char cell[64];
 
@@ -384,11 +407,16 @@ static void lat_print(const struct lat_table *t)
 
 static void lat_json(FILE *f, const struct lat_table *t)
 {
-	fprintf(f, ",\"latency\":{\"unit\":\"us\",\"faults\":%.0f,\"rows\":{", t->faults);
+	double nsmall = lat_faults(t, false);
+
+	fprintf(f, ",\"latency\":{\"unit\":\"us\",\"faults\":%.0f,\"rows\":{",
+		nsmall ? nsmall : lat_faults(t, true));
 	for (int r = 0; r < t->nrow; r++) {
 		fprintf(f, "%s", r ? "," : "");
 		json_str(f, t->row[r]);
-		fprintf(f, ":{\"kind\":\"%s\"", t->kind[r]);
+		fprintf(f, ":{\"ioctl\":");
+		json_str(f, t->ioctl[r]);
+		fprintf(f, ",\"kind\":\"%s\",\"faults\":%.0f", t->kind[r], t->faults[r]);
 		for (int c = 0; c < t->ncol; c++) {
 			if (!t->have[r][c])
 				continue;
