@@ -76,6 +76,8 @@ struct lctl {
 	uintptr_t base, src;
 	size_t psize, npages;
 	size_t nmap;		/* pages mapped: fault i touches page i % nmap */
+	bool huge;
+	atomic_bool nomem;	/* no free huge page to resolve a fault with */
 	uint64_t seed;
 	atomic_long cur;	/* the fault the faulting thread is making */
 	atomic_long ready;	/* the handler has prepared fault ready's source */
@@ -175,6 +177,21 @@ static void lat_msg(struct lctl *l, int uffd, char *buf, const struct uffd_msg *
 		if (errno == EAGAIN && ++tries < 1000) {
 			atomic_fetch_add(&l->eagain, 1);
 			continue;
+		}
+		/*
+		 * hugetlb: a dropped private page's reservation is not given
+		 * back, so the next COPY needs a free huge page, which a run
+		 * beside this one may hold for a while: wait up to 1 s
+		 */
+		if (errno == ENOMEM && l->huge && ++tries < 1000) {
+			usleep(1000);
+			continue;
+		}
+		if (errno == ENOMEM && l->huge) {
+			atomic_store(&l->nomem, true);
+			lerr(l, "UFFDIO_%s page %zu: no free huge page for 1 s", res_names[l->res],
+			     pg);
+			return;
 		}
 		if (errno != EEXIST) {
 			lerr(l, "UFFDIO_%s page %zu: %s", res_names[l->res], pg, strerror(errno));
@@ -507,6 +524,7 @@ static int run_lat(struct us_ctx *ctx, enum lres res, bool proc)
 	} else {
 		l->nmap = l->npages;
 	}
+	l->huge = huge;
 	atomic_store(&l->cur, -1);
 	atomic_store(&l->ready, -1);
 	l->seed = 0x1a7e0000ULL + (uint64_t)res * 5 + path;
@@ -638,8 +656,14 @@ static int run_lat(struct us_ctx *ctx, enum lres res, bool proc)
 		rc = us_fail(ctx, "pthread_create faulting thread");
 		goto out;
 	}
-	while (!atomic_load(&r.fdone) && us_now_us() - t0 < watchdog_ms * 1000ULL)
+	while (!atomic_load(&r.fdone) && !atomic_load(&l->nomem) &&
+	       us_now_us() - t0 < watchdog_ms * 1000ULL)
 		usleep(1000);
+	if (atomic_load(&l->nomem)) {
+		/* the faulting thread is left blocked: the case's exit ends it */
+		rc = us_skip(ctx, "no free huge pages (%s)", l->herr);
+		goto out;
+	}
 	if (!atomic_load(&r.fdone)) {
 		/* a lost wakeup: leave the threads, the child exits with them */
 		rc = us_fail(ctx, "faulting thread still blocked after %u ms on fault %zu of %zu "
