@@ -286,7 +286,20 @@ int main(int argc, char **argv)
 	}
 	if (!s.helper_path) {
 		if (s.o.pid) {
-			snprintf(hbuf, sizeof(hbuf), "/proc/%d/exe", (int)s.o.pid);
+			/* the binary's own path, read now: /proc/PID/exe lasts only
+			 * as long as the process, and loading the programs can take
+			 * seconds on a busy machine */
+			char link[64];
+			ssize_t n;
+
+			snprintf(link, sizeof(link), "/proc/%d/exe", (int)s.o.pid);
+			n = readlink(link, hbuf, sizeof(hbuf) - 1);
+			if (n <= 0 || n >= (ssize_t)sizeof(hbuf) - 1) {
+				fprintf(stderr, "pch-stages: -p %d: %s: %s\n", (int)s.o.pid, link,
+					n < 0 ? strerror(errno) : "path too long");
+				return TOOL_EXIT_ERR;
+			}
+			hbuf[n] = '\0';
 			s.helper_path = hbuf;
 		} else {
 			s.helper_path = beside_me("pch-helper", hbuf, sizeof(hbuf));

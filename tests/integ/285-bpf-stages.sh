@@ -86,9 +86,11 @@ consistent "$S" "-- COMMAND"
 log "ok: faults $faults, split $full of $requested requested ($eexist EEXIST)," \
 	"medians $(jq -c '.stages | map_values(.p50)' "$S")"
 
-# -p: attached to a running helper, its VM learnt from the first fault read
-"$BIN/pch-migrate" --no-progress --json "$T/report2.json" --ram 256M --channels 2 --vcpus 2 \
-	--workload random --bulk-rate 100 >"$T/migrate2.out" 2>&1 &
+# -p: attached to a running helper, its VM learnt from the first fault read;
+# a migration of about 9 s, so it outlives pch-stages loading its programs
+# even on a busy machine (a 2.6 s one ended first at load average 16)
+"$BIN/pch-migrate" --no-progress --json "$T/report2.json" --ram 512M --channels 2 --vcpus 2 \
+	--workload random --bulk-rate 60 >"$T/migrate2.out" 2>&1 &
 MIG_PID=$!
 PIDS="$PIDS $MIG_PID"
 HP=""
