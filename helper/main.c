@@ -743,7 +743,8 @@ static bool connection_broke(int rc)
 
 /*
  * The first session, at START.  A connection that breaks while the session
- * is being set up (reset, closed, silent) is retried as a resume, with the
+ * is being set up (reset, closed, silent), also while HAVE and START are
+ * sent once the threads run, is retried as a resume, with the
  * back-off and the deadline of one (--resume-timeout-s; 0: no retry): the
  * source may still hold what it saw of the first try, and a RESUME hello
  * makes it drop that.  A refusal or a protocol error fails at once, and so
@@ -756,6 +757,8 @@ static int open_session(struct helper *h)
 	int rc;
 
 	rc = session_connect(h, h->recovered);
+	if (!rc)
+		rc = start_threads(h); /* sends HAVE and START: may find it broken too */
 	while (rc && connection_broke(rc) && h->o.resume_s > 0 && !got_signal) {
 		uint64_t backoff = PCH_MIN(200ull << PCH_MIN(attempt, 3u), 1000ull);
 
@@ -768,6 +771,8 @@ static int open_session(struct helper *h)
 			 attempt, (unsigned long long)backoff);
 		usleep((useconds_t)(backoff * 1000));
 		rc = session_connect(h, true);
+		if (!rc)
+			rc = start_threads(h);
 	}
 	if (attempt && !rc)
 		pch_info("START: session open after %u retries", attempt);
@@ -796,12 +801,6 @@ static int start_serving(struct helper *h, char *whybuf, size_t whylen)
 	if (rc) {
 		snprintf(whybuf, whylen, "START: cannot open the session with %s:%u: %s",
 			 h->o.src_host, h->o.src_port, strerror(-rc));
-		h->failed = true;
-		return rc;
-	}
-	rc = start_threads(h);
-	if (rc) {
-		snprintf(whybuf, whylen, "START: %s", strerror(-rc));
 		h->failed = true;
 		return rc;
 	}
