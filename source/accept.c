@@ -207,6 +207,27 @@ static unsigned hello_slot(const struct pch_hello_params *p)
  * Check 3 of docs/protocol.md 2.1 and what follows: take the channel's
  * slot if it is free, write the ack, hand the connection to the session.
  */
+/*
+ * A channel that is not CONTROL while the session waits for a resuming
+ * CONTROL: a late connection of the lost set (the helper went on connecting
+ * after CONTROL broke).  Taken, it would fill a slot the resume needs
+ * ('duplicate channel'); closed without an ack, it reads as a reset to that
+ * helper, which retries the whole set as a resume.  Called with s->lock
+ * held; drops it.
+ */
+static void stale_channel(struct src *s, struct hs_table *t, struct hs *c,
+			  const struct src_chan *ch)
+{
+	s->stale_channels++;
+	pthread_mutex_unlock(&s->lock);
+	if (log_ok(t, LOG_CLOSED, pch_now_ns()))
+		pch_warn("%s from %s: closed without an ack: the session is paused and no "
+			 "CONTROL has resumed it (a late channel of the lost connections)",
+			 ch->name, c->peer);
+	close(c->fd);
+	hs_release(s, t, c);
+}
+
 static void hs_place(struct src *s, struct hs_table *t, struct hs *c)
 {
 	struct src_chan *ch = &s->chans[hello_slot(&c->p)];
@@ -216,6 +237,10 @@ static void hs_place(struct src *s, struct hs_table *t, struct hs *c)
 	ssize_t n;
 
 	pthread_mutex_lock(&s->lock);
+	if (s->await_control && c->p.kind != PCH_CHAN_CONTROL) {
+		stale_channel(s, t, c, ch);
+		return;
+	}
 	if (ch->state != SLOT_FREE) {
 		pthread_mutex_unlock(&s->lock);
 		snprintf(text, sizeof(text), "%s is already connected", ch->name);
@@ -250,6 +275,14 @@ static void hs_place(struct src *s, struct hs_table *t, struct hs *c)
 		hs_release(s, t, c);
 		return;
 	}
+	if (s->await_control && c->p.kind != PCH_CHAN_CONTROL) {
+		/* the session was lost while we acked it */
+		ch->state = SLOT_FREE;
+		stale_channel(s, t, c, ch);
+		return;
+	}
+	if (c->p.kind == PCH_CHAN_CONTROL)
+		s->await_control = false;
 	ch->fd = c->fd;
 	snprintf(ch->peer, sizeof(ch->peer), "%s", c->peer);
 	ch->state = SLOT_READY;

@@ -549,6 +549,8 @@ static int end_generation(struct src *s)
 		ch->seq = 0;
 		s->nready--;
 	}
+	/* unless a resuming CONTROL is already being acked */
+	s->await_control = s->chans[SRC_SLOT_CONTROL].state == SLOT_FREE;
 	pthread_mutex_unlock(&s->lock);
 
 	for (p = 0; p < s->npasses; p++) {

@@ -252,6 +252,13 @@ struct src {
 	uint64_t handshake_failed; /* closed, silent or evicted before a hello */
 	uint64_t handshake_timeouts; /* ... of them: no hello by the deadline */
 	uint64_t handshake_evicted;  /* ... of them: evicted from a full table */
+	/*
+	 * Paused (a generation ended) and no CONTROL has come back yet: a
+	 * resuming helper connects CONTROL first and waits for its ack, so any
+	 * other channel now is a late one of the lost connections (under lock).
+	 */
+	bool await_control;
+	uint64_t stale_channels;     /* such channels, closed without an ack */
 	uint64_t connections;        /* accepted */
 	unsigned half_open_max;      /* most connections in handshake at once */
 	struct pch_nonce_set nonces; /* replay cache; accept loop only */

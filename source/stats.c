@@ -71,6 +71,7 @@ int src_stats_write(struct src *s, const char *path, const struct src_stats *tot
 	pch_json_int(b, "handshake_failed", s->handshake_failed);
 	pch_json_int(b, "handshake_timeouts", s->handshake_timeouts);
 	pch_json_int(b, "handshake_evicted", s->handshake_evicted);
+	pch_json_int(b, "stale_channels", s->stale_channels);
 	pch_json_int(b, "connections", s->connections);
 	pch_json_int(b, "half_open_max", s->half_open_max);
 	pthread_mutex_unlock(&s->lock);

@@ -93,6 +93,31 @@ resumed source-restart
 wait_pid "$SRC_PID" 20 || fail "source-restart: the new pch-source failed"
 expect_json "$T/source.json" '.result == "ok" and .pages_skipped > 0' '{result,pages_skipped,errors}'
 
+# 4b. CONTROL reset while the first session is being set up (right after
+# the source's ack): START retries it as a resume.  Channels the helper was
+# still connecting when CONTROL broke reach a source that has paused the
+# session; it closes them unacked (stale_channels) so they cannot take the
+# slots the retry needs ("duplicate channel", seen in a stress run)
+rm -f "$T/source.port" "$T"/*.json
+start_source "${SRC_ARGS[@]}"
+start_proxy control:reset@bytes=80
+start_helper --channels 2
+run_vm --ram $RAM --vcpus $VCPUS --workload random --timeout-s 90 ||
+	fail "setup-reset: pch-vm failed: $(tail -n 3 "$T/vm.log")"
+wait_pid "$SRC_PID" 20 || fail "setup-reset: pch-source failed: $(tail -n 3 "$T/source.log")"
+kill -TERM "$PRX_PID"
+wait_pid "$PRX_PID" 10 || true
+expect_json "$T/vm.json" '.result == "ok" and .pages_mismatched == 0 and
+	.pages_verified == .pages_total' '{result,pages_verified,pages_total,errors}'
+wait_pid "$HLP_PID" 30 || fail "setup-reset: pch-helper failed"
+grep -q "broke while being set up" "$T/helper.log" ||
+	fail "setup-reset: the helper did not retry the session (proxy: $(grep -c fired "$T/proxy.log") faults fired)"
+log "setup-reset ok: $(grep -o 'START: session open after [0-9]* retries' "$T/helper.log");" \
+	"source: $(jq -c '{stale_channels, resumes}' "$T/source.json")"
+for f in source helper vm proxy; do
+	[ -f "$T/$f.log" ] && mv "$T/$f.log" "$T/setup-reset-$f.log"
+done
+
 # 5. the source killed and never back: the helper gives up at the resume
 # deadline, poisons what can never arrive, and the VMM is told
 POISON_ARGS=""
