@@ -5,6 +5,7 @@
 #   make stress     RUNS (200) randomized migrations with faults injected
 #   make demo       a verified 1 GiB postcopy migration
 #   make fuzz       libFuzzer harnesses, FUZZ_SECONDS (60) each
+#   make bench-tools  the limit probes (bench/limits/) into build/bench/
 #   make V=1        show full commands
 #
 # The BPF tools (bpf/, build/bin/pch-faultlat ...) are built when bpftool,
@@ -88,7 +89,7 @@ ALL_OBJS := $(LIB_OBJS) $(CLIENT_OBJS) \
 	$(foreach p,helper source vm migrate proxy uffdsuite,$($(p)_SRCS:%.c=$(OBJ)/%.o)) \
 	$(UNIT_SRCS:%.c=$(OBJ)/%.o) $(TOOL_SRCS:%.c=$(OBJ)/%.o)
 
-.PHONY: suite-boot bpf-tools all deps build-all tests check _check unit integ demo _demo clean install bench stress _stress \
+.PHONY: suite-boot bpf-tools bench-tools _bench-tools all deps build-all tests check _check unit integ demo _demo clean install bench stress _stress \
 	fuzz _fuzz fuzz-build
 
 all: deps
@@ -156,6 +157,27 @@ $(BUILD)/tests/unit/%: $(OBJ)/tests/unit/%.o $(CLIENT_A) $(LIBPCH)
 $(BUILD)/tests/unit/test_uffd_suite: $(OBJ)/tools/pch-uffd-suite/needs.o
 
 $(BUILD)/tests/tools/%: $(OBJ)/tests/tools/%.o $(LIBPCH)
+	@mkdir -p $(@D)
+	$(quiet) LD $@
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+# --- limit probes (make bench-tools) ----------------------------------------
+
+# bench/limits/pch-limit-NAME.c + bench/limits/limits.c -> $(BUILD)/bench/
+# pch-limit-NAME: small programs measuring this machine's limits (uffd fault
+# round trip, loopback TCP, UFFDIO_COPY rate, request/response round trip)
+# for make bench.  Not built by make or make check.
+LIMIT_SRCS := $(wildcard bench/limits/pch-limit-*.c)
+LIMIT_BINS := $(LIMIT_SRCS:bench/limits/%.c=$(BUILD)/bench/%)
+LIMIT_COMMON_OBJS := $(OBJ)/bench/limits/limits.o
+ALL_OBJS += $(LIMIT_SRCS:%.c=$(OBJ)/%.o) $(LIMIT_COMMON_OBJS)
+
+bench-tools: deps
+	$(Q)$(MAKE) --no-print-directory _bench-tools
+
+_bench-tools: $(LIMIT_BINS)
+
+$(LIMIT_BINS): $(BUILD)/bench/%: $(OBJ)/bench/limits/%.o $(LIMIT_COMMON_OBJS)
 	@mkdir -p $(@D)
 	$(quiet) LD $@
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
