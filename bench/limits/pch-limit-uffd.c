@@ -13,7 +13,8 @@
  *
  * Output: one JSON object, e.g.
  *   {"probe":"uffd_rtt","unit":"us","reader":"read","kind":"anon","p50":32.1,
- *    "p99":85.0,"p999":...,"max":...,"mean":...,"count":...,"per_s":...,...}
+ *    "p99":85.0,"p999":...,"max":...,"mean":...,"count":...,"per_s":...,
+ *    "pinned":false,"faulter_cpu":1,"server_cpu":1,"same_cpu_frac":0.99,...}
  */
 #include "limits.h"
 
@@ -24,6 +25,7 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,7 +60,15 @@ struct opts {
 	size_t area;
 };
 
+#define MAX_CPUS 1024
+
 static pid_t main_pid, server_pid;
+/*
+ * One shared word: the CPU the server ran on when it installed the last
+ * page.  The faulter reads it after each fault, so placement is known per
+ * round trip, not just at the end.
+ */
+static _Atomic int *server_cpu_now;
 
 /* on every exit path of the faulter: the server dies with it */
 static void kill_server(void)
@@ -171,6 +181,7 @@ static void serve_msgs(struct server *s, const struct uffd_msg *m, ssize_t n)
 
 		if (m[i].event != UFFD_EVENT_PAGEFAULT)
 			lim_fail("unexpected uffd event %u", m[i].event);
+		atomic_store_explicit(server_cpu_now, sched_getcpu(), memory_order_relaxed);
 		cp = (struct uffdio_copy){ .dst = m[i].arg.pagefault.address & ~(PAGE - 1),
 					   .src = (unsigned long)s->src,
 					   .len = PAGE };
@@ -384,6 +395,9 @@ int main(int argc, char **argv)
 	struct uffdio_api api = { .api = UFFD_API };
 	struct uffdio_register reg;
 	struct srv_report rep;
+	static size_t fcpu[MAX_CPUS], scpu[MAX_CPUS];
+	size_t same = 0;
+	int fmode = 0, smode = 0;
 	struct opts o;
 	struct lim_pct pct;
 	unsigned char *area;
@@ -395,6 +409,11 @@ int main(int argc, char **argv)
 	lim_init("pch-limit-uffd");
 	parse(argc, argv, &o);
 	main_pid = getpid();
+	server_cpu_now = mmap(NULL, sizeof(*server_cpu_now), PROT_READ | PROT_WRITE,
+			      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (server_cpu_now == MAP_FAILED)
+		lim_fail("mmap a shared page: %s", strerror(errno));
+	atomic_store(server_cpu_now, -1);
 	if (o.pin && sysconf(_SC_NPROCESSORS_ONLN) < 2)
 		lim_fail("--pin needs 2 CPUs, this machine has %ld",
 			 sysconf(_SC_NPROCESSORS_ONLN));
@@ -475,6 +494,14 @@ int main(int argc, char **argv)
 			unsigned char v = *(volatile unsigned char *)(area + i * PAGE);
 
 			t1 = lim_now_ns();
+			{
+				int fc = sched_getcpu(), sc = atomic_load_explicit(
+								 server_cpu_now, memory_order_relaxed);
+
+				fcpu[(unsigned)fc % MAX_CPUS]++;
+				scpu[(unsigned)sc % MAX_CPUS]++;
+				same += fc == sc;
+			}
 			if (!v)
 				lim_fail("page %zu: read 0, the server's content was not installed", i);
 			if (n == cap) {
@@ -507,15 +534,23 @@ int main(int argc, char **argv)
 		fprintf(stderr, "%s: note: %llu fault messages for %zu accesses\n", lim_prog,
 			rep.msgs, n);
 
+	for (int c = 0; c < MAX_CPUS; c++) {
+		if (fcpu[c] > fcpu[fmode])
+			fmode = c;
+		if (scpu[c] > scpu[smode])
+			smode = c;
+	}
 	lim_percentiles(lat, n, &pct);
 	printf("{\"probe\":\"uffd_rtt\",\"unit\":\"us\",\"reader\":\"%s\",\"kind\":\"%s\","
 	       "\"p50\":%.2f,\"p99\":%.2f,\"p999\":%.2f,\"max\":%.2f,\"mean\":%.2f,"
 	       "\"count\":%zu,\"per_s\":%.0f,\"seconds\":%.3f,\"pinned\":%s,"
-	       "\"faulter_cpu\":%d,\"server_cpu\":%d,\"eexist\":%llu}\n",
+	       "\"faulter_cpu\":%d,\"server_cpu\":%d,\"same_cpu_frac\":%.3f,"
+	       "\"server_cpu_end\":%d,\"eexist\":%llu}\n",
 	       o.uring ? "uring" : "read", o.shmem ? "shmem" : "anon", pct.p50_us, pct.p99_us,
 	       pct.p999_us, pct.max_us, pct.mean_us, pct.count,
 	       busy ? (double)n * 1e9 / (double)busy : 0.0, (double)busy / 1e9,
-	       o.pin ? "true" : "false", sched_getcpu(), rep.cpu, rep.eexist);
+	       o.pin ? "true" : "false", fmode, smode, n ? (double)same / (double)n : 0.0, rep.cpu,
+	       rep.eexist);
 	free(lat);
 	return 0;
 }
