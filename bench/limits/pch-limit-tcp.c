@@ -5,11 +5,14 @@
  * The ceiling under pch's bulk transfer when source and helper share a
  * machine: N connections over 127.0.0.1, each with its own sender thread
  * writing 1 MiB buffers and its own receiver thread reading them, for
- * --seconds per stream count.  Bytes received are counted after a short
- * warm-up; GB/s is 1e9 bytes per second.
+ * --seconds per stream count, split into --reps repetitions interleaved
+ * over the stream counts.  Bytes received are counted after a short warm-up
+ * (0.2 s per repetition); GB/s is 1e9 bytes per second.
  *
  * Output: one JSON object per stream count (JSON Lines), e.g.
- *   {"probe":"tcp","streams":4,"gbps":2.37,"bytes":...,"seconds":...}
+ *   {"probe":"tcp","streams":4,"gbps":2.37,"median_gbps":..,"best_gbps":..,
+ *    "reps":3,"bytes":...,"seconds":...,"chunk":1048576}
+ * gbps is all bytes over all measured time; the others are over repetitions.
  */
 #include "limits.h"
 
@@ -113,8 +116,25 @@ static void sleep_ns(uint64_t ns)
 		;
 }
 
-/* One measurement with n streams; prints its JSON line. */
-static void run(unsigned n, double seconds)
+#define MAX_REPS 64
+
+/* What all repetitions with one stream count measured. */
+struct result {
+	unsigned streams, reps;
+	unsigned long long bytes;
+	uint64_t ns;
+	double rep_gbps[MAX_REPS];
+};
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* One measurement with n streams for seconds, added to r. */
+static void run(unsigned n, double seconds, struct result *r)
 {
 	struct sockaddr_in sa = { .sin_family = AF_INET,
 				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
@@ -165,17 +185,26 @@ static void run(unsigned n, double seconds)
 	for (unsigned i = 0; i < n; i++)
 		if (st[i].err)
 			lim_fail("stream %u: %s: %s", i, st[i].err, strerror(st[i].err_no));
-	printf("{\"probe\":\"tcp\",\"streams\":%u,\"gbps\":%.3f,\"bytes\":%llu,\"seconds\":%.3f,"
-	       "\"chunk\":%u}\n",
-	       n, (double)(b1 - b0) / (double)(t1 - t0), b1 - b0, (double)(t1 - t0) / 1e9, CHUNK);
-	fflush(stdout);
+	r->bytes += b1 - b0;
+	r->ns += t1 - t0;
+	r->rep_gbps[r->reps++] = (double)(b1 - b0) / (double)(t1 - t0);
+}
+
+static void print_result(struct result *r)
+{
+	qsort(r->rep_gbps, r->reps, sizeof(double), cmp_double);
+	printf("{\"probe\":\"tcp\",\"streams\":%u,\"gbps\":%.3f,\"median_gbps\":%.3f,"
+	       "\"best_gbps\":%.3f,\"reps\":%u,\"bytes\":%llu,\"seconds\":%.3f,\"chunk\":%u}\n",
+	       r->streams, (double)r->bytes / (double)r->ns, r->rep_gbps[r->reps / 2],
+	       r->rep_gbps[r->reps - 1], r->reps, r->bytes, (double)r->ns / 1e9, CHUNK);
 }
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: pch-limit-tcp [--seconds S] [--streams 1,2,4,8]\n"
+	fprintf(f, "usage: pch-limit-tcp [--seconds S] [--streams 1,2,4,8] [--reps R]\n"
 		   "Loopback TCP throughput, one sender and one receiver thread per stream,\n"
-		   "1 MiB writes, S seconds (default 2) per stream count; one JSON line per\n"
+		   "1 MiB writes, S seconds (default 2) per stream count, measured in R\n"
+		   "(default 3) interleaved repetitions of S/R seconds; one JSON line per\n"
 		   "stream count.  GB/s = 1e9 bytes/s.\n");
 }
 
@@ -184,10 +213,13 @@ int main(int argc, char **argv)
 	static const struct option lo[] = {
 		{ "seconds", required_argument, NULL, 's' },
 		{ "streams", required_argument, NULL, 'n' },
+		{ "reps", required_argument, NULL, 'r' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	unsigned counts[MAX_COUNTS] = { 1, 2, 4, 8 };
+	static struct result res[MAX_COUNTS];
+	unsigned reps = 3;
 	int ncounts = 4, c;
 	double seconds = 2;
 
@@ -203,6 +235,11 @@ int main(int argc, char **argv)
 				if (counts[i] > MAX_STREAMS)
 					lim_fail("--streams: at most %d streams", MAX_STREAMS);
 			break;
+		case 'r':
+			lim_parse_list("--reps", optarg, &reps, 1);
+			if (reps > MAX_REPS)
+				lim_fail("--reps: at most %d", MAX_REPS);
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -217,7 +254,14 @@ int main(int argc, char **argv)
 	if (!txbuf)
 		lim_fail("out of memory");
 	lim_fill_nonzero(txbuf, CHUNK, 42);
+	/* interleaved, so a slow spell of this shared machine hits every count */
+	for (unsigned r = 0; r < reps; r++)
+		for (int i = 0; i < ncounts; i++) {
+			res[i].streams = counts[i];
+			run(counts[i], seconds / reps, &res[i]);
+		}
 	for (int i = 0; i < ncounts; i++)
-		run(counts[i], seconds);
+		print_result(&res[i]);
+	free(txbuf);
 	return 0;
 }
