@@ -81,6 +81,7 @@ static int parse_args(struct vm *vm, int argc, char **argv)
 	g_autofree char *block = NULL, *image_file = NULL, *precopy = NULL, *prefill = NULL;
 	g_autofree char *timeout = NULL, *report = NULL, *dbg = NULL, *backing = NULL;
 	g_autofree char *delay = NULL, *respawn = NULL, *max_respawns = NULL;
+	g_autofree char *fault_log = NULL;
 	gboolean verify_access = FALSE;
 	GOptionEntry entries[] = {
 		{ "helper", 0, 0, G_OPTION_ARG_FILENAME, &helper,
@@ -121,6 +122,8 @@ static int parse_args(struct vm *vm, int argc, char **argv)
 		  "give up connecting, and waiting for COMPLETE, after this (300)", "S" },
 		{ "report", 0, 0, G_OPTION_ARG_FILENAME, &report, "write a JSON report here",
 		  "FILE" },
+		{ "fault-log", 0, 0, G_OPTION_ARG_FILENAME, &fault_log,
+		  "write every vCPU fault here after the run: CSV t_us,lat_us,vcpu,page", "FILE" },
 		{ "verbose", 'v', G_OPTION_FLAG_NO_ARG, G_OPTION_ARG_CALLBACK, opt_verbose,
 		  "more messages", NULL },
 		{ "debug", 'd', 0, G_OPTION_ARG_STRING, &dbg, "debug subsystems (vm,ctl,ring,all)",
@@ -153,7 +156,13 @@ static int parse_args(struct vm *vm, int argc, char **argv)
 		"the image.  A page that differs was mapped before its last byte arrived: it\n"
 		"counts as an early read (\"early_reads\" in the report) and fails the run,\n"
 		"naming the first such page and byte.  It slows the vCPUs down; fault\n"
-		"latencies are timed before the check.");
+		"latencies are timed before the check.\n"
+		"\n"
+		"--fault-log FILE: a CSV row per vCPU fault (an access to a page not yet\n"
+		"mapped), written after the run: t_us (CLOCK_MONOTONIC, whole us) when the\n"
+		"load began, lat_us (to 0.1 us) until it returned, vcpu, page (index in the\n"
+		"RAM).  Rows go vCPU by vCPU, in time order within each.  At most 4194304\n"
+		"faults are kept in all; the report counts the others (fault_log_dropped).");
 	if (!g_option_context_parse(ctx, &argc, &argv, &gerr)) {
 		fprintf(stderr, "pch-vm: %s (try --help)\n", gerr->message);
 		return -EINVAL;
@@ -255,6 +264,7 @@ static int parse_args(struct vm *vm, int argc, char **argv)
 		cfg->timeout_s = (uint32_t)v;
 	}
 	cfg->report = g_steal_pointer(&report);
+	cfg->fault_log = g_steal_pointer(&fault_log);
 #undef BAD
 	return 0;
 }
@@ -547,6 +557,7 @@ static void vm_free(struct vm *vm)
 		close(vm->uffd);
 	vm_ram_unmap(vm);
 	vm_vcpus_free(vm);
+	vm_faultlog_free(vm);
 	vm_balloon_free(vm);
 	g_free(vm->vcpu);
 	free(vm->resident);
@@ -556,6 +567,7 @@ static void vm_free(struct vm *vm)
 	g_free((char *)vm->cfg.image_file);
 	g_free(vm->prefilled);
 	g_free((char *)vm->cfg.report);
+	g_free((char *)vm->cfg.fault_log);
 	g_free((char *)vm->cfg.respawn_cmd);
 }
 
@@ -587,6 +599,9 @@ static int finish(struct vm *vm, struct pch_client *c)
 		vm_uffd_unregister(vm);
 	ret = vm_vcpus_join(vm, VM_JOIN_TIMEOUT_MS);
 	vm_vcpus_check_early(vm);
+	/* what the vCPUs published, even if one is still blocked */
+	if (vm_faultlog_write(vm))
+		vm_fail(vm, "could not write the fault log %s", vm->cfg.fault_log);
 	if (ret) {
 		vm_fail(vm, "vCPUs still blocked after the migration ended");
 		if (vm->cfg.report)
@@ -663,7 +678,7 @@ int main(int argc, char **argv)
 		pch_hist_init(&vm->vcpu[i].hist);
 	}
 
-	if (map_ram(vm) || prefill(vm))
+	if (map_ram(vm) || prefill(vm) || vm_faultlog_init(vm))
 		return finish(vm, NULL);
 	ret = vm_uffd_setup(vm, &unavailable);
 	if (ret && unavailable) {

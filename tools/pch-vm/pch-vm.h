@@ -54,6 +54,7 @@ struct vm_config {
 	bool verify_access;     /* check the whole page after every access */
 	uint32_t timeout_s;
 	const char *report;
+	const char *fault_log;  /* --fault-log: CSV of every vCPU fault, or NULL */
 	const char *respawn_cmd; /* shell command that starts a new helper, or NULL */
 	uint32_t max_respawns;
 };
@@ -76,7 +77,33 @@ struct vm_vcpu {
 	uint64_t early_reads; /* --verify-access: pages seen before their last byte */
 	uint8_t *expect;     /* --verify-access: one page of the image */
 	struct pch_hist hist; /* stall per fault, ns */
+	/* --fault-log: samples in memory, written after the run (faultlog.c) */
+	struct vm_fault_sample *flog; /* flog_cap entries, mapped at start; NULL: off */
+	uint64_t flog_cap;
+	uint64_t flog_n;      /* written by the vCPU (release), read by main (acquire) */
+	uint64_t flog_dropped; /* faults past flog_cap (relaxed) */
 };
+
+/* One vCPU fault of --fault-log: CLOCK_MONOTONIC ns. */
+struct vm_fault_sample {
+	uint64_t t_ns;   /* when the load that faulted began */
+	uint64_t lat_ns; /* until it returned: the vCPU ran again */
+	uint64_t page;   /* page index in the RAM (page_size units) */
+};
+
+/* Record one fault (the vCPU's own thread; no lock, no allocation). */
+static inline void vm_faultlog_add(struct vm_vcpu *v, uint64_t t_ns, uint64_t lat_ns,
+				   uint64_t page)
+{
+	uint64_t n = v->flog_n;
+
+	if (n < v->flog_cap) {
+		v->flog[n] = (struct vm_fault_sample){ t_ns, lat_ns, page };
+		__atomic_store_n(&v->flog_n, n + 1, __ATOMIC_RELEASE);
+	} else {
+		__atomic_store_n(&v->flog_dropped, v->flog_dropped + 1, __ATOMIC_RELAXED);
+	}
+}
 
 /* The first early read of the run, published by the vCPU that saw it. */
 struct vm_early_read {
@@ -220,6 +247,25 @@ int vm_vcpus_join(struct vm *vm, int timeout_ms);
 void vm_vcpus_check_early(struct vm *vm);
 /* Free what the vCPUs allocated. */
 void vm_vcpus_free(struct vm *vm);
+
+/* faultlog.c */
+/* Most faults --fault-log keeps, all vCPUs together; later ones are counted. */
+#define VM_FAULT_LOG_MAX (4ull << 20)
+/*
+ * --fault-log: give every vCPU its share of VM_FAULT_LOG_MAX samples (mapped,
+ * not touched: memory is used as faults are recorded).  0 or -errno (logged).
+ */
+int vm_faultlog_init(struct vm *vm);
+/* Samples kept and dropped, over all vCPUs. */
+uint64_t vm_faultlog_rows(const struct vm *vm);
+uint64_t vm_faultlog_dropped(const struct vm *vm);
+/*
+ * Write cfg.fault_log: header t_us,lat_us,vcpu,page and a row per sample
+ * kept, vCPU by vCPU, in time order within one.  Safe while a vCPU still
+ * runs (it sees what was published).  0 or -errno (logged).
+ */
+int vm_faultlog_write(struct vm *vm);
+void vm_faultlog_free(struct vm *vm);
 
 /* verify.c */
 /* Snapshot page residency into vm->resident; call before unregistering. */

@@ -86,6 +86,14 @@ int vm_report_write(struct vm *vm)
 	/* --verify-access: pages a vCPU saw mapped before their last byte */
 	pch_json_int(b, "early_reads", early);
 	pch_json_latency(b, "fault_latency_us", all);
+	/* --fault-log: rows written, faults past its bound; rows + dropped == vcpu_faults */
+	json_builder_set_member_name(b, "fault_log");
+	if (vm->cfg.fault_log)
+		json_builder_add_string_value(b, vm->cfg.fault_log);
+	else
+		json_builder_add_null_value(b);
+	pch_json_int(b, "fault_log_rows", vm_faultlog_rows(vm));
+	pch_json_int(b, "fault_log_dropped", vm_faultlog_dropped(vm));
 	json_builder_set_member_name(b, "vcpu_blocked_us");
 	json_builder_begin_array(b);
 	for (i = 0; i < vm->cfg.vcpus; i++)
@@ -128,6 +136,12 @@ int vm_report_write(struct vm *vm)
 		json_builder_end_object(b);
 	}
 
+	/* CLOCK_MONOTONIC us when the vCPUs started: aligns --fault-log and the helper's --timeline */
+	json_builder_set_member_name(b, "t0_us");
+	if (vm->t_vcpu_ns)
+		json_builder_add_int_value(b, (gint64)(vm->t_vcpu_ns / 1000));
+	else
+		json_builder_add_null_value(b);
 	add_span(b, "t_start_to_complete_s", vm->t_start_ns, vm->t_complete_ns);
 	/* COMPLETE during precopy: no postcopy phase at all */
 	if (vm->t_complete_ns && vm->t_vcpu_ns >= vm->t_complete_ns)

@@ -90,6 +90,9 @@ static void touch(struct vm_vcpu *v, uint64_t page, uint32_t word)
 		ns = (uint64_t)(t1.tv_sec - t0.tv_sec) * 1000000000ull + (uint64_t)t1.tv_nsec -
 		     (uint64_t)t0.tv_nsec;
 		pch_hist_add(&v->hist, ns);
+		if (v->flog)
+			vm_faultlog_add(v, (uint64_t)t0.tv_sec * 1000000000ull + (uint64_t)t0.tv_nsec,
+					ns, page);
 		__atomic_store_n(&v->faults, v->faults + 1, __ATOMIC_RELAXED);
 		__atomic_store_n(&v->blocked_ns, v->blocked_ns + ns, __ATOMIC_RELAXED);
 	}
