@@ -180,6 +180,7 @@ struct helper_opts {
 	unsigned rx_threads;
 	const char *key_file;
 	const char *stats_file;
+	const char *timeline_file; /* --timeline: progress CSV (timeline.c) */
 	const char *uffd_read;  /* "uring" or "poll" */
 	const char *connect_order; /* NULL: natural; "shuffle" or "shuffle:SEED" */
 	int connect_timeout_ms;
@@ -268,6 +269,7 @@ struct helper {
 	char errors[8][160];
 	unsigned nerrors;
 	pthread_mutex_t err_lock;
+	struct timeline *tl;             /* main: --timeline rows (timeline.c) */
 };
 
 /* main.c */

@@ -34,6 +34,7 @@
 #include "ctl.h"
 #include "log.h"
 #include "net.h"
+#include "timeline.h"
 #include "util.h"
 #include "pch/ctl.h"
 #include "pch/state.h"
@@ -1692,7 +1693,7 @@ static int run(struct helper *h, int lfd)
 		pidx = np;
 		p[np++] = (struct pollfd){ .fd = h->have_owner ? h->vmm_pidfd : -1,
 					   .events = POLLIN };
-		rc = poll(p, (nfds_t)np, 100);
+		rc = poll(p, (nfds_t)np, timeline_tick(h, 100));
 		if (rc < 0 && errno != EINTR) {
 			fail(h, -errno, "poll failed");
 			break;
@@ -1854,6 +1855,8 @@ static void helper_free(struct helper *h)
 	g_free((char *)h->o.ctl_path);
 	g_free((char *)h->o.key_file);
 	g_free((char *)h->o.stats_file);
+	g_free((char *)h->o.timeline_file);
+	timeline_free(h);
 	g_free((char *)h->o.uffd_read);
 	g_free((char *)h->o.connect_order);
 	free(h);
@@ -1864,7 +1867,7 @@ static void helper_free(struct helper *h)
 static int parse_args(int argc, char **argv, struct helper_opts *o)
 {
 	gchar *source = NULL, *debug = NULL, *ctl = NULL, *key = NULL, *stats = NULL;
-	gchar *uffd_read = NULL, *order = NULL;
+	gchar *uffd_read = NULL, *order = NULL, *timeline = NULL;
 	gint channels = 4, rx = 1, timeout = 600, stall = 1000, nice_inc = 5, accept_s = 30;
 	gint silent = 5000, chan_timeout = 30, keepalive = PCH_KEEPALIVE_TIMEOUT_MS, resume = 30;
 	gint max_resumes = 20, die_continue = 0, allow_uid = -1;
@@ -1881,6 +1884,9 @@ static int parse_args(int argc, char **argv, struct helper_opts *o)
 		{ "connect-order", 0, 0, G_OPTION_ARG_STRING, &order,
 		  "channel connect order: natural or shuffle[:SEED]", "ORDER" },
 		{ "stats", 0, 0, G_OPTION_ARG_FILENAME, &stats, "write stats JSON here at exit", "FILE" },
+		{ "timeline", 0, 0, G_OPTION_ARG_FILENAME, &timeline,
+		  "write progress every 10 ms from START here at exit: CSV "
+		  "t_us,pages_inplace,pages_bulk,pages_urgent,faults", "FILE" },
 		{ "timeout-s", 't', 0, G_OPTION_ARG_INT, &timeout,
 		  "fail if not complete after this long (default 600, 0 = none)", "S" },
 		{ "accept-timeout-s", 0, 0, G_OPTION_ARG_INT, &accept_s,
@@ -1960,6 +1966,7 @@ static int parse_args(int argc, char **argv, struct helper_opts *o)
 	o->ctl_path = ctl;
 	o->key_file = key;
 	o->stats_file = stats;
+	o->timeline_file = timeline;
 	o->channels = (unsigned)channels;
 	o->rx_threads = (unsigned)rx;
 	o->uffd_read = uffd_read ? uffd_read : g_strdup("uring");
@@ -1979,7 +1986,7 @@ static int parse_args(int argc, char **argv, struct helper_opts *o)
 	o->allow_uid = allow_uid < 0 ? geteuid() : (uid_t)allow_uid;
 	o->drop_privileges = !no_drop;
 	o->test_no_peerpidfd = no_peerpidfd;
-	ctl = key = stats = uffd_read = order = NULL; /* kept for the whole run */
+	ctl = key = stats = uffd_read = order = timeline = NULL; /* kept for the whole run */
 	rc = 0;
 out:
 	g_free(source);
@@ -1989,6 +1996,7 @@ out:
 	g_free(stats);
 	g_free(uffd_read);
 	g_free(order);
+	g_free(timeline);
 	g_option_context_free(ctx);
 	return rc;
 }
@@ -2181,6 +2189,8 @@ int main(int argc, char **argv)
 	stop_threads(h);
 	session_close(h);
 	if (write_stats(h))
+		ret = 1;
+	if (timeline_write(h))
 		ret = 1;
 	close(lfd);
 	unlink_ours(h->o.ctl_path, &sock_st);

@@ -45,6 +45,31 @@ void stats_merge(struct helper *h, struct hstats *out)
 		add_thread(out, &h->rx[i].st);
 }
 
+/*
+ * Bytes of per-page state: the five page bitmaps of every block and the
+ * ownership byte per page of a shared block.  vmm_only: only the bitmaps
+ * that live in the VMM's STATE memfd (mapped here, the VMM's memory).
+ */
+static uint64_t state_bytes(const struct helper *h, bool vmm_only)
+{
+	uint64_t n = 0;
+	unsigned i;
+
+	for (i = 0; i < h->nblk; i++) {
+		const struct hblock *b = &h->blk[i];
+		const struct pch_bitmap *bm[] = { &b->present, &b->zero, &b->inplace,
+						  &b->discarded, &b->mapping };
+		unsigned j;
+
+		for (j = 0; j < PCH_ARRAY_SIZE(bm); j++)
+			if (bm[j]->words && (!vmm_only || bm[j]->external))
+				n += (bm[j]->nbits + 63) / 64 * 8;
+		if (!vmm_only && b->own)
+			n += b->d.npages;
+	}
+	return n;
+}
+
 char *stats_json(struct helper *h)
 {
 	static const char *const chan_state[] = { "idle", "streaming", "ended", "dead" };
@@ -68,6 +93,9 @@ char *stats_json(struct helper *h)
 	pch_json_int(b, "pages_total", total);
 	pch_json_int(b, "pages_inplace", inplace);
 	pch_json_int(b, "pages_premarked", h->premarked);
+	/* per-page state (docs/protocol.md, "Helper memory bound"); _vmm: of it, in the STATE memfd */
+	pch_json_int(b, "state_bytes", state_bytes(h, false));
+	pch_json_int(b, "state_bytes_vmm", state_bytes(h, true));
 	pch_json_int(b, "pages_poisoned", h->poisoned);
 	pch_json_int(b, "control_refused", h->ctl_refused);
 	pch_json_int(b, "vmm_pid", (uint64_t)h->vmm_pid);
