@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -36,12 +37,14 @@ struct opts {
 	gdouble zero_frac, repeat_frac, precopy_s;
 	gboolean zero_first, keep, quiet, no_progress;
 	gchar **helper_args, **source_args, **vm_args;
+	gchar *fault_log, *timeline; /* passed to pch-vm, pch-helper */
 };
 
 struct child {
 	pid_t pid;
 	int status;
 	bool done;
+	long maxrss_kb; /* wait4's ru_maxrss once done */
 };
 
 static struct child kids[P_N];
@@ -141,13 +144,15 @@ static void reap(void)
 	int i;
 
 	for (i = 0; i < P_N; i++) {
+		struct rusage ru;
 		int st;
 
 		if (!kids[i].pid || kids[i].done)
 			continue;
-		if (waitpid(kids[i].pid, &st, WNOHANG) == kids[i].pid) {
+		if (wait4(kids[i].pid, &st, WNOHANG, &ru) == kids[i].pid) {
 			kids[i].done = true;
 			kids[i].status = st;
+			kids[i].maxrss_kb = ru.ru_maxrss;
 		}
 	}
 }
@@ -184,7 +189,10 @@ static void wait_all(int ms)
 	kill_all(SIGKILL);
 	for (i = 0; i < P_N; i++)
 		if (kids[i].pid && !kids[i].done) {
-			waitpid(kids[i].pid, &kids[i].status, 0);
+			struct rusage ru;
+
+			if (wait4(kids[i].pid, &kids[i].status, 0, &ru) == kids[i].pid)
+				kids[i].maxrss_kb = ru.ru_maxrss;
 			kids[i].done = true;
 		}
 }
@@ -387,6 +395,11 @@ static int parse(int argc, char **argv, struct opts *o)
 		  "extra argument for pch-source (repeatable)", "ARG" },
 		{ "vm-arg", 0, 0, G_OPTION_ARG_STRING_ARRAY, &o->vm_args,
 		  "extra argument for pch-vm (repeatable)", "ARG" },
+		{ "fault-log", 0, 0, G_OPTION_ARG_FILENAME, &o->fault_log,
+		  "pch-vm writes every vCPU fault here: CSV t_us,lat_us,vcpu,page", "FILE" },
+		{ "timeline", 0, 0, G_OPTION_ARG_FILENAME, &o->timeline,
+		  "pch-helper writes progress every 10 ms here: CSV "
+		  "t_us,pages_inplace,pages_bulk,pages_urgent,faults", "FILE" },
 		{ "keep", 0, 0, G_OPTION_ARG_NONE, &o->keep, "keep the work directory and logs", NULL },
 		{ "no-progress", 0, 0, G_OPTION_ARG_NONE, &o->no_progress, "no progress bar", NULL },
 		{ "quiet", 'q', 0, G_OPTION_ARG_NONE, &o->quiet, "print only the result line", NULL },
@@ -484,6 +497,8 @@ static void free_opts(struct opts *o)
 	g_strfreev(o->helper_args);
 	g_strfreev(o->source_args);
 	g_strfreev(o->vm_args);
+	g_free(o->fault_log);
+	g_free(o->timeline);
 }
 
 int main(int argc, char **argv)
@@ -582,6 +597,8 @@ int main(int argc, char **argv)
 		add(a, "--connect-order=%s", o.connect_order);
 	if (o.uffd_read)
 		add(a, "--uffd-read=%s", o.uffd_read);
+	if (o.timeline)
+		add(a, "--timeline=%s", o.timeline);
 	add_extra(a, o.helper_args);
 	kids[P_HELPER].pid = spawn(a, logs[P_HELPER]);
 	g_ptr_array_free(a, TRUE);
@@ -603,6 +620,8 @@ int main(int argc, char **argv)
 	if (o.image_file)
 		add(a, "--image-file=%s", o.image_file);
 	add(a, "--report=%s", stats[P_VM]);
+	if (o.fault_log)
+		add(a, "--fault-log=%s", o.fault_log);
 	add(a, "--timeout-s=%d", o.timeout_s);
 	add_extra(a, o.vm_args);
 	kids[P_VM].pid = spawn(a, logs[P_VM]);
@@ -690,6 +709,21 @@ finish:
 	copy_member(b, "fault_latency_us", vm, "fault_latency_us");
 	copy_member(b, "service_latency_us", hp, "service_latency_us");
 	copy_member(b, "io_path", hp, "io_path");
+	/* measurement data (README, "Benchmark data") */
+	copy_member(b, "t0_us", vm, "t0_us");
+	copy_member(b, "vcpu_faults", vm, "vcpu_faults");
+	copy_member(b, "fault_log_dropped", vm, "fault_log_dropped");
+	copy_member(b, "state_bytes", hp, "state_bytes");
+	for (i = 0; i < P_N; i++) {
+		static const char *const rss[P_N] = { "source_maxrss_kb", "helper_maxrss_kb",
+						      "vm_maxrss_kb" };
+
+		json_builder_set_member_name(b, rss[i]);
+		if (kids[i].done && kids[i].maxrss_kb > 0)
+			json_builder_add_int_value(b, kids[i].maxrss_kb);
+		else
+			json_builder_add_null_value(b);
+	}
 	json_builder_set_member_name(b, "wall_s");
 	json_builder_add_double_value(b, (pch_now_ns() - t0) / 1e9);
 	json_builder_set_member_name(b, "errors");
