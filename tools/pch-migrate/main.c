@@ -9,6 +9,7 @@
 #include <glib.h>
 #include <json-glib/json-glib.h>
 #include <limits.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +39,7 @@ struct opts {
 	gboolean zero_first, keep, quiet, no_progress;
 	gchar **helper_args, **source_args, **vm_args;
 	gchar *fault_log, *timeline; /* passed to pch-vm, pch-helper */
+	gchar *source_netns, *dest_netns, *source_addr; /* two hosts on one machine */
 };
 
 struct child {
@@ -97,8 +99,35 @@ static char *bin_path(const struct opts *o, const char *name)
 	return g_build_filename(o->bindir, name, NULL);
 }
 
-/* Spawn argv with stdout/stderr into logfile. */
-static pid_t spawn(GPtrArray *argv, const char *logfile)
+/* /run/netns/NAME, where `ip netns add NAME` keeps a network namespace. */
+static char *netns_path(const char *name)
+{
+	return g_build_filename("/run/netns", name, NULL);
+}
+
+/*
+ * In a forked child: move into the network namespace `ip netns add NAME`
+ * made (only the network namespace: files and unix sockets stay shared).
+ * 0, or -1 with the reason on stderr.
+ */
+static int enter_netns(const char *name)
+{
+	char *path = netns_path(name);
+	int fd = open(path, O_RDONLY | O_CLOEXEC), ret = 0;
+
+	if (fd < 0 || setns(fd, CLONE_NEWNET) < 0) {
+		fprintf(stderr, "network namespace %s (%s): %s: %s\n", name, path,
+			fd < 0 ? "open" : "setns", strerror(errno));
+		ret = -1;
+	}
+	if (fd >= 0)
+		close(fd);
+	g_free(path);
+	return ret;
+}
+
+/* Spawn argv with stdout/stderr into logfile, in network namespace netns if set. */
+static pid_t spawn(GPtrArray *argv, const char *logfile, const char *netns)
 {
 	pid_t pid;
 
@@ -112,6 +141,8 @@ static pid_t spawn(GPtrArray *argv, const char *logfile)
 			dup2(fd, STDERR_FILENO);
 		}
 		setpgid(0, 0);
+		if (netns && enter_netns(netns))
+			_exit(127);
 		execv(argv->pdata[0], (char **)argv->pdata);
 		fprintf(stderr, "exec %s: %s\n", (char *)argv->pdata[0], strerror(errno));
 		_exit(127);
@@ -355,6 +386,49 @@ static void print_tail(const char *path, int lines)
 	g_free(txt);
 }
 
+/*
+ * --source-netns/--dest-netns name namespaces that must exist, and when
+ * they differ the source's loopback is out of the helper's reach: then
+ * --source-addr is needed.  0, or -1 with the reason on stderr.
+ */
+static int check_netns(struct opts *o)
+{
+	const char *ns[2] = { o->source_netns, o->dest_netns };
+	int i;
+
+	for (i = 0; i < 2; i++) {
+		char *path;
+		bool there;
+
+		if (!ns[i])
+			continue;
+		path = netns_path(ns[i]);
+		there = *ns[i] && !strchr(ns[i], '/') && access(path, R_OK) == 0;
+		if (!there)
+			fprintf(stderr, "pch-migrate: --%s %s: no network namespace %s "
+					"(ip netns add %s; bench/netem.sh up makes pchb-src/pchb-dst)\n",
+				i ? "dest-netns" : "source-netns", ns[i], path, ns[i]);
+		g_free(path);
+		if (!there)
+			return -1;
+	}
+	if (!o->source_addr) {
+		if (g_strcmp0(o->source_netns, o->dest_netns)) {
+			fprintf(stderr, "pch-migrate: the source and destination network namespaces differ: "
+					"--source-addr IP (the source's address the destination reaches) "
+					"is needed\n");
+			return -1;
+		}
+		o->source_addr = g_strdup("127.0.0.1");
+	}
+	if (!*o->source_addr || strchr(o->source_addr, '[') || strchr(o->source_addr, '/')) {
+		fprintf(stderr, "pch-migrate: bad --source-addr '%s': an IPv4 or IPv6 address\n",
+			o->source_addr);
+		return -1;
+	}
+	return 0;
+}
+
 static int parse(int argc, char **argv, struct opts *o)
 {
 	GOptionEntry e[] = {
@@ -400,6 +474,13 @@ static int parse(int argc, char **argv, struct opts *o)
 		{ "timeline", 0, 0, G_OPTION_ARG_FILENAME, &o->timeline,
 		  "pch-helper writes progress every 10 ms here: CSV "
 		  "t_us,pages_inplace,pages_bulk,pages_urgent,faults", "FILE" },
+		{ "source-netns", 0, 0, G_OPTION_ARG_STRING, &o->source_netns,
+		  "run pch-source in this network namespace (ip netns add NS)", "NS" },
+		{ "dest-netns", 0, 0, G_OPTION_ARG_STRING, &o->dest_netns,
+		  "run pch-helper and pch-vm in this network namespace", "NS" },
+		{ "source-addr", 0, 0, G_OPTION_ARG_STRING, &o->source_addr,
+		  "pch-source listens on IP (port 0) and the helper connects to it "
+		  "(default 127.0.0.1; needed when the namespaces differ)", "IP" },
 		{ "keep", 0, 0, G_OPTION_ARG_NONE, &o->keep, "keep the work directory and logs", NULL },
 		{ "no-progress", 0, 0, G_OPTION_ARG_NONE, &o->no_progress, "no progress bar", NULL },
 		{ "quiet", 'q', 0, G_OPTION_ARG_NONE, &o->quiet, "print only the result line", NULL },
@@ -470,6 +551,8 @@ static int parse(int argc, char **argv, struct opts *o)
 		fprintf(stderr, "pch-migrate: option out of range\n");
 		return -1;
 	}
+	if (check_netns(o))
+		return -1;
 	if (!o->bindir) {
 		char self[PATH_MAX];
 		ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
@@ -499,6 +582,9 @@ static void free_opts(struct opts *o)
 	g_strfreev(o->vm_args);
 	g_free(o->fault_log);
 	g_free(o->timeline);
+	g_free(o->source_netns);
+	g_free(o->dest_netns);
+	g_free(o->source_addr);
 }
 
 int main(int argc, char **argv)
@@ -545,7 +631,7 @@ int main(int argc, char **argv)
 	/* source */
 	a = g_ptr_array_new_with_free_func(g_free);
 	g_ptr_array_add(a, bin_path(&o, "pch-source"));
-	add(a, "--listen=127.0.0.1:0");
+	add(a, strchr(o.source_addr, ':') ? "--listen=[%s]:0" : "--listen=%s:0", o.source_addr);
 	add(a, "--port-file=%s", portf);
 	add(a, "--key-file=%s", key);
 	add(a, "--channels=%d", o.channels);
@@ -567,7 +653,7 @@ int main(int argc, char **argv)
 	if (o.bulk_rate)
 		add(a, "--bulk-rate=%d", o.bulk_rate);
 	add_extra(a, o.source_args);
-	kids[P_SOURCE].pid = spawn(a, logs[P_SOURCE]);
+	kids[P_SOURCE].pid = spawn(a, logs[P_SOURCE], o.source_netns);
 	g_ptr_array_free(a, TRUE);
 	if (!kids[P_SOURCE].pid)
 		goto finish;
@@ -587,7 +673,8 @@ int main(int argc, char **argv)
 	a = g_ptr_array_new_with_free_func(g_free);
 	g_ptr_array_add(a, bin_path(&o, "pch-helper"));
 	add(a, "--control=%s", sock);
-	add(a, "--source=127.0.0.1:%s", port_txt);
+	add(a, strchr(o.source_addr, ':') ? "--source=[%s]:%s" : "--source=%s:%s", o.source_addr,
+	    port_txt);
 	add(a, "--key-file=%s", key);
 	add(a, "--channels=%d", o.channels);
 	add(a, "--stats=%s", stats[P_HELPER]);
@@ -600,7 +687,7 @@ int main(int argc, char **argv)
 	if (o.timeline)
 		add(a, "--timeline=%s", o.timeline);
 	add_extra(a, o.helper_args);
-	kids[P_HELPER].pid = spawn(a, logs[P_HELPER]);
+	kids[P_HELPER].pid = spawn(a, logs[P_HELPER], o.dest_netns);
 	g_ptr_array_free(a, TRUE);
 	if (!kids[P_HELPER].pid)
 		goto finish;
@@ -624,7 +711,7 @@ int main(int argc, char **argv)
 		add(a, "--fault-log=%s", o.fault_log);
 	add(a, "--timeout-s=%d", o.timeout_s);
 	add_extra(a, o.vm_args);
-	kids[P_VM].pid = spawn(a, logs[P_VM]);
+	kids[P_VM].pid = spawn(a, logs[P_VM], o.dest_netns);
 	g_ptr_array_free(a, TRUE);
 	if (!kids[P_VM].pid)
 		goto finish;
