@@ -4,6 +4,7 @@
 #   make check      unit and integration tests, and a short stress run
 #   make stress     RUNS (200) randomized migrations with faults injected
 #   make demo       a verified 1 GiB postcopy migration
+#   make bench      benchmarks against this machine's limits (bench/README.md)
 #   make fuzz       libFuzzer harnesses, FUZZ_SECONDS (60) each
 #   make bench-tools  the limit probes (bench/limits/) into build/bench/
 #   make V=1        show full commands
@@ -335,6 +336,20 @@ demo: deps
 	$(Q)$(MAKE) --no-print-directory build-all
 	$(Q)$(BUILD)/bin/pch-migrate $(DEMO_ARGS) --json $(BUILD)/demo.json
 	@echo "report: $(BUILD)/demo.json"
+
+# make bench [NETEM=rate,delay[,delay...]] [BENCH_QUICK=1]: limit probes, the
+# pch matrix, scale (and netem) into bench/results/<UTC time>/ (bench/README.md).
+# The limit probes are built by bench-tools when the Makefile has it (make -q
+# exits 2 only for a target with no rule); bench.py notes what is missing.
+NETEM ?=
+BENCH_QUICK ?=
+
+bench: deps
+	$(Q)$(MAKE) --no-print-directory build-all
+	$(Q)$(MAKE) -q --no-print-directory bench-tools >/dev/null 2>&1; \
+		if [ $$? -ne 2 ]; then $(MAKE) --no-print-directory bench-tools; \
+		else echo "bench: no bench-tools target: limit probes not built"; fi
+	$(Q)BUILD=$(BUILD) NETEM='$(NETEM)' BENCH_QUICK='$(BENCH_QUICK)' python3 bench/bench.py
 
 # pch-uffd-suite under another kernel: make suite-boot KERNEL=path/to/bzImage
 # [SUITE_ARGS='--quick'] (qemu-system-x86_64 -kernel, TCG; scripts/uffd-suite-boot.sh)

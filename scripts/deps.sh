@@ -6,9 +6,11 @@ set -eu
 # clang and its runtimes (libFuzzer, ASan, UBSan) for make fuzz; libbpf,
 # bpftool and libelf/zlib for the BPF tools in bpf/ (clang builds their BPF
 # side); systemtap-sdt-dev for the USDT probes (sys/sdt.h, lib/probes.h);
-# python3 for the rogue peers of tests/integ/275-limits.sh
+# python3 for the rogue peers of tests/integ/275-limits.sh and make bench's
+# driver (bench/bench.py); gnuplot-nox for make bench's plots; iproute2 for its
+# network namespaces and tc netem (make bench NETEM=...)
 PKGS="build-essential pkg-config liburing-dev libglib2.0-dev libjson-glib-dev check jq clang libclang-rt-14-dev
-libbpf-dev bpftool libelf-dev zlib1g-dev systemtap-sdt-dev python3"
+libbpf-dev bpftool libelf-dev zlib1g-dev systemtap-sdt-dev python3 gnuplot-nox iproute2"
 
 missing=""
 for p in $PKGS; do
