@@ -180,9 +180,40 @@ class Runner:
         return rec
 
 
+def proc_stat(pid):
+    """(ppid, start time) of a process from /proc, or None."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            rest = f.read().rsplit(")", 1)[1].split()
+        return int(rest[1]), rest[19]
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def descendants(root):
+    """[(pid, start time)] of every process below root (pch-migrate puts
+    each of its children in a process group of its own)."""
+    children = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            st = proc_stat(int(d))
+            if st:
+                children.setdefault(st[0], []).append((int(d), st[1]))
+    out, todo = [], [root]
+    while todo:
+        for kid in children.get(todo.pop(), []):
+            out.append(kid)
+            todo.append(kid[0])
+    return out
+
+
 def kill_group(p):
+    """SIGTERM to the command's process group (pch-migrate then stops its
+    children), SIGKILL 10 s later; then SIGKILL any process it started that
+    is still there (same pid and start time: never a recycled pid)."""
     with Shield():
-        for sig, wait in ((signal.SIGTERM, 5), (signal.SIGKILL, 5)):
+        kids = descendants(p.pid)
+        for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
             try:
                 os.killpg(p.pid, sig)
             except ProcessLookupError:
@@ -192,6 +223,14 @@ def kill_group(p):
                 break
             except subprocess.TimeoutExpired:
                 continue
+        for pid, start in kids:
+            st = proc_stat(pid)
+            if st and st[1] == start:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    log("killed pid %d left behind by %s" % (pid, p.args[0]))
+                except ProcessLookupError:
+                    pass
 
 
 def capture(cmd, timeout=10):
@@ -222,11 +261,14 @@ class HugePages:
                     return int(line.split()[1])
         return None
 
+    def free_unreserved(self):
+        return (self.meminfo("HugePages_Free") or 0) - (self.meminfo("HugePages_Rsvd") or 0)
+
     def reserve(self, need):
         """Make `need` huge pages free; returns None or the reason it could not."""
         if self.meminfo("Hugepagesize") != 2048:
             return "the default huge page size is not 2 MiB"
-        free = self.meminfo("HugePages_Free") or 0
+        free = self.free_unreserved()
         if free >= need:
             return None
         try:
@@ -242,22 +284,32 @@ class HugePages:
                     self.added += max(0, int(f.read()) - old)
         except OSError as e:
             return "cannot change %s: %s" % (self.NR, e)
-        free = self.meminfo("HugePages_Free") or 0
+        free = self.free_unreserved()
         if free < need:
             return "could reserve only %d of %d free 2 MiB huge pages through %s" % (free, need, self.NR)
         return None
 
     def release(self):
+        """Lower vm.nr_hugepages by the pages added, but only by pages that
+        are free and unreserved: a test beside the bench that is using huge
+        pages keeps them even when someone else's accounting went wrong
+        (e.g. a tool that wrote an absolute value to nr_hugepages)."""
         if self.added <= 0:
             return
         with Shield():
             try:
                 with open(self.NR) as f:
                     cur = int(f.read())
+                spare = max(0, (self.meminfo("HugePages_Free") or 0) - (self.meminfo("HugePages_Rsvd") or 0))
+                give = min(self.added, cur, spare)
                 with open(self.NR, "w") as f:
-                    f.write(str(max(0, cur - self.added)))
-                log("gave back %d huge pages (vm.nr_hugepages %d -> %d)"
-                    % (self.added, cur, max(0, cur - self.added)))
+                    f.write(str(cur - give))
+                if give == self.added:
+                    log("gave back %d huge pages (vm.nr_hugepages %d -> %d)" % (give, cur, cur - give))
+                else:
+                    log("gave back %d of the %d huge pages added (vm.nr_hugepages %d -> %d): the "
+                        "others are in use by other programs or were taken back by another tool"
+                        % (give, self.added, cur, cur - give))
             except OSError as e:
                 print("bench: could not give back %d huge pages (%s): %s" % (self.added, self.NR, e),
                       file=sys.stderr)
@@ -307,6 +359,20 @@ class Bench:
         self.build = args.build
         self.bin = os.path.join(self.build, "bin")
         self.migrate = os.path.join(self.bin, "pch-migrate")
+        self.huge = HugePages()
+        self.plots = []          # (title, file)
+        if args.rereport:
+            # report and plots again from a results directory's results.json
+            self.dir = args.rereport
+            with open(os.path.join(self.dir, "results.json")) as f:
+                self.res = json.load(f)
+            self.quick = self.res["quick"]
+            self.res["notes"] = [n for n in self.res["notes"] if n["stage"] != "report"]
+            self.notes = [(n["stage"], n["text"]) for n in self.res["notes"]]
+            self.has_fault_log = self.res["features"].get("fault-log")
+            self.has_timeline = self.res["features"].get("timeline")
+            self.runner = Runner(os.path.join(self.dir, "logs"))
+            return
         stamp = now_utc().strftime("%Y%m%dT%H%M%SZ")
         self.dir = os.path.join(args.out, stamp)
         n = 1
@@ -317,12 +383,10 @@ class Bench:
         self.runner = Runner(os.path.join(self.dir, "logs"))
         self.runs_dir = os.path.join(self.dir, "runs")
         os.makedirs(self.runs_dir)
-        self.huge = HugePages()
         self.notes = []          # (stage, text) shown in the report
         self.res = {"quick": self.quick, "started_utc": now_utc().isoformat(),
                     "machine": {}, "features": {}, "stages": {}, "limits": {},
                     "runs": [], "notes": []}
-        self.plots = []          # (title, file)
 
     def note(self, stage, text):
         self.notes.append((stage, text))
@@ -537,7 +601,6 @@ class Bench:
                 if why:
                     self.note("matrix", "backing hugetlb left out: %s" % why)
                     continue
-            cfg = {"ram": 64 * MIB, "channels": 1, "workload": "none", "backing": b}
             cmd = [self.migrate, "--no-progress", "--ram", "64M", "--channels", "1",
                    "--workload", "none", "--backing", b, "--timeout-s", "60",
                    "--json", os.path.join(self.runs_dir, "probe-%s.json" % b)]
@@ -546,7 +609,6 @@ class Bench:
                 self.note("matrix", "backing %s left out: a 64 MiB probe run failed: %s" % (b, rec["error"]))
                 continue
             ok.append(b)
-            del cfg
         return ok
 
     def stage_matrix(self):
@@ -730,8 +792,9 @@ class Bench:
         return rows
 
     def write_report(self, interrupted=None):
-        self.machine("after")
-        self.res["finished_utc"] = now_utc().isoformat()
+        if not self.args.rereport:
+            self.machine("after")
+            self.res["finished_utc"] = now_utc().isoformat()
         if interrupted:
             self.res["interrupted"] = interrupted
         plot_notes = self.make_plots()
@@ -912,8 +975,10 @@ class Bench:
                 notes.append("plot %s failed: %s: %s" % (fn.__name__, type(e).__name__, e))
         for name, title, script in jobs:
             path = os.path.join(pdir, name + ".gp")
+            size = "1200,900" if name == "throughput" else "1000,650"
             with open(path, "w") as f:
-                f.write("set terminal %s\nset output '../%s.png'\n%s\n" % (term, name, script))
+                f.write("set terminal %s\nset output '../%s.png'\n%s\n"
+                        % (term.replace("1000,650", size), name, script))
             if not gp:
                 continue
             rec = self.runner.run("gnuplot-" + name, [gp, name + ".gp"], timeout=60, cwd=pdir)
@@ -990,34 +1055,46 @@ class Bench:
         return pts if len(pts) >= 2 else []
 
     def plot_throughput(self, pdir):
+        """One panel per backing (same y range), one line per workload in
+        the same colour in every panel, the limits dashed."""
         ms = self.res["stages"].get("matrix", {})
         if not ms.get("configs"):
             return [("", "", None, "throughput plot not drawn: no matrix runs")]
-        lines = []
+        limits = []
+        for label, v in (("tcp 1 stream", self.limit_value("tcp", "gbps", {"streams": 1})),
+                         ("tcp 4 streams", self.limit_value("tcp", "gbps", {"streams": 4})),
+                         ("uffd copy 64 KiB", self.limit_value("copy", "gbps", {"batch_kib": 64}))):
+            if v:
+                limits.append("%g with lines dt %d lw 1 lc rgb 'gray30' title 'limit: %s'"
+                              % (v, 2 + len(limits), label))
+        limits.append("1.5 with lines dt 3 lw 2 lc rgb 'black' title 'target 1.5 GB/s'")
+        panels, top = [], 0.0
         for b in ms["backings"]:
-            for w in ms["workloads"]:
+            lines = []
+            for wi, w in enumerate(ms["workloads"]):
                 rows = []
                 for c in ms["channels"]:
                     mr = self.agg(self.runs("m", backing=b, workload=w, channels=c), "bulk_gbps")
                     if mr:
                         rows.append((c, mr[0], mr[1], mr[2]))
+                        top = max(top, mr[2])
                 if rows:
                     dat = "thr-%s-%s.dat" % (b, w)
                     self.write_dat(os.path.join(pdir, dat), ["channels", "median", "min", "max"], rows)
-                    lines.append("'%s' using 1:2:3:4 with yerrorlines lw 2 title '%s %s'" % (dat, w, b))
-        if not lines:
+                    lines.append("'%s' using 1:2:3:4 with yerrorlines lw 2 lc %d pt %d title '%s'"
+                                 % (dat, wi + 1, wi + 5, w))
+            if lines:
+                panels.append("set title '%s'\nplot %s" % (b, ", ".join(lines + limits)))
+        if not panels:
             return [("", "", None, "throughput plot not drawn: no successful matrix run")]
-        for label, v in (("tcp 1 stream", self.limit_value("tcp", "gbps", {"streams": 1})),
-                         ("tcp 4 streams", self.limit_value("tcp", "gbps", {"streams": 4})),
-                         ("uffd copy 64 KiB", self.limit_value("copy", "gbps", {"batch_kib": 64}))):
-            if v:
-                lines.append("%g with lines dt 2 lw 1 title 'limit: %s'" % (v, label))
-        lines.append("1.5 with lines dt 3 lc rgb 'black' title 'target 1.5 GB/s'")
-        script = ("set title 'bulk throughput against channel count (%s guest; median, bars min-max)'\n"
-                  "set logscale x 2\nset xtics (%s)\nset xrange [0.8:%g]\nset xlabel 'PAGES channels'\n"
-                  "set ylabel 'GB/s'\nset yrange [0:*]\nset grid\nset key outside right\nplot %s"
-                  % (size_name(ms["ram_bytes"]), ",".join(str(c) for c in ms["channels"]),
-                     max(ms["channels"]) * 1.25, ", ".join(lines)))
+        cols = 1 if len(panels) == 1 else 2
+        rows_n = (len(panels) + cols - 1) // cols
+        script = ("set logscale x 2\nset xtics (%s)\nset xrange [0.8:%g]\nset xlabel 'PAGES channels'\n"
+                  "set ylabel 'bulk GB/s'\nset yrange [0:%g]\nset grid\nset key top left font ',8'\n"
+                  "set multiplot layout %d,%d title 'bulk throughput against channel count, %s guest "
+                  "(median, bars min-max over repetitions)'\n%s\nunset multiplot"
+                  % (",".join(str(c) for c in ms["channels"]), max(ms["channels"]) * 1.25,
+                     max(top, 1.5) * 1.25, rows_n, cols, size_name(ms["ram_bytes"]), "\n".join(panels)))
         return [("throughput", "Bulk throughput against channel count", script, None)]
 
     def plot_timeline(self, pdir):
@@ -1119,10 +1196,12 @@ class Bench:
         print("")
         print("pch bench summary%s" % (" (BENCH_QUICK)" if self.quick else ""))
         for h in heads:
-            print("  %-55s %-22s limit %-10s ratio %-8s target %-10s %s" % (
-                h["figure"][:55], fmt_mr(h["range"]) + " " + h["unit"] if h["range"] else "—",
-                fmt(h["limit"]), fmt(h["ratio"]), h["target"],
-                {True: "met", False: "NOT met", None: ""}[h["met"]]))
+            val = "%s %s" % (fmt(h["value"]), h["unit"]) if h["value"] is not None else "—"
+            lim = ("limit %s %s, ratio %.2f" % (fmt(h["limit"]), h["unit"], h["ratio"])
+                   if h["ratio"] is not None else
+                   "a budget" if h["limit_name"].startswith("—") else "no limit measured")
+            met = {True: "met", False: "NOT met", None: "-"}[h["met"]]
+            print("  %s: %s (%s; target %s: %s)" % (h["figure"], val, lim, h["target"], met))
         runs = self.res["runs"]
         print("  runs: %d ok, %d failed; notes: %d (see report.md)"
               % (sum(r["ok"] for r in runs), sum(not r["ok"] for r in runs), len(self.notes)))
@@ -1148,6 +1227,8 @@ def main():
     ap.add_argument("--matrix-budget", type=int, default=2400, help="matrix stage time budget, s")
     ap.add_argument("--scale-budget", type=int, default=1200, help="scale stage time budget, s")
     ap.add_argument("--netem-budget", type=int, default=1200, help="netem stage time budget, s")
+    ap.add_argument("--rereport", metavar="DIR", default="",
+                    help="write report.md and the plots again from DIR/results.json (no runs)")
     args = ap.parse_args()
     if not os.path.isabs(args.build):
         args.build = os.path.join(ROOT, args.build)
@@ -1156,6 +1237,9 @@ def main():
     for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(s, on_signal)
     b = Bench(args)
+    if args.rereport:
+        b.summary(b.write_report(b.res.get("interrupted")))
+        return 0
     log("results in %s" % b.dir)
     interrupted = None
     try:
