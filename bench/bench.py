@@ -705,6 +705,8 @@ class Bench:
                     if up.get("error"):
                         self.note("netem", "delay %s skipped: netem.sh up failed: %s" % (d, up["error"]))
                         continue
+                    status = self.runner.run("netem-status-" + d, [script, "status"], timeout=30)
+                    st.setdefault("link_status", {})[d] = status.get("stdout", "").strip()
                     for rep in range(1, reps + 1):
                         self.migrate_run("n", {"ram": ram, "channels": 4, "workload": "random",
                                                "backing": "anon", "rate": rate, "delay": d}, rep,
@@ -716,8 +718,13 @@ class Bench:
             st["elapsed_s"] = time.time() - st.pop("started")
 
     def netem_down(self, script, rate, d):
+        """netem.sh down; bench/netem.sh takes no arguments after down (and
+        says usage, exit 2, when given some): the RATE DELAY form is tried
+        only after that."""
         with Shield():
-            down = self.runner.run("netem-down-" + d, [script, "down", rate, d], timeout=60)
+            down = self.runner.run("netem-down-" + d, [script, "down"], timeout=60)
+            if down.get("rc") == 2:
+                down = self.runner.run("netem-down2-" + d, [script, "down", rate, d], timeout=60)
         if down.get("error"):
             self.note("netem", "netem.sh down failed after delay %s: %s" % (d, down["error"]))
 
@@ -909,12 +916,15 @@ class Bench:
         else:
             L.append("Not run.")
         L.append("")
-        L.append("## Netem (two namespaces, veth + tc netem)")
+        L.append("## Netem (two network namespaces joined by bench/netem.sh's link)")
         L.append("")
         ns = self.runs("n")
         if ns:
-            L.append("rate %s, %s guest, anon, 4 channels, random." % (
-                R["stages"]["netem"].get("rate"), size_name(R["stages"]["netem"].get("ram_bytes", 0))))
+            links = sorted({(v.splitlines() or ["?"])[0] for v in
+                            R["stages"]["netem"].get("link_status", {}).values()})
+            L.append("rate %s, %s guest, anon, 4 channels, random; netem.sh status: %s." % (
+                R["stages"]["netem"].get("rate"), size_name(R["stages"]["netem"].get("ram_bytes", 0)),
+                "; ".join(links) or "not recorded"))
             L.append("")
             L.append("| one-way delay | ok | duration s | bulk GB/s | fault p50 µs | fault p99 µs |")
             L.append("|---|---|---|---|---|---|")
