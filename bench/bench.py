@@ -1144,7 +1144,7 @@ class Bench:
         script = ("set title 'run %s: pages in place over time, faults marked'\n"
                   "set xlabel 'seconds since the vCPUs started'\nset ylabel 'pages'\n"
                   "set y2label 'fault latency (µs)'\nset logscale y2\nset y2tics\nset ytics nomirror\n"
-                  "set grid\nset key top left\nplot %s" % (r["id"], ", ".join(lines)))
+                  "set grid\nset key outside bottom center horizontal\nplot %s" % (r["id"], ", ".join(lines)))
         note = None
         if not tl:
             note = "timeline plot shows faults only: %s" % (
@@ -1197,7 +1197,8 @@ class Bench:
                   "set ytics nomirror\nset y2range [0:*]\nset grid\nset key top left\n"
                   "plot 'netem.dat' using 1:2 with linespoints lw 2 title 'fault p50', "
                   "'' using 1:3 with linespoints lw 2 title 'fault p99', "
-                  "'' using 1:4 axes x1y2 with linespoints lw 2 title 'total time (right)'")
+                  "'' using 1:4 axes x1y2 with linespoints lw 2 title 'total time (right)', "
+                  "2000 * x with lines dt 2 lc rgb 'gray30' title 'round trip 2 x delay'")
         return [("netem", "Netem: fault latency and total time against delay", script, None)]
 
     # -- summary ---------------------------------------------------------------------------
