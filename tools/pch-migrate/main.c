@@ -599,7 +599,7 @@ int main(int argc, char **argv)
 	JsonNode *js[P_N];
 	JsonObject *vm, *hp;
 	JsonBuilder *b;
-	bool ok, tty;
+	bool ok, tty, stop = false;
 	int i, rc;
 
 	if (parse(argc, argv, &o))
@@ -724,12 +724,14 @@ int main(int argc, char **argv)
 	while (!kids[P_VM].done) {
 		reap();
 		if (got_signal) {
-			pch_err("interrupted");
+			pch_err("interrupted (%s): stopping everything", strsignal(got_signal));
+			stop = true;
 			break;
 		}
 		if (pch_now_ns() > deadline) {
 			pch_err("migration not finished after %d s: stopping everything",
 				o.timeout_s + 30);
+			stop = true;
 			break;
 		}
 		if ((kids[P_HELPER].done && !exited_ok(P_HELPER)) ||
@@ -752,13 +754,18 @@ int main(int argc, char **argv)
 	if (tty)
 		fputc('\n', stderr);
 finish:
-	wait_all(15000);
+	/* stopping: the children end now, not at their own pace (a --bulk-rate
+	 * migration interrupted went on to its end, 9 s, before this) */
+	if (stop || got_signal)
+		kill_all(SIGTERM);
+	wait_all(stop || got_signal ? 5000 : 15000);
 
 	for (i = 0; i < P_N; i++)
 		js[i] = load_json(stats[i]);
 	vm = obj(js[P_VM]);
 	hp = obj(js[P_HELPER]);
-	ok = exited_ok(P_SOURCE) && exited_ok(P_HELPER) && exited_ok(P_VM) && vm && hp &&
+	ok = !stop && !got_signal && exited_ok(P_SOURCE) && exited_ok(P_HELPER) &&
+	     exited_ok(P_VM) && vm && hp &&
 	     jint(vm, "pages_mismatched") == 0 &&
 	     /* --workload balloon: unplugged pages are gone, not verified */
 	     jint(vm, "pages_verified") + jint(vm, "pages_unplugged") == jint(vm, "pages_total") &&
@@ -815,6 +822,14 @@ finish:
 	json_builder_add_double_value(b, (pch_now_ns() - t0) / 1e9);
 	json_builder_set_member_name(b, "errors");
 	json_builder_begin_array(b);
+	if (got_signal) {
+		char *s = g_strdup_printf("pch-migrate: interrupted (%s)", strsignal(got_signal));
+
+		json_builder_add_string_value(b, s);
+		g_free(s);
+	} else if (stop) {
+		json_builder_add_string_value(b, "pch-migrate: migration not finished in time");
+	}
 	for (i = 0; i < P_N; i++) {
 		if (!exited_ok(i)) {
 			char *s = describe_exit(i);
