@@ -90,18 +90,7 @@ struct lctl {
 	char herr[160];
 };
 
-static void lerr(struct lctl *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void lerr(struct lctl *l, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (atomic_exchange(&l->herr_set, true))
-		return;
-	va_start(ap, fmt);
-	vsnprintf(l->herr, sizeof(l->herr), fmt, ap);
-	va_end(ap);
-}
+#define lerr(l, ...) us_seterr(&(l)->herr_set, (l)->herr, sizeof((l)->herr), __VA_ARGS__)
 
 /* buf holds fault i's content when the faulting thread may make fault i */
 static void lat_prepare(struct lctl *l, char *buf, long i)

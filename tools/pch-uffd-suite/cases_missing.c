@@ -52,18 +52,7 @@ struct run {
 	uint64_t lat_sum, lat_max;
 };
 
-static void herror(struct run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void herror(struct run *r, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (atomic_exchange(&r->herr_set, true))
-		return;
-	va_start(ap, fmt);
-	vsnprintf(r->herr, sizeof(r->herr), fmt, ap);
-	va_end(ap);
-}
+#define herror(r, ...) us_seterr(&(r)->herr_set, (r)->herr, sizeof((r)->herr), __VA_ARGS__)
 
 /* one resolving ioctl for page pg; returns 0 or -errno */
 static int resolve(struct run *r, size_t pg)

@@ -110,22 +110,9 @@ struct fthr {
 	pthread_t t;
 };
 
-static void seterr(atomic_bool *set, char *buf, size_t len, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
 
-static void seterr(atomic_bool *set, char *buf, size_t len, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (atomic_exchange(set, true))
-		return;
-	va_start(ap, fmt);
-	vsnprintf(buf, len, fmt, ap);
-	va_end(ap);
-}
-
-#define herror(sh, ...) seterr(&(sh)->herr_set, (sh)->herr, sizeof((sh)->herr), __VA_ARGS__)
-#define ferror_(r, ...) seterr(&(r)->ferr_set, (r)->ferr, sizeof((r)->ferr), __VA_ARGS__)
+#define herror(sh, ...) us_seterr(&(sh)->herr_set, (sh)->herr, sizeof((sh)->herr), __VA_ARGS__)
+#define ferror_(r, ...) us_seterr(&(r)->ferr_set, (r)->ferr, sizeof((r)->ferr), __VA_ARGS__)
 
 /* ---- SCM_RIGHTS ---- */
 

@@ -354,22 +354,9 @@ struct erace {
 	} f[KT];
 };
 
-static void seterr(atomic_bool *set, char *buf, size_t len, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
 
-static void seterr(atomic_bool *set, char *buf, size_t len, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (atomic_exchange(set, true))
-		return;
-	va_start(ap, fmt);
-	vsnprintf(buf, len, fmt, ap);
-	va_end(ap);
-}
-
-#define herr(r, ...) seterr(&(r)->herr_set, (r)->herr, sizeof((r)->herr), __VA_ARGS__)
-#define ferr(r, ...) seterr(&(r)->ferr_set, (r)->ferr, sizeof((r)->ferr), __VA_ARGS__)
+#define herr(r, ...) us_seterr(&(r)->herr_set, (r)->herr, sizeof((r)->herr), __VA_ARGS__)
+#define ferr(r, ...) us_seterr(&(r)->ferr_set, (r)->ferr, sizeof((r)->ferr), __VA_ARGS__)
 
 static void *erace_faulter(void *arg)
 {

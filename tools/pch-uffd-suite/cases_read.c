@@ -102,22 +102,9 @@ struct thr {
 	pthread_t t;
 };
 
-static void rerr(atomic_bool *set, char *buf, size_t len, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
 
-static void rerr(atomic_bool *set, char *buf, size_t len, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (atomic_exchange(set, true))
-		return;
-	va_start(ap, fmt);
-	vsnprintf(buf, len, fmt, ap);
-	va_end(ap);
-}
-
-#define herror(r, ...) rerr(&(r)->herr_set, (r)->herr, sizeof((r)->herr), __VA_ARGS__)
-#define ferror_(r, ...) rerr(&(r)->ferr_set, (r)->ferr, sizeof((r)->ferr), __VA_ARGS__)
+#define herror(r, ...) us_seterr(&(r)->herr_set, (r)->herr, sizeof((r)->herr), __VA_ARGS__)
+#define ferror_(r, ...) us_seterr(&(r)->ferr_set, (r)->ferr, sizeof((r)->ferr), __VA_ARGS__)
 
 static void note_read(struct rrun *r, size_t n)
 {

@@ -217,18 +217,7 @@ static uint64_t round_seed(const struct sshared *sh, uint64_t round)
 	return sh->seed ^ (round * 0x9e3779b97f4a7c15ULL);
 }
 
-static void sherr(struct sshared *sh, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void sherr(struct sshared *sh, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (atomic_exchange(&sh->herr_set, true))
-		return;
-	va_start(ap, fmt);
-	vsnprintf(sh->herr, sizeof(sh->herr), fmt, ap);
-	va_end(ap);
-}
+#define sherr(sh, ...) us_seterr(&(sh)->herr_set, (sh)->herr, sizeof((sh)->herr), __VA_ARGS__)
 
 /* resolve one message with UFFDIO_COPY of the current round's page */
 static void bounce_msg(struct sshared *sh, int uffd, char *buf, const struct uffd_msg *msg)
@@ -415,18 +404,7 @@ out:
 	return NULL;
 }
 
-static void ferr(struct srun *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void ferr(struct srun *r, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (atomic_exchange(&r->ferr_set, true))
-		return;
-	va_start(ap, fmt);
-	vsnprintf(r->ferr, sizeof(r->ferr), fmt, ap);
-	va_end(ap);
-}
+#define ferr(r, ...) us_seterr(&(r)->ferr_set, (r)->ferr, sizeof((r)->ferr), __VA_ARGS__)
 
 static uint64_t xorshift(uint64_t *s)
 {

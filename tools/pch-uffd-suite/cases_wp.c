@@ -60,18 +60,7 @@ struct wrun {
 	size_t written;
 };
 
-static void herror(struct wrun *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void herror(struct wrun *r, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (atomic_exchange(&r->herr_set, true))
-		return;
-	va_start(ap, fmt);
-	vsnprintf(r->herr, sizeof(r->herr), fmt, ap);
-	va_end(ap);
-}
+#define herror(r, ...) us_seterr(&(r)->herr_set, (r)->herr, sizeof((r)->herr), __VA_ARGS__)
 
 /* UFFDIO_WRITEPROTECT [start, start+len); returns 0 or -errno */
 static int wprotect(int uffd, void *start, size_t len, uint64_t mode)

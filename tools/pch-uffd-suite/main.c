@@ -24,6 +24,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,6 +78,17 @@ int us_skip(struct us_ctx *ctx, const char *fmt, ...)
 	vsnprintf(ctx->reason, sizeof(ctx->reason), fmt, ap);
 	va_end(ap);
 	return US_SKIP;
+}
+
+void us_seterr(atomic_bool *set, char *buf, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (atomic_exchange(set, true))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(buf, len, fmt, ap);
+	va_end(ap);
 }
 
 void us_diag(const char *fmt, ...)

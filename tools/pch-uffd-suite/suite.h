@@ -11,6 +11,8 @@
 #ifndef PCH_UFFD_SUITE_H
 #define PCH_UFFD_SUITE_H
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -141,6 +143,13 @@ void us_hugepages_restore(void);
 int us_fail(struct us_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int us_skip(struct us_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void us_diag(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/*
+ * The first error wins: format into buf (len bytes) unless *set was already
+ * true; threads (and, in shared memory, processes) of a case report through
+ * it.  Cases wrap it in a macro per error slot.
+ */
+void us_seterr(atomic_bool *set, char *buf, size_t len, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
 void us_metric(struct us_ctx *ctx, const char *name, double value);
 uint64_t us_now_us(void);
 
@@ -263,10 +272,6 @@ int us_case_ev_punch(struct us_ctx *ctx);
  * the uffd one message at a time with a deadline; each fault or
  * event-causing syscall runs in a one-shot thread, a struct us_act.
  */
-#include <pthread.h>
-#include <stdatomic.h>
-#include <sys/types.h>
-
 enum us_act_op {
 	US_ACT_READ,	/* read addr; with psize, check page pg holds seed's pattern */
 	US_ACT_READZ,	/* read psize bytes at addr: all zero */
