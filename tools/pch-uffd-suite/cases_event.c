@@ -59,30 +59,6 @@
 #endif
 
 /*
- * Raw open/read, no stdio: glibc's fork() holds the malloc and stdio locks
- * while the kernel waits for the FORK event to be read, so the handler must
- * not allocate or fopen until it has read it.
- */
-char us_thread_state(pid_t tid)
-{
-	char path[64], buf[256], *p;
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", tid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return '?';
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return '?';
-	buf[n] = '\0';
-	p = strrchr(buf, ')');
-	return p && p[1] && p[2] ? p[2] : '?';
-}
-
-/*
  * The forked child of US_ACT_FORK: PDEATHSIG first (the forking thread
  * stays in waitpid until the child is gone, so the signal only comes when
  * the case's process dies), then the page operations.  Exit status 0, or

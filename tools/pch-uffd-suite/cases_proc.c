@@ -434,22 +434,6 @@ static int touch(char *p)
 	return 0;
 }
 
-/* a thread's scheduler state (R, S, D, ...), for the lost-wakeup report */
-static char thread_state(pid_t tid)
-{
-	char path[64], buf[256], *p;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", tid);
-	f = fopen(path, "r");
-	if (!f)
-		return '?';
-	p = fgets(buf, sizeof(buf), f);
-	fclose(f);
-	p = p ? strrchr(buf, ')') : NULL;
-	return p && p[1] && p[2] ? p[2] : '?';
-}
-
 /* what page pg must hold after its fault */
 static bool want_zero(const struct prun *r)
 {
@@ -567,7 +551,7 @@ static int blocked(struct prun *r, unsigned ms, const char *what)
 
 		if (!tid)
 			continue;
-		char st = thread_state(tid);
+		char st = us_thread_state(tid);
 
 		if (st == 'S' || st == 'D')
 			return us_fail(ctx, "faulting thread %u still blocked %u ms %s, on page %zu "
@@ -832,7 +816,7 @@ static int body_dies(struct prun *r)
 	usleep(2000);
 	if (atomic_load(&r->faulters_done))
 		return us_fail(ctx, "the faulting thread returned with its fault unresolved");
-	st = thread_state(r->ftid[0]);
+	st = us_thread_state(r->ftid[0]);
 	if (st != 'S' && st != 'D')
 		return us_fail(ctx, "faulting thread in state %c with its fault held, want blocked "
 			       "(S or D)", st);
@@ -849,7 +833,7 @@ static int body_dies(struct prun *r)
 				return us_fail(ctx, "the faulting thread woke %llu us after the handler "
 					       "died although the VMM still holds the uffd",
 					       (unsigned long long)(atomic_load(&r->t_end) - t_kill));
-			st = thread_state(r->ftid[0]);
+			st = us_thread_state(r->ftid[0]);
 			if (st != 'S' && st != 'D')
 				return us_fail(ctx, "faulting thread in state %c with its handler dead, "
 					       "want blocked (S or D)", st);

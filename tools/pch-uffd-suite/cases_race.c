@@ -46,29 +46,6 @@ static pid_t gettid_(void)
 	return (pid_t)syscall(SYS_gettid);
 }
 
-/*
- * A thread's scheduler state letter, '?' when it is gone.  open/read, no
- * stdio: it must not malloc while another thread may be inside fork().
- */
-static char tstate(pid_t tid)
-{
-	char path[64], buf[256], *p;
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", tid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return '?';
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return '?';
-	buf[n] = '\0';
-	p = strrchr(buf, ')');
-	return p && p[1] && p[2] ? p[2] : '?';
-}
-
 /* asleep: S (interruptible) or D (killable/uninterruptible) */
 static bool asleep(char s)
 {
@@ -147,7 +124,7 @@ static char wait_asleep(struct toucher *t, unsigned ms)
 
 		if (atomic_load(&t->done))
 			return 'X';
-		if (tid && asleep(s = tstate(tid)))
+		if (tid && asleep(s = us_thread_state(tid)))
 			return 0;
 		usleep(2000);
 	} while (us_now_us() < end);
@@ -160,7 +137,7 @@ static char stays_asleep(struct toucher *t, unsigned ms)
 	uint64_t end = us_now_us() + ms * 1000ULL;
 
 	do {
-		char s = tstate(atomic_load(&t->tid));
+		char s = us_thread_state(atomic_load(&t->tid));
 
 		if (atomic_load(&t->done))
 			return 'X';
@@ -516,7 +493,7 @@ static int eexist_single(struct us_ctx *ctx, struct setup *s, bool cont, uint64_
 	n = read_msgs(s->uffd, &m, 1, 2000);
 	if (n != 1)
 		return us_fail(ctx, "no fault message for page 0 within 2000 ms (%s, thread state %c)",
-			       n < 0 ? strerror(-n) : "none", tstate(atomic_load(&t.tid)));
+			       n < 0 ? strerror(-n) : "none", us_thread_state(atomic_load(&t.tid)));
 	if (m.event != UFFD_EVENT_PAGEFAULT ||
 	    (m.arg.pagefault.address & ~(uint64_t)(a->psize - 1)) != dst ||
 	    !!(m.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_MINOR) != cont)
@@ -555,7 +532,7 @@ static int eexist_single(struct us_ctx *ctx, struct setup *s, bool cont, uint64_
 		return us_fail(ctx, "UFFDIO_WAKE page 0: %s", strerror(-ret));
 	if (!wait_done(&t.done, 1000))
 		return us_fail(ctx, "faulting thread still blocked 1000 ms after UFFDIO_WAKE "
-			       "(state %c)", tstate(atomic_load(&t.tid)));
+			       "(state %c)", us_thread_state(atomic_load(&t.tid)));
 	pthread_join(t.t, NULL);
 	free(buf);
 	if (t.bad)
@@ -615,7 +592,7 @@ static int eexist_run(struct us_ctx *ctx, bool cont)
 			continue;
 		return us_fail(ctx, "thread %u still blocked after %u ms on page %zu (state %c); "
 			       "%d faults, %d EEXIST, %d wakes%s%s", i, wd_ms,
-			       atomic_load(&r->f[i].at), tstate(atomic_load(&r->f[i].tid)),
+			       atomic_load(&r->f[i].at), us_thread_state(atomic_load(&r->f[i].tid)),
 			       atomic_load(&r->msgs), atomic_load(&r->eexist),
 			       atomic_load(&r->wakes), atomic_load(&r->herr_set) ? "; " : "",
 			       atomic_load(&r->herr_set) ? r->herr : "");
@@ -879,13 +856,13 @@ static int eagain_run(struct us_ctx *ctx, enum ev ev)
 	if (ret != 1)
 		return us_fail(ctx, "no %s event within 2000 ms (%s %s, state %c)", ev_call[ev],
 			       ev_call[ev], atomic_load(&e.done) ? "returned" : "not returned",
-			       tstate(atomic_load(&e.tid)));
+			       us_thread_state(atomic_load(&e.tid)));
 	/* the event is queued: the thread raising it sleeps until it is read */
 	st = '-';
 	for (int i = 0; i < 100 && !asleep(st); i++) {
 		if (atomic_load(&e.done))
 			return us_fail(ctx, "%s returned before its event was read", ev_call[ev]);
-		st = tstate(atomic_load(&e.tid));
+		st = us_thread_state(atomic_load(&e.tid));
 		if (!asleep(st))
 			usleep(2000);
 	}
@@ -936,7 +913,7 @@ static int eagain_run(struct us_ctx *ctx, enum ev ev)
 	}
 	if (!wait_done(&e.done, 2000))
 		return us_fail(ctx, "%s still blocked 2000 ms after its event was read (state %c)",
-			       ev_call[ev], tstate(atomic_load(&e.tid)));
+			       ev_call[ev], us_thread_state(atomic_load(&e.tid)));
 	pthread_join(et, NULL);
 	if (e.ret)
 		return us_fail(ctx, "%s: %s", ev_call[ev], strerror(e.err));
@@ -1293,7 +1270,7 @@ static int dontneed_run(struct us_ctx *ctx, bool events)
 stuck:
 	return us_fail(ctx, "thread %d still blocked after %u ms on page %zu (state %c); %d faults, "
 		       "%d drops%s%s", i, wd_ms, atomic_load(&r->f[i].at),
-		       tstate(atomic_load(&r->f[i].tid)), atomic_load(&r->faults),
+		       us_thread_state(atomic_load(&r->f[i].tid)), atomic_load(&r->faults),
 		       atomic_load(&r->zaps), atomic_load(&r->herr_set) ? "; handler: " : "",
 		       atomic_load(&r->herr_set) ? r->herr : "");
 }
@@ -1373,7 +1350,7 @@ static int pending_run(struct us_ctx *ctx, bool close_it)
 		if (us_now_us() - t0 >= wd_ms * 1000ULL || !wait_done(&t[i].done, left))
 			return us_fail(ctx, "thread %d (page %zu, message %s) still blocked %u ms after "
 				       "%s (state %c)", i, t[i].pg, i < KT / 2 ? "read" : "unread",
-				       wd_ms, what, tstate(atomic_load(&t[i].tid)));
+				       wd_ms, what, us_thread_state(atomic_load(&t[i].tid)));
 		pthread_join(t[i].t, NULL);
 		if (t[i].bad)
 			return us_fail(ctx, "thread %d page %zu after %s: byte %zu is not %s", i,
@@ -1463,7 +1440,7 @@ int us_case_race_wake_range(struct us_ctx *ctx)
 	for (int i = 0; i < nt / 2; i++)
 		if (!wait_done(&t[i].done, 1000))
 			return us_fail(ctx, "thread %d still blocked 1000 ms after the WAKE of its page "
-				       "(state %c)", i, tstate(atomic_load(&t[i].tid)));
+				       "(state %c)", i, us_thread_state(atomic_load(&t[i].tid)));
 	for (int i = nt / 2; i < nt; i++)
 		if ((st = stays_asleep(&t[i], i > nt / 2 ? 0 : 100)))
 			return us_fail(ctx, "thread %d woke by a WAKE of pages 0-%d (state %c: %s)", i,
@@ -1473,7 +1450,7 @@ int us_case_race_wake_range(struct us_ctx *ctx)
 	for (int i = 0; i < nt; i++) {
 		if (!wait_done(&t[i].done, 1000))
 			return us_fail(ctx, "thread %d still blocked 1000 ms after the WAKE of its page "
-				       "(state %c)", i, tstate(atomic_load(&t[i].tid)));
+				       "(state %c)", i, us_thread_state(atomic_load(&t[i].tid)));
 		pthread_join(t[i].t, NULL);
 		if (t[i].bad)
 			return us_fail(ctx, "page %d: content wrong at byte %zu", i, t[i].bad - 1);

@@ -546,22 +546,6 @@ static void *faulter(void *arg)
 	return NULL;
 }
 
-/* a thread's scheduler state, for the lost-wakeup report */
-static char thread_state(pid_t tid)
-{
-	char path[64], buf[256], *p;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", tid);
-	f = fopen(path, "r");
-	if (!f)
-		return '?';
-	p = fgets(buf, sizeof(buf), f);
-	fclose(f);
-	p = p ? strrchr(buf, ')') : NULL;
-	return p && p[1] && p[2] ? p[2] : '?';
-}
-
 static void on_usr1(int sig)
 {
 	(void)sig;
@@ -792,7 +776,7 @@ static int run_read(struct us_ctx *ctx, enum rmode mode)
 		for (unsigned i = 0; i < r->nfaulters && off < sizeof(st); i++)
 			if (!atomic_load(&r->fdone[i]))
 				off += snprintf(st + off, sizeof(st) - off, " %u:page %zu state %c", i,
-						atomic_load(&r->fat[i]), thread_state(r->ftid[i]));
+						atomic_load(&r->fat[i]), us_thread_state(r->ftid[i]));
 		return us_fail(ctx, "faulting threads still blocked after %u ms (%s), %d of %zu "
 			       "faults handled%s%s", watchdog_ms, st + 1, atomic_load(&r->handled),
 			       r->npages, atomic_load(&r->herr_set) ? "; handler: " : "",
@@ -1094,7 +1078,7 @@ int us_case_read_uring_cancel(struct us_ctx *ctx)
 	while (!atomic_load(&t.done) && us_now_us() - t0 < 2000000)
 		usleep(1000);
 	if (!atomic_load(&t.done)) {
-		char st = thread_state(t.tid);
+		char st = us_thread_state(t.tid);
 
 		io_uring_queue_exit(&ring);
 		usleep(200000);

@@ -112,26 +112,14 @@ static void *handler(void *arg)
 	struct uffd_msg msgs[16];
 
 	for (;;) {
-		struct pollfd p[2] = { { .fd = r->uffd, .events = POLLIN },
-				       { .fd = r->stopfd, .events = POLLIN } };
-		ssize_t n;
+		char why[96];
+		int n = us_read_msgs(r->uffd, r->stopfd, msgs, 16, why, sizeof(why));
 
-		if (poll(p, 2, 200) < 0 && errno != EINTR) {
-			herror(r, "poll: %s", strerror(errno));
+		if (n < 0)
+			herror(r, "%s", why);
+		if (n <= 0)
 			return NULL;
-		}
-		if (p[1].revents)
-			return NULL;
-		if (!(p[0].revents & POLLIN))
-			continue;
-		n = read(r->uffd, msgs, sizeof(msgs));
-		if (n < 0) {
-			if (errno == EAGAIN || errno == EINTR)
-				continue;
-			herror(r, "read uffd: %s", strerror(errno));
-			return NULL;
-		}
-		for (ssize_t i = 0; i < n / (ssize_t)sizeof(msgs[0]); i++) {
+		for (int i = 0; i < n; i++) {
 			if (msgs[i].event == UFFD_EVENT_PAGEFAULT)
 				handle_fault(r, &msgs[i]);
 			else
@@ -178,21 +166,6 @@ static void *writer(void *arg)
 	return NULL;
 }
 
-static char thread_state(pid_t tid)
-{
-	char path[64], buf[256], *p;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", tid);
-	f = fopen(path, "r");
-	if (!f)
-		return '?';
-	p = fgets(buf, sizeof(buf), f);
-	fclose(f);
-	p = p ? strrchr(buf, ')') : NULL;
-	return p && p[1] && p[2] ? p[2] : '?';
-}
-
 /*
  * Run the writer over wmask with a watchdog.  Returns US_PASS, or the
  * failure (the threads are then left behind: the case's child exits).
@@ -215,7 +188,7 @@ static int run_writer(struct wrun *r, const unsigned char *wmask)
 	if (!atomic_load(&r->done))
 		return us_fail(ctx, "writing thread still blocked after %u ms on page %zu of %zu "
 			       "(state %c), %d faults read, %d wakes%s%s", watchdog_ms,
-			       atomic_load(&r->at), r->npages, thread_state(r->ftid),
+			       atomic_load(&r->at), r->npages, us_thread_state(r->ftid),
 			       atomic_load(&r->faults), atomic_load(&r->wakes),
 			       atomic_load(&r->herr_set) ? "; handler: " : "",
 			       atomic_load(&r->herr_set) ? r->herr : "");

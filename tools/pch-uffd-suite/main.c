@@ -80,6 +80,57 @@ int us_skip(struct us_ctx *ctx, const char *fmt, ...)
 	return US_SKIP;
 }
 
+/*
+ * Raw open/read, no stdio: glibc's fork() holds the malloc and stdio locks
+ * while the kernel waits for the FORK event to be read, so the handler must
+ * not allocate or fopen until it has read it.
+ */
+char us_thread_state(pid_t tid)
+{
+	char path[64], buf[256], *p;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", tid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return '?';
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return '?';
+	buf[n] = '\0';
+	p = strrchr(buf, ')');
+	return p && p[1] && p[2] ? p[2] : '?';
+}
+
+int us_read_msgs(int uffd, int stopfd, struct uffd_msg *msgs, int max, char *why, size_t len)
+{
+	for (;;) {
+		struct pollfd p[2] = { { .fd = uffd, .events = POLLIN },
+				       { .fd = stopfd, .events = POLLIN } };
+		ssize_t n;
+
+		if (poll(p, 2, 200) < 0 && errno != EINTR) {
+			snprintf(why, len, "poll: %s", strerror(errno));
+			return -1;
+		}
+		if (p[1].revents)
+			return 0;
+		if (!(p[0].revents & POLLIN))
+			continue;
+		n = read(uffd, msgs, (size_t)max * sizeof(msgs[0]));
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EINTR)
+				continue;
+			snprintf(why, len, "read uffd: %s", strerror(errno));
+			return -1;
+		}
+		if (n > 0)
+			return (int)(n / (ssize_t)sizeof(msgs[0]));
+	}
+}
+
 void us_seterr(atomic_bool *set, char *buf, size_t len, const char *fmt, ...)
 {
 	va_list ap;

@@ -150,6 +150,15 @@ void us_diag(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  */
 void us_seterr(atomic_bool *set, char *buf, size_t len, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
+/* the scheduler state letter of thread tid of this process ('?' if unknown),
+ * for lost-wakeup reports; no malloc or stdio, safe beside a fork() */
+char us_thread_state(pid_t tid);
+/*
+ * Wait (poll, 200 ms at a time) until the uffd or stopfd is readable, then
+ * read up to max messages from the O_NONBLOCK uffd.  Returns the number of
+ * messages, 0 once stopfd is readable, or -1 with why set.
+ */
+int us_read_msgs(int uffd, int stopfd, struct uffd_msg *msgs, int max, char *why, size_t len);
 void us_metric(struct us_ctx *ctx, const char *name, double value);
 uint64_t us_now_us(void);
 
@@ -212,8 +221,6 @@ extern unsigned us_opt_faults;	/* --faults (--latency): faults per lat/ case */
 
 /* cases_stress.c: helpers (also for cases_lat.c) */
 uint64_t us_now_ns(void);
-/* the scheduler state letter of thread tid of this process ('?' if unknown) */
-char us_thread_state(pid_t tid);
 /* fork a helper process that dies with the case (PR_SET_PDEATHSIG): the pid
  * in the parent, 0 in the child, -errno */
 pid_t us_fork_helper(void);
