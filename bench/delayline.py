@@ -90,6 +90,9 @@ def main():
     ap.add_argument("--limit", type=int, default=100000,
                     help="packets in flight each way before more are dropped (as netem's limit)")
     ap.add_argument("--pidfile", required=True)
+    ap.add_argument("--lifetime", type=float, default=6 * 3600,
+                    help="exit after this many seconds even if never told to stop "
+                         "(a bench killed before netem.sh down cannot leave it forever)")
     a = ap.parse_args()
     try:
         rate = parse_rate(a.rate)
@@ -113,10 +116,14 @@ def main():
     os.rename(a.pidfile + ".tmp", a.pidfile)
     now = time.monotonic
     dropped = 0
+    end = now() + a.lifetime
     while not stop:
         t = now()
-        due = min((q[0][0] for q in flight.values() if q), default=None)
-        timeout = None if due is None else max(0.0, due - t)
+        if t >= end:
+            print("delayline: lifetime of %g s over: exiting" % a.lifetime, file=sys.stderr)
+            break
+        due = min((q[0][0] for q in flight.values() if q), default=end)
+        timeout = max(0.0, min(due, end) - t)
         try:
             r, _, _ = select.select(fds, [], [], timeout)
         except InterruptedError:
