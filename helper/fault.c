@@ -1092,6 +1092,7 @@ static void *fault_main(void *arg)
 		unsigned head, seen = 0;
 
 		flush_requests(f);
+		__atomic_store_n(&h->faults_waiting, g_hash_table_size(f->pending), __ATOMIC_RELEASE);
 		rc = io_uring_submit_and_wait_timeout(&f->ring, &cqe, 1, &ts, NULL);
 		if (rc < 0 && rc != -ETIME && rc != -EINTR) {
 			helper_error(h, "fault thread: io_uring wait: %s", strerror(-rc));

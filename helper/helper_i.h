@@ -65,6 +65,8 @@ struct hstats {
 	uint64_t pages_unmapped; /* pages those UNMAPs covered */
 	uint64_t pages_dropped_discarded; /* received, not installed: discarded or unmapped */
 	uint64_t faults_discarded; /* faults on discarded pages: answered with zeros */
+	uint64_t rx_aside;       /* times an rx thread stepped aside for a fault */
+	uint64_t rx_aside_us;    /* ... and for how long in all */
 	pthread_mutex_t hist_lock;
 	struct pch_hist service; /* fault read -> page installed, ns */
 };
@@ -234,6 +236,12 @@ struct helper {
 	struct fault_thread ft;
 	struct rx_thread rx[HELPER_MAX_RX];
 	unsigned nrx;
+	/*
+	 * Faults the fault thread is serving (atomic; published on each turn
+	 * of its loop): while there are any, rx threads but the first step
+	 * aside (rx.c), so the fault path has a CPU.
+	 */
+	unsigned faults_waiting;
 	int wake_efd;                    /* any thread -> main: look again */
 	int stop_efd;                    /* main -> all: stop */
 	bool stop;                       /* atomic */

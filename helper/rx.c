@@ -42,6 +42,9 @@
 #define UD_WAKE (1ull << 33)
 /* how long the end of a frame waits for another writer of one of its pages */
 #define RESCUE_WAIT_MS 1000
+/* how an rx thread steps aside for faults (step_aside) */
+#define RX_ASIDE_STEP_US 50
+#define RX_ASIDE_MAX_US 2000
 
 /* user_data: which channel slot of this thread. */
 static uint64_t ud_chan(unsigned slot)
@@ -581,6 +584,30 @@ frame_done:
 	return 1;
 }
 
+/*
+ * Every rx thread but the first steps aside while a fault is being served:
+ * with as many rx threads as CPUs, bulk work on every CPU held the fault
+ * path off (answers waited for a CPU).  Short sleeps, RX_ASIDE_MAX_US at
+ * most at a time, so bulk never stops for long.
+ */
+static void step_aside(struct rx_thread *t)
+{
+	struct helper *h = t->h;
+	uint64_t t0 = pch_now_ns(), now = t0;
+
+	if (!t->id || !__atomic_load_n(&h->faults_waiting, __ATOMIC_ACQUIRE))
+		return;
+	while (__atomic_load_n(&h->faults_waiting, __ATOMIC_ACQUIRE) && !helper_stopping(h) &&
+	       now - t0 < RX_ASIDE_MAX_US * 1000ull) {
+		struct timespec ts = { .tv_nsec = RX_ASIDE_STEP_US * 1000l };
+
+		nanosleep(&ts, NULL);
+		now = pch_now_ns();
+	}
+	STAT_ADD(&t->st, rx_aside, 1);
+	STAT_ADD(&t->st, rx_aside_us, (now - t0) / 1000);
+}
+
 static void arm_wake(struct rx_thread *t, struct io_uring *ring)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
@@ -642,6 +669,7 @@ static void *rx_main(void *arg)
 		struct io_uring_cqe *cqe;
 		unsigned head, seen = 0;
 
+		step_aside(t);
 		rc = io_uring_submit_and_wait_timeout(&ring, &cqe, 1, &ts, NULL);
 		if (rc < 0 && rc != -ETIME && rc != -EINTR) {
 			helper_error(h, "rx/%u: io_uring wait: %s", t->id, strerror(-rc));

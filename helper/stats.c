@@ -14,7 +14,8 @@ static const size_t counter_fields[] = {
 	F(faults_present), F(faults_dup), F(faults_late), F(faults_outside), F(requests), F(requests_sweep), F(events_other),
 	F(uffd_reads), F(faults_minor), F(continue_ioctls), F(bytes_inplace), F(bytes_bounce),
 	F(steals), F(stashed), F(rescued), F(events_remove), F(events_unmap), F(pages_discarded),
-	F(pages_unmapped), F(pages_dropped_discarded), F(faults_discarded),
+	F(pages_unmapped), F(pages_dropped_discarded), F(faults_discarded), F(rx_aside),
+	F(rx_aside_us),
 };
 #undef F
 
@@ -135,6 +136,8 @@ char *stats_json(struct helper *h)
 	pch_json_int(b, "faults_minor", s->faults_minor);
 	pch_json_int(b, "continue_ioctls", s->continue_ioctls);
 	pch_json_int(b, "steals", s->steals);
+	pch_json_int(b, "rx_aside", s->rx_aside);
+	pch_json_int(b, "rx_aside_us", s->rx_aside_us);
 	pch_json_int(b, "stashed", s->stashed);
 	pch_json_int(b, "rescued", s->rescued);
 	/*
