@@ -513,6 +513,7 @@ static void handle_msgs(struct fstate *f, const struct uffd_msg *m, size_t n)
 	size_t i;
 
 	STAT_ADD(&f->ft->st, uffd_reads, 1);
+	__atomic_store_n(&f->h->last_fault_ns, now, __ATOMIC_RELEASE);
 	for (i = 0; i < n; i++)
 		handle_msg(f, &m[i], now);
 }

@@ -238,10 +238,11 @@ struct helper {
 	unsigned nrx;
 	/*
 	 * Faults the fault thread is serving (atomic; published on each turn
-	 * of its loop): while there are any, rx threads but the first step
-	 * aside (rx.c), so the fault path has a CPU.
+	 * of its loop): while there are any, or one came recently, rx threads
+	 * but the first step aside (rx.c), so the fault path has a CPU.
 	 */
 	unsigned faults_waiting;
+	uint64_t last_fault_ns;          /* atomic: when the fault thread last read a fault */
 	int wake_efd;                    /* any thread -> main: look again */
 	int stop_efd;                    /* main -> all: stop */
 	bool stop;                       /* atomic */

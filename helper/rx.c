@@ -45,6 +45,8 @@
 /* how an rx thread steps aside for faults (step_aside) */
 #define RX_ASIDE_STEP_US 50
 #define RX_ASIDE_MAX_US 2000
+/* faults come in bursts: a fault this recent counts as one being served */
+#define RX_ASIDE_RECENT_US 500
 
 /* user_data: which channel slot of this thread. */
 static uint64_t ud_chan(unsigned slot)
@@ -585,20 +587,27 @@ frame_done:
 }
 
 /*
- * Every rx thread but the first steps aside while a fault is being served:
+ * Every rx thread but the first steps aside while a fault is being served,
+ * or one was read less than RX_ASIDE_RECENT_US ago (the next of a burst):
  * with as many rx threads as CPUs, bulk work on every CPU held the fault
  * path off (answers waited for a CPU).  Short sleeps, RX_ASIDE_MAX_US at
  * most at a time, so bulk never stops for long.
  */
+static bool faults_now(struct helper *h, uint64_t now)
+{
+	return __atomic_load_n(&h->faults_waiting, __ATOMIC_ACQUIRE) ||
+	       now - __atomic_load_n(&h->last_fault_ns, __ATOMIC_ACQUIRE) <
+		       RX_ASIDE_RECENT_US * 1000ull;
+}
+
 static void step_aside(struct rx_thread *t)
 {
 	struct helper *h = t->h;
 	uint64_t t0 = pch_now_ns(), now = t0;
 
-	if (!t->id || !__atomic_load_n(&h->faults_waiting, __ATOMIC_ACQUIRE))
+	if (!t->id || !faults_now(h, now))
 		return;
-	while (__atomic_load_n(&h->faults_waiting, __ATOMIC_ACQUIRE) && !helper_stopping(h) &&
-	       now - t0 < RX_ASIDE_MAX_US * 1000ull) {
+	while (faults_now(h, now) && !helper_stopping(h) && now - t0 < RX_ASIDE_MAX_US * 1000ull) {
 		struct timespec ts = { .tv_nsec = RX_ASIDE_STEP_US * 1000l };
 
 		nanosleep(&ts, NULL);
