@@ -1868,7 +1868,7 @@ static int parse_args(int argc, char **argv, struct helper_opts *o)
 {
 	gchar *source = NULL, *debug = NULL, *ctl = NULL, *key = NULL, *stats = NULL;
 	gchar *uffd_read = NULL, *order = NULL, *timeline = NULL;
-	gint channels = 4, rx = 1, timeout = 600, stall = 1000, nice_inc = 5, accept_s = 30;
+	gint channels = 4, rx = 0, timeout = 600, stall = 1000, nice_inc = 5, accept_s = 30;
 	gint silent = 5000, chan_timeout = 30, keepalive = PCH_KEEPALIVE_TIMEOUT_MS, resume = 30;
 	gint max_resumes = 20, die_continue = 0, allow_uid = -1;
 	gboolean verbose = FALSE, quiet = FALSE, no_poison = FALSE, no_drop = FALSE;
@@ -1878,7 +1878,7 @@ static int parse_args(int argc, char **argv, struct helper_opts *o)
 		{ "source", 's', 0, G_OPTION_ARG_STRING, &source, "pch-source address", "HOST:PORT" },
 		{ "key-file", 'k', 0, G_OPTION_ARG_FILENAME, &key, "session id and key file", "FILE" },
 		{ "channels", 'n', 0, G_OPTION_ARG_INT, &channels, "PAGES channels (default 4)", "N" },
-		{ "rx-threads", 0, 0, G_OPTION_ARG_INT, &rx, "bulk receive threads (default 1)", "N" },
+		{ "rx-threads", 0, 0, G_OPTION_ARG_INT, &rx, "bulk receive threads (default: one per online CPU, at most --channels and 8)", "N" },
 		{ "uffd-read", 0, 0, G_OPTION_ARG_STRING, &uffd_read,
 		  "how uffd events are read: uring (default; falls back) or poll", "MODE" },
 		{ "connect-order", 0, 0, G_OPTION_ARG_STRING, &order,
@@ -1951,7 +1951,7 @@ static int parse_args(int argc, char **argv, struct helper_opts *o)
 		fprintf(stderr, "pch-helper: bad --source '%s' (HOST:PORT)\n", source);
 		goto out;
 	}
-	if (channels < 1 || channels > PCH_MAX_CHANNELS || rx < 1 || rx > HELPER_MAX_RX ||
+	if (channels < 1 || channels > PCH_MAX_CHANNELS || rx < 0 || rx > HELPER_MAX_RX ||
 	    timeout < 0 || stall < 0 || accept_s < 1 || nice_inc < 0 || nice_inc > 19 ||
 	    silent < 1 || chan_timeout < 0 || (keepalive && keepalive < 2 * PCH_KEEPALIVE_MS) ||
 	    keepalive < 0 || resume < 0 || max_resumes < 0 || die_continue < 0 ||
@@ -1968,7 +1968,17 @@ static int parse_args(int argc, char **argv, struct helper_opts *o)
 	o->stats_file = stats;
 	o->timeline_file = timeline;
 	o->channels = (unsigned)channels;
-	o->rx_threads = (unsigned)rx;
+	if (!rx) {
+		/*
+		 * One per CPU: on 2 CPUs, 1 GiB with nothing faulting comes in at
+		 * 2.0-2.3 GB/s with two against 1.4-1.8 with one.  Only the
+		 * first keeps receiving while a fault is served (rx.c).
+		 */
+		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+		rx = (gint)PCH_MIN(PCH_MAX(cpus, 1L), (long)HELPER_MAX_RX);
+	}
+	o->rx_threads = (unsigned)PCH_MIN(rx, channels);
 	o->uffd_read = uffd_read ? uffd_read : g_strdup("uring");
 	o->connect_order = order;
 	o->connect_timeout_ms = 5000;

@@ -460,7 +460,7 @@ static int parse(int argc, char **argv, struct opts *o)
 		  "helper's channel connect order: natural or shuffle[:SEED]", "ORDER" },
 		{ "uffd-read", 0, 0, G_OPTION_ARG_STRING, &o->uffd_read,
 		  "helper's uffd event path: uring or poll", "MODE" },
-		{ "rx-threads", 0, 0, G_OPTION_ARG_INT, &o->rx_threads, "helper's bulk threads", "N" },
+		{ "rx-threads", 0, 0, G_OPTION_ARG_INT, &o->rx_threads, "helper's bulk threads (default: the helper's)", "N" },
 		{ "bindir", 0, 0, G_OPTION_ARG_FILENAME, &o->bindir,
 		  "where the pch programs are (default: beside this one)", "DIR" },
 		{ "helper-arg", 0, 0, G_OPTION_ARG_STRING_ARRAY, &o->helper_args,
@@ -498,7 +498,7 @@ static int parse(int argc, char **argv, struct opts *o)
 	o->timeout_s = 300;
 	o->zero_frac = 0.1;
 	o->repeat_frac = 0.05;
-	o->rx_threads = 1;
+	o->rx_threads = 0;
 	g_option_context_add_main_entries(ctx, e, NULL);
 	ok = g_option_context_parse(ctx, &argc, &argv, &err);
 	g_option_context_free(ctx);
@@ -679,7 +679,8 @@ int main(int argc, char **argv)
 	add(a, "--channels=%d", o.channels);
 	add(a, "--stats=%s", stats[P_HELPER]);
 	add(a, "--timeout-s=%d", o.timeout_s);
-	add(a, "--rx-threads=%d", o.rx_threads);
+	if (o.rx_threads)
+		add(a, "--rx-threads=%d", o.rx_threads);
 	if (o.connect_order)
 		add(a, "--connect-order=%s", o.connect_order);
 	if (o.uffd_read)
