@@ -564,12 +564,17 @@ class Bench:
         r = rec.get("report") or {}
         m = {}
         for k in ("duration_s", "bulk_gbps", "faults", "pages_total", "helper_maxrss_kb",
-                  "source_maxrss_kb", "vm_maxrss_kb", "state_bytes", "t0_us", "wall_s"):
+                  "source_maxrss_kb", "vm_maxrss_kb", "state_bytes", "t0_us", "wall_s",
+                  "helper_cpu_s", "source_cpu_s", "vm_cpu_s"):
             v = r.get(k)
             if v is None and k in ("state_bytes",):
                 v = (r.get("helper") or {}).get(k)
             if isinstance(v, (int, float)):
                 m[k] = v
+        # CPUs the page service kept busy while it ran (setup included: small)
+        if m.get("helper_cpu_s") is not None and m.get("source_cpu_s") is not None \
+                and m.get("duration_s"):
+            m["service_cpus"] = (m["helper_cpu_s"] + m["source_cpu_s"]) / m["duration_s"]
         if m.get("state_bytes") is not None and r.get("pages_total"):
             m["state_bytes_per_page"] = m["state_bytes"] / r["pages_total"]
         fl = read_csv(base + ".faults.csv", ["t_us", "lat_us"]) if self.has_fault_log else None
@@ -795,6 +800,11 @@ class Bench:
         lim_ch = tcp4 / tcp1 if tcp4 and tcp1 else None
         row("4 ch / 1 ch bulk throughput (nothing faulting, anon)", ch_ratio(bulk4, bulk1), "×",
             lim_ch, "pch-limit-tcp 4 streams / 1 stream", "≥ 1.4", lambda v: v >= 1.4, True)
+        ncpu = self.res.get("machine", {}).get("cpus") or os.cpu_count()
+        cpus1 = self.agg(bulk1, "service_cpus")
+        row("CPUs busy in pch-helper + pch-source, 1 ch, nothing faulting (CPU s / duration)",
+            cpus1, "CPUs", ncpu, "online CPUs: 4 ch can be at most (limit / value) x faster",
+            "—", lambda v: None, True)
         row("4 ch / 1 ch bulk throughput (random anon)", ch_ratio(rep, one), "×",
             lim_ch, "pch-limit-tcp 4 streams / 1 stream", "—", lambda v: None, True)
         scale = [r for r in self.runs("s") if r["ok"]]
@@ -901,15 +911,19 @@ class Bench:
                      "(--zero-fraction 0 --repeat-fraction 0); the other workloads use the default "
                      "image (10 % zero pages, 5 % one-byte pages).")
             L.append("")
-            L.append("| backing | workload | channels | ok | duration s | bulk GB/s | faults | fault p50 µs | fault p99 µs |")
-            L.append("|---|---|---|---|---|---|---|---|---|")
+            L.append("CPUs: pch-helper's + pch-source's CPU time over the duration (how many of "
+                     "the machine's CPUs the page service kept busy).")
+            L.append("")
+            L.append("| backing | workload | channels | ok | duration s | bulk GB/s | CPUs | faults | fault p50 µs | fault p99 µs |")
+            L.append("|---|---|---|---|---|---|---|---|---|---|")
             for b in ms["backings"]:
                 for w in ms["workloads"]:
                     for c in ms["channels"]:
                         rs = self.runs("m", backing=b, workload=w, channels=c)
-                        L.append("| %s | %s | %d | %d/%d | %s | %s | %s | %s | %s |" % (
+                        L.append("| %s | %s | %d | %d/%d | %s | %s | %s | %s | %s | %s |" % (
                             b, w, c, sum(r["ok"] for r in rs), len(rs),
                             fmt_mr(self.agg(rs, "duration_s")), fmt_mr(self.agg(rs, "bulk_gbps")),
+                            fmt_mr(self.agg(rs, "service_cpus")),
                             fmt_mr(self.agg(rs, "fault_count")), fmt_mr(self.agg(rs, "fault_p50_us")),
                             fmt_mr(self.agg(rs, "fault_p99_us"))))
         else:

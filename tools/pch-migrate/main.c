@@ -47,7 +47,14 @@ struct child {
 	int status;
 	bool done;
 	long maxrss_kb; /* wait4's ru_maxrss once done */
+	double cpu_s;   /* wait4's user + system time once done */
 };
+
+static double ru_cpu_s(const struct rusage *ru)
+{
+	return (double)ru->ru_utime.tv_sec + ru->ru_utime.tv_usec / 1e6 +
+	       (double)ru->ru_stime.tv_sec + ru->ru_stime.tv_usec / 1e6;
+}
 
 static struct child kids[P_N];
 static volatile sig_atomic_t got_signal;
@@ -184,6 +191,7 @@ static void reap(void)
 			kids[i].done = true;
 			kids[i].status = st;
 			kids[i].maxrss_kb = ru.ru_maxrss;
+			kids[i].cpu_s = ru_cpu_s(&ru);
 		}
 	}
 }
@@ -222,8 +230,10 @@ static void wait_all(int ms)
 		if (kids[i].pid && !kids[i].done) {
 			struct rusage ru;
 
-			if (wait4(kids[i].pid, &kids[i].status, 0, &ru) == kids[i].pid)
+			if (wait4(kids[i].pid, &kids[i].status, 0, &ru) == kids[i].pid) {
 				kids[i].maxrss_kb = ru.ru_maxrss;
+				kids[i].cpu_s = ru_cpu_s(&ru);
+			}
 			kids[i].done = true;
 		}
 }
@@ -813,9 +823,16 @@ finish:
 		static const char *const rss[P_N] = { "source_maxrss_kb", "helper_maxrss_kb",
 						      "vm_maxrss_kb" };
 
+		static const char *const cpu[P_N] = { "source_cpu_s", "helper_cpu_s", "vm_cpu_s" };
+
 		json_builder_set_member_name(b, rss[i]);
 		if (kids[i].done && kids[i].maxrss_kb > 0)
 			json_builder_add_int_value(b, kids[i].maxrss_kb);
+		else
+			json_builder_add_null_value(b);
+		json_builder_set_member_name(b, cpu[i]);
+		if (kids[i].done && kids[i].maxrss_kb > 0)
+			json_builder_add_double_value(b, kids[i].cpu_s);
 		else
 			json_builder_add_null_value(b);
 	}
