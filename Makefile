@@ -337,19 +337,21 @@ demo: deps
 	$(Q)$(BUILD)/bin/pch-migrate $(DEMO_ARGS) --json $(BUILD)/demo.json
 	@echo "report: $(BUILD)/demo.json"
 
-# make bench [NETEM=rate,delay[,delay...]] [BENCH_QUICK=1]: limit probes, the
+# make bench [NETEM=rate,delay[,delay...]] [BENCH_QUICK=1] [BENCH_CPU_WEIGHT=W]: limit probes, the
 # pch matrix, scale (and netem) into bench/results/<UTC time>/ (bench/README.md).
 # The limit probes are built by bench-tools when the Makefile has it (make -q
 # exits 2 only for a target with no rule); bench.py notes what is missing.
 NETEM ?=
 BENCH_QUICK ?=
+BENCH_CPU_WEIGHT ?=
 
 bench: deps
 	$(Q)$(MAKE) --no-print-directory build-all
 	$(Q)$(MAKE) -q --no-print-directory bench-tools >/dev/null 2>&1; \
 		if [ $$? -ne 2 ]; then $(MAKE) --no-print-directory bench-tools; \
 		else echo "bench: no bench-tools target: limit probes not built"; fi
-	$(Q)BUILD=$(BUILD) NETEM='$(NETEM)' BENCH_QUICK='$(BENCH_QUICK)' python3 bench/bench.py
+	$(Q)BUILD=$(BUILD) NETEM='$(NETEM)' BENCH_QUICK='$(BENCH_QUICK)' \
+		BENCH_CPU_WEIGHT='$(BENCH_CPU_WEIGHT)' python3 bench/bench.py
 
 # pch-uffd-suite under another kernel: make suite-boot KERNEL=path/to/bzImage
 # [SUITE_ARGS='--quick'] (qemu-system-x86_64 -kernel, TCG; scripts/uffd-suite-boot.sh)

@@ -873,6 +873,9 @@ class Bench:
         L.append("- load average before %s, after %s (other work on the machine makes noise)"
                  % (" ".join("%.2f" % x for x in m.get("loadavg_before", [])),
                     " ".join("%.2f" % x for x in m.get("loadavg_after", []))))
+        if m.get("cpu_group"):
+            L.append("- ran in a cpu cgroup of its own that outweighs other work (BENCH_CPU_WEIGHT): %s"
+                     % m["cpu_group"])
         L.append("- git %s%s; pch-migrate options: %s" % (
             (m.get("git_commit") or "?")[:12], " (dirty tree)" if m.get("git_dirty") else "",
             ", ".join("--%s %s" % (k, "yes" if v else "no") for k, v in sorted(R["features"].items()))))
@@ -1250,6 +1253,64 @@ class Bench:
         print("report:  %s" % os.path.join(self.dir, "report.md"))
 
 
+class CpuGroup:
+    """The bench in a cpu cgroup of its own that outweighs the machine's other
+    work (cgroup v1 cpu.shares or v2 cpu.weight), so a shared, busy machine
+    disturbs the figures less: its children inherit it.  Source, helper and
+    vm still share the same CPUs with each other.  Removed at exit."""
+
+    V1 = "/sys/fs/cgroup/cpu"
+    V2 = "/sys/fs/cgroup"
+
+    def __init__(self, weight):
+        self.path = None
+        self.parent_procs = None
+        self.desc = None
+        name = "pch-bench-%d" % os.getpid()
+        try:
+            if os.path.exists(os.path.join(self.V1, "cpu.shares")):
+                self.path = os.path.join(self.V1, name)
+                os.mkdir(self.path)
+                shares = max(2, min(262144, weight * 1024 // 100))
+                self.write("cpu.shares", shares)
+                self.parent_procs = os.path.join(self.V1, "cgroup.procs")
+                self.desc = "cgroup v1 %s, cpu.shares %d (a nice-0 task has 1024)" % (self.path, shares)
+            elif "cpu" in open(os.path.join(self.V2, "cgroup.subtree_control")).read().split():
+                self.path = os.path.join(self.V2, name)
+                os.mkdir(self.path)
+                w = max(1, min(10000, weight))
+                self.write("cpu.weight", w)
+                self.parent_procs = os.path.join(self.V2, "cgroup.procs")
+                self.desc = "cgroup v2 %s, cpu.weight %d (default 100)" % (self.path, w)
+            else:
+                raise OSError("no cpu controller (cgroup v1 cpu or v2 cpu in subtree_control)")
+            self.write("cgroup.procs", os.getpid())
+        except OSError as e:
+            self.remove()
+            raise OSError("cannot run in a cpu cgroup of its own: %s" % e)
+
+    def write(self, f, v):
+        with open(os.path.join(self.path, f), "w") as fh:
+            fh.write("%s\n" % v)
+
+    def remove(self):
+        if not self.path:
+            return
+        try:
+            if self.parent_procs:
+                with open(self.parent_procs, "w") as fh:
+                    fh.write("%d\n" % os.getpid())
+        except OSError:
+            pass
+        for _ in range(50):  # children reaped, the group empties
+            try:
+                os.rmdir(self.path)
+                break
+            except OSError:
+                time.sleep(0.1)
+        self.path = None
+
+
 def main():
     env_quick = os.environ.get("BENCH_QUICK", "") not in ("", "0")
     ap = argparse.ArgumentParser(description="pch benchmark driver (see bench/README.md)")
@@ -1268,9 +1329,22 @@ def main():
     ap.add_argument("--matrix-budget", type=int, default=2400, help="matrix stage time budget, s")
     ap.add_argument("--scale-budget", type=int, default=1200, help="scale stage time budget, s")
     ap.add_argument("--netem-budget", type=int, default=1200, help="netem stage time budget, s")
+    ap.add_argument("--cpu-weight", type=int,
+                    default=int(os.environ.get("BENCH_CPU_WEIGHT") or 0),
+                    help="run in a cpu cgroup of this weight (cgroup v2 scale: default 100, "
+                         "up to 10000; v1 shares = weight * 1024 / 100), so other work on a "
+                         "shared machine disturbs the figures less (also BENCH_CPU_WEIGHT=)")
     ap.add_argument("--rereport", metavar="DIR", default="",
                     help="write report.md and the plots again from DIR/results.json (no runs)")
     args = ap.parse_args()
+    group = None
+    if args.cpu_weight and not args.rereport:
+        try:
+            group = CpuGroup(args.cpu_weight)
+        except OSError as e:
+            log("bench: %s" % e)
+            return 1
+        atexit.register(group.remove)
     if not os.path.isabs(args.build):
         args.build = os.path.join(ROOT, args.build)
     stages = set(s.strip() for s in args.stages.split(",") if s.strip())
@@ -1278,6 +1352,9 @@ def main():
     for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(s, on_signal)
     b = Bench(args)
+    if group:
+        b.res["machine"]["cpu_group"] = group.desc
+        log("running in %s" % group.desc)
     if args.rereport:
         b.summary(b.write_report(b.res.get("interrupted")))
         return 0
