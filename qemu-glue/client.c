@@ -61,6 +61,7 @@ struct pch_client {
 	int sock;             /* control socket (SOCK_SEQPACKET) */
 	uint32_t seq;         /* seq of the last request sent */
 	int broken;           /* 0, or the -errno that broke the connection */
+	const char *peer;     /* who answers, for errors: "helper" or "pch-source" */
 	uint64_t helper_features; /* PCH_CTL_F_* from the helper's HELLO */
 
 	struct client_block blocks[PCH_MAX_BLOCKS];
@@ -162,17 +163,17 @@ static int recv_reply(struct pch_client *c, uint16_t type, uint64_t deadline_ns)
 		n = pch_seqpkt_recv(c->sock, c->rx, sizeof(c->rx), NULL, 0, &nfds,
 				    pch_ms_until(deadline_ns));
 		if (n == 0) {
-			set_err(c, "helper exited");
+			set_err(c, "%s exited", c->peer);
 			return break_conn(c, -EPIPE);
 		}
 		if (n == -ETIMEDOUT) {
 			/* the reply may still come: recv_reply skips it next time */
-			set_err(c, "no reply to %s (seq %u) from the helper in time",
-				ctl_type_name(type), c->seq);
+			set_err(c, "no reply to %s (seq %u) from the %s in time",
+				ctl_type_name(type), c->seq, c->peer);
 			return n;
 		}
 		if (n == -ECONNRESET || n == -EPIPE) {
-			set_err(c, "helper exited");
+			set_err(c, "%s exited", c->peer);
 			return break_conn(c, -EPIPE);
 		}
 		if (n < 0) {
@@ -181,11 +182,11 @@ static int recv_reply(struct pch_client *c, uint16_t type, uint64_t deadline_ns)
 			return break_conn(c, n);
 		}
 		if ((size_t)n < sizeof(*h) || h->magic != PCH_CTL_MAGIC || h->len != (uint32_t)n) {
-			set_err(c, "malformed packet from the helper (%d bytes)", n);
+			set_err(c, "malformed packet from the %s (%d bytes)", c->peer, n);
 			return break_conn(c, -EPROTO);
 		}
 		if (h->type != PCH_CTL_REPLY && !(type == PCH_CTL_HELLO && h->type == PCH_CTL_HELLO)) {
-			set_err(c, "unexpected %s packet from the helper", ctl_type_name(h->type));
+			set_err(c, "unexpected %s packet from the %s", ctl_type_name(h->type), c->peer);
 			return break_conn(c, -EPROTO);
 		}
 		/* seq is 32-bit and wraps: "older" is a small negative difference */
@@ -267,12 +268,13 @@ static int request(struct pch_client *c, void *buf, size_t len, uint16_t type, c
 		len, nfds);
 	ret = pch_seqpkt_send(c->sock, buf, len, fds, nfds, pch_ms_until(deadline));
 	if (ret == -EPIPE || ret == -ECONNRESET || ret == -ENOTCONN) {
-		set_err(c, "helper exited");
+		set_err(c, "%s exited", c->peer);
 		return break_conn(c, -EPIPE);
 	}
 	if (ret == -ETIMEDOUT) {
 		/* half a packet cannot be in flight, but the helper stopped reading */
-		set_err(c, "sending %s: the helper does not read its socket", ctl_type_name(type));
+		set_err(c, "sending %s: the %s does not read its socket", ctl_type_name(type),
+			c->peer);
 		return break_conn(c, -ETIMEDOUT);
 	}
 	if (ret < 0) {
@@ -292,7 +294,7 @@ static int request(struct pch_client *c, void *buf, size_t len, uint16_t type, c
 		char why[CLIENT_ERR_LEN - 64];
 
 		copy_text(why, sizeof(why), text, text_len);
-		set_err(c, "helper refused %s: %s", ctl_type_name(type),
+		set_err(c, "%s refused %s: %s", c->peer, ctl_type_name(type),
 			why[0] ? why : strerror(-status));
 		return status;
 	}
@@ -357,25 +359,25 @@ static int hello(struct pch_client *c, int timeout_ms)
 		if (ret)
 			return ret;
 		if (status == 0) {
-			set_err(c, "helper answered HELLO with an empty REPLY");
+			set_err(c, "%s answered HELLO with an empty REPLY", c->peer);
 			return break_conn(c, -EPROTO);
 		}
 		copy_text(name, sizeof(name), text, text_len);
-		set_err(c, "helper refused HELLO: %s", text_len ? name : strerror(-status));
+		set_err(c, "%s refused HELLO: %s", c->peer, text_len ? name : strerror(-status));
 		return break_conn(c, status);
 	}
 	if (n != sizeof(*r)) {
-		set_err(c, "helper HELLO of %d bytes, expected %zu", n, sizeof(*r));
+		set_err(c, "%s HELLO of %d bytes, expected %zu", c->peer, n, sizeof(*r));
 		return break_conn(c, -EPROTO);
 	}
 	if (r->version != PCH_CTL_VERSION) {
-		set_err(c, "helper speaks control protocol version %u, we speak %u", r->version,
-			PCH_CTL_VERSION);
+		set_err(c, "%s speaks control protocol version %u, we speak %u", c->peer,
+			r->version, PCH_CTL_VERSION);
 		return break_conn(c, -EPROTONOSUPPORT);
 	}
 	c->helper_features = r->features;
 	copy_text(name, sizeof(name), r->name, sizeof(r->name));
-	pch_dbg(PCH_DBG_CTL, "client: helper \"%s\" pid %u, features 0x%llx", name, r->pid,
+	pch_dbg(PCH_DBG_CTL, "client: %s \"%s\" pid %u, features 0x%llx", c->peer, name, r->pid,
 		(unsigned long long)r->features);
 	return 0;
 }
@@ -408,6 +410,7 @@ int pch_client_connect(const char *path, int timeout_ms, struct pch_client **out
 	c->sock = -1;
 	c->uffd = -1;
 	c->state_fd = -1;
+	c->peer = "helper";
 
 	fd = pch_unix_connect(path, timeout_ms);
 	if (fd < 0) {
