@@ -7,6 +7,8 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
 #include <string.h>
 #include <linux/magic.h>
 #include <sys/mman.h>
@@ -86,58 +88,63 @@ static int file_backing(int fd, const struct stat *st, uint32_t *backing, uint32
 }
 
 /*
- * Map o->file read-only.  MAP_SHARED so that a live VMM's memfd is served
- * as it is now, not as it was at open.  The file must not shrink while we
- * serve it (that would be SIGBUS), as with any VMM's RAM file.
+ * Map fd (open read-only; what names it in messages: "file X", "VMM block
+ * Y") read-only and take ownership of it, also on failure.  size 0 serves
+ * the whole file, rounded down to whole pages; another size (a VMM's block
+ * length) must fit in the file.  MAP_SHARED so that a live VMM's memfd is
+ * served as it is now, not as it was at open.  The file must not shrink
+ * while we serve it (that would be SIGBUS), as with any VMM's RAM file.
  */
-static int file_open(struct src_backend *be, const struct src_opts *o)
+static int fd_open(struct src_backend *be, const struct src_opts *o, int fd, const char *what,
+		   uint64_t size)
 {
 	uint32_t hps;
 	struct stat st;
 	void *map;
-	int fd, ret;
+	int ret;
 
-	fd = open(o->file, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		ret = -errno;
-		pch_err("file %s: open: %s", o->file, strerror(-ret));
-		return ret;
-	}
 	if (fstat(fd, &st) < 0) {
 		ret = -errno;
-		pch_err("file %s: fstat: %s", o->file, strerror(-ret));
+		pch_err("%s: fstat: %s", what, strerror(-ret));
 		goto err_close;
 	}
 	ret = file_backing(fd, &st, &be->backing, &hps);
 	if (ret) {
-		pch_err("file %s: fstatfs: %s", o->file, strerror(-ret));
+		pch_err("%s: fstatfs: %s", what, strerror(-ret));
 		goto err_close;
 	}
 	/* a huge page is the smallest unit the kernel maps or the VMM installs */
 	if (hps && o->page_size_set && hps != o->page_size) {
-		pch_err("file %s: hugetlbfs page size is %u bytes, but --page-size is %u",
-			o->file, hps, o->page_size);
+		pch_err("%s: hugetlbfs page size is %u bytes, but --page-size is %u", what, hps,
+			o->page_size);
 		ret = -EINVAL;
 		goto err_close;
 	}
 	if (hps)
 		be->page_size = hps;
 	if (o->backing && o->backing != be->backing) {
-		pch_err("file %s: backing is %s (from its file system), but --backing is %s",
-			o->file, pch_backing_name(be->backing), pch_backing_name(o->backing));
+		pch_err("%s: backing is %s (from its file system), but --backing is %s", what,
+			pch_backing_name(be->backing), pch_backing_name(o->backing));
 		ret = -EINVAL;
 		goto err_close;
 	}
-	be->size = (uint64_t)st.st_size / be->page_size * be->page_size;
+	if (size && (size % be->page_size || size > (uint64_t)st.st_size)) {
+		pch_err("%s: %llu bytes: not a multiple of %u-byte pages, or more than the "
+			"file's %lld", what, (unsigned long long)size, be->page_size,
+			(long long)st.st_size);
+		ret = -EINVAL;
+		goto err_close;
+	}
+	be->size = size ? size : (uint64_t)st.st_size / be->page_size * be->page_size;
 	if (be->size == 0) {
-		pch_err("file %s: size %lld is less than one %u-byte page", o->file,
-			(long long)st.st_size, be->page_size);
+		pch_err("%s: size %lld is less than one %u-byte page", what, (long long)st.st_size,
+			be->page_size);
 		ret = -EINVAL;
 		goto err_close;
 	}
 	/* --ram names the guest's RAM size: a file of another size is the wrong one */
 	if (o->ram_set && o->ram != be->size) {
-		pch_err("file %s: %llu bytes of %u-byte pages, but --ram is %llu", o->file,
+		pch_err("%s: %llu bytes of %u-byte pages, but --ram is %llu", what,
 			(unsigned long long)be->size, be->page_size, (unsigned long long)o->ram);
 		ret = -EINVAL;
 		goto err_close;
@@ -146,8 +153,8 @@ static int file_open(struct src_backend *be, const struct src_opts *o)
 	if (map == MAP_FAILED) {
 		ret = -errno;
 		/* a shared hugetlb mapping reserves a huge page for every hole */
-		pch_err("file %s: mmap %llu bytes: %s%s", o->file,
-			(unsigned long long)be->size, strerror(-ret),
+		pch_err("%s: mmap %llu bytes: %s%s", what, (unsigned long long)be->size,
+			strerror(-ret),
 			ret == -ENOMEM && be->backing == PCH_BACKING_HUGETLB ?
 			" (too few free huge pages for its holes: /proc/sys/vm/nr_hugepages)" : "");
 		goto err_close;
@@ -156,14 +163,30 @@ static int file_open(struct src_backend *be, const struct src_opts *o)
 	be->map_len = be->size;
 	be->fd = fd;
 	be->ops = &file_ops;
-	if ((uint64_t)st.st_size != be->size)
-		pch_warn("file %s: serving %llu bytes, ignoring the last partial page",
-			 o->file, (unsigned long long)be->size);
+	if (!size && (uint64_t)st.st_size != be->size)
+		pch_warn("%s: serving %llu bytes, ignoring the last partial page", what,
+			 (unsigned long long)be->size);
 	return 0;
 
 err_close:
 	close(fd);
 	return ret;
+}
+
+/* Open o->file read-only and serve it (fd_open). */
+static int file_open(struct src_backend *be, const struct src_opts *o)
+{
+	char what[PATH_MAX + 8];
+	int fd, ret;
+
+	fd = open(o->file, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		ret = -errno;
+		pch_err("file %s: open: %s", o->file, strerror(-ret));
+		return ret;
+	}
+	snprintf(what, sizeof(what), "file %s", o->file);
+	return fd_open(be, o, fd, what, 0);
 }
 
 /*
