@@ -162,6 +162,9 @@ $(BUILD)/tests/tools/%: $(OBJ)/tests/tools/%.o $(LIBPCH)
 	$(quiet) LD $@
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
+# plays a source VMM handing its RAM to pch-source: pch_client_source_handover
+$(BUILD)/tests/tools/pch-handover: $(CLIENT_A)
+
 # --- limit probes (make bench-tools) ----------------------------------------
 
 # bench/limits/pch-limit-NAME.c + bench/limits/limits.c -> $(BUILD)/bench/

@@ -1103,3 +1103,79 @@ void pch_client_close(struct pch_client *c)
 		close(c->state_fd);
 	free(c);
 }
+
+/*
+ * Source side (pch-source --vmm-socket): HELLO, then one BLOCK carrying the
+ * block's fd, then pch-source's REPLY; the connection is then closed.  The
+ * same framing and checks as the helper's control socket, with a client of
+ * its own that lives for this call only.  0 or -errno, the reason in
+ * pch_client_error(NULL).
+ */
+int pch_client_source_handover(const char *path, const char *name, int fd, uint64_t length,
+			       uint32_t page_size, int timeout_ms)
+{
+	struct pch_ctl_block m;
+	struct pch_client *c;
+	uint64_t deadline;
+	size_t name_len;
+	int sock, ret;
+
+	if (!path || !name) {
+		set_err(NULL, "source handover: no %s", path ? "block name" : "socket path");
+		return -EINVAL;
+	}
+	name_len = strnlen(name, PCH_BLOCK_NAME_LEN);
+	if (name_len == 0 || name_len >= PCH_BLOCK_NAME_LEN) {
+		set_err(NULL, "source handover: block name must be 1..%d bytes",
+			PCH_BLOCK_NAME_LEN - 1);
+		return -EINVAL;
+	}
+	if (fd < 0) {
+		set_err(NULL, "source handover: block %s: no fd", name);
+		return -EBADF;
+	}
+	if (page_size < 4096 || !pch_is_pow2(page_size) || !length || length % page_size) {
+		set_err(NULL, "source handover: block %s: length %llu is not a multiple of "
+			"its %u-byte pages", name, (unsigned long long)length, page_size);
+		return -EINVAL;
+	}
+	if (timeout_ms < 0)
+		timeout_ms = CLIENT_DEFAULT_TIMEOUT_MS;
+	deadline = pch_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		set_err(NULL, "out of memory");
+		return -ENOMEM;
+	}
+	c->sock = -1;
+	c->uffd = -1;
+	c->state_fd = -1;
+	c->peer = "pch-source";
+
+	sock = pch_unix_connect(path, timeout_ms);
+	if (sock < 0) {
+		set_err(NULL, "connecting to pch-source at %s: %s", path, strerror(-sock));
+		free(c);
+		return sock;
+	}
+	c->sock = sock;
+	ret = hello(c, pch_ms_until(deadline));
+	if (ret)
+		goto out;
+
+	memset(&m, 0, sizeof(m));
+	m.id = 0;
+	m.page_size = page_size;
+	m.backing = 0; /* pch-source detects it from the fd's file system */
+	m.flags = PCH_CTL_BLOCK_F_FD;
+	m.host_addr = 0;
+	m.length = length;
+	memcpy(m.name, name, name_len);
+	ret = request(c, &m, sizeof(m), PCH_CTL_BLOCK, &fd, 1, pch_ms_until(deadline), NULL);
+out:
+	if (ret)
+		set_err(NULL, "%s: %s", path, c->err);
+	pch_client_close(c);
+	return ret;
+}

@@ -219,6 +219,25 @@ int src_backend_open(struct src_backend *be, const struct src_opts *o)
 	return 0;
 }
 
+/*
+ * Serve the RAM block a VMM handed over (fd, size bytes; vmm.c checked it):
+ * as a --file, read-only.  Takes fd, also on failure.  0 or -errno (logged).
+ */
+int src_backend_open_fd(struct src_backend *be, const struct src_opts *o, int fd,
+			const char *what, uint64_t size, uint32_t page_size)
+{
+	int ret;
+
+	memset(be, 0, sizeof(*be));
+	be->fd = -1;
+	be->page_size = page_size;
+	ret = fd_open(be, o, fd, what, size);
+	if (ret)
+		return ret;
+	be->npages = be->size / be->page_size;
+	return 0;
+}
+
 /* Release the backend; safe on one that failed to open. */
 void src_backend_close(struct src_backend *be)
 {

@@ -38,6 +38,7 @@ static struct src g_src = {
 	.lfd = -1,
 	.wake_fd = -1,
 	.sig_fd = -1,
+	.vmm_lfd = -1,
 };
 
 /* ------------------------------------------------------------------ */
@@ -181,7 +182,7 @@ static int parse_opts(int argc, char **argv, struct src_opts *o, uint32_t *dbg_m
 	g_autofree char *channels = NULL, *ram = NULL, *seed = NULL, *zero = NULL,
 			*repeat = NULL, *page_size = NULL, *chunk = NULL, *rate = NULL,
 			*hs_timeout = NULL, *timeout = NULL, *dbg = NULL, *backing = NULL,
-			*slow = NULL, *resume = NULL, *keepalive = NULL;
+			*slow = NULL, *resume = NULL, *keepalive = NULL, *vmm_timeout = NULL;
 	gboolean zero_first = FALSE;
 	gint corrupt = -1;
 	GOptionEntry entries[] = {
@@ -198,6 +199,11 @@ static int parse_opts(int argc, char **argv, struct src_opts *o, uint32_t *dbg_m
 		{ "file", 0, 0, G_OPTION_ARG_FILENAME, &o->file,
 		  "Serve this file, shm file or memfd (/proc/PID/fd/N), mapped read-only, "
 		  "instead of synthetic RAM", "PATH" },
+		{ "vmm-socket", 0, 0, G_OPTION_ARG_FILENAME, &o->vmm_socket,
+		  "Serve the RAM block a VMM (QEMU's postcopy-helper) hands over on this Unix "
+		  "socket, as --file serves one; nothing is served before", "PATH" },
+		{ "vmm-timeout-s", 0, 0, G_OPTION_ARG_STRING, &vmm_timeout,
+		  "Give up when no VMM handed over its RAM within S seconds (600)", "S" },
 		{ "seed", 0, 0, G_OPTION_ARG_STRING, &seed, "Synthetic image seed (default 1)", "S" },
 		{ "zero-fraction", 0, 0, G_OPTION_ARG_STRING, &zero,
 		  "Synthetic: fraction of zero pages (0.1)", "F" },
@@ -266,8 +272,10 @@ static int parse_opts(int argc, char **argv, struct src_opts *o, uint32_t *dbg_m
 	o->keepalive_ms = PCH_KEEPALIVE_TIMEOUT_MS;
 	o->zero_first = zero_first;
 	o->corrupt_channel = corrupt;
+	o->block_name_set = o->block_name != NULL;
 	if (!o->block_name)
 		o->block_name = g_strdup("pc.ram");
+	o->vmm_timeout_s = 600;
 
 	if (!o->listen)
 		bad = "--listen HOST:PORT is required";
@@ -324,6 +332,12 @@ static int parse_opts(int argc, char **argv, struct src_opts *o, uint32_t *dbg_m
 		bad = "--keepalive-timeout-ms: expected 0 or 2000..3600000";
 	else if (!bad && keepalive)
 		o->keepalive_ms = v;
+	if (!bad && vmm_timeout && pch_parse_u64(vmm_timeout, 1, 1u << 30, &v))
+		bad = "--vmm-timeout-s: expected a positive number of seconds";
+	else if (!bad && vmm_timeout)
+		o->vmm_timeout_s = v;
+	if (!bad && o->vmm_socket && o->file)
+		bad = "--vmm-socket and --file: the RAM comes from one of them";
 	if (!bad && dbg && pch_log_parse_mask(dbg, dbg_mask))
 		bad = "-d: unknown debug subsystem";
 	if (bad) {
@@ -414,15 +428,31 @@ static int setup(struct src *s)
 			"readable or writable by group or others (chmod 600)" : strerror(-ret));
 		return ret;
 	}
-	ret = src_backend_open(&s->be, &s->opt);
+	if (s->opt.vmm_socket) {
+		/*
+		 * The helper may connect before the VMM hands its RAM over (both
+		 * happen at the switch to postcopy): listen first, so its
+		 * connections wait in the backlog, and take them once we serve.
+		 */
+		ret = setup_signals(s);
+		if (!ret)
+			ret = setup_listener(s);
+		if (!ret)
+			ret = src_vmm_listen(s);
+		if (!ret)
+			ret = src_vmm_wait(s);
+	} else {
+		ret = src_backend_open(&s->be, &s->opt);
+	}
 	if (ret)
 		return ret;
 	if (s->be.page_size != s->opt.page_size) {
-		/* a hugetlbfs file chose it: the chunk follows */
+		/* a hugetlbfs file or the VMM chose it: the chunk follows */
 		s->opt.page_size = s->be.page_size;
 		why = chunk_check(&s->opt);
 		if (why) {
-			pch_err("file %s: %u-byte pages: %s", s->opt.file, s->be.page_size, why);
+			pch_err("%s %s: %u-byte pages: %s", s->opt.file ? "file" : "VMM block",
+				s->opt.file ? s->opt.file : s->opt.block_name, s->be.page_size, why);
 			return -EINVAL;
 		}
 	}
@@ -460,9 +490,11 @@ static int setup(struct src *s)
 		pch_err("eventfd: %s", strerror(errno));
 		return -errno;
 	}
-	ret = setup_signals(s);
-	if (ret)
-		return ret;
+	if (!s->opt.vmm_socket) {
+		ret = setup_signals(s);
+		if (ret)
+			return ret;
+	}
 	pch_info("serving %s block %s: %llu pages of %u bytes, backing %s, %u-page chunks",
 		 s->be.ops->name, s->opt.block_name, (unsigned long long)s->be.npages,
 		 s->be.page_size, pch_backing_name(s->be.backing), s->opt.chunk_pages);
@@ -472,9 +504,11 @@ static int setup(struct src *s)
 			 "each after %u ms (--test-slow-frames)", (unsigned long long)s->opt.slow_frames,
 			 SRC_SLOW_PIECE >> 10, s->opt.slow_ms);
 	}
-	ret = setup_listener(s);
-	if (ret)
-		return ret;
+	if (!s->opt.vmm_socket) {
+		ret = setup_listener(s);
+		if (ret)
+			return ret;
+	}
 	ret = src_accept_start(s);
 	if (ret)
 		pch_err("starting the accept thread: %s", strerror(-ret));
@@ -773,6 +807,12 @@ static void shut_down(struct src *s, bool ok)
 	if (s->lfd >= 0)
 		close(s->lfd);
 	s->lfd = -1;
+	if (s->vmm_lfd >= 0) {
+		/* no VMM came: the socket goes with us */
+		close(s->vmm_lfd);
+		s->vmm_lfd = -1;
+		unlink(s->opt.vmm_socket);
+	}
 }
 
 int main(int argc, char **argv)

@@ -92,6 +92,9 @@ struct src_opts {
 	unsigned resume_s;     /* after losing the helper, wait this long for it (0: fail) */
 	unsigned keepalive_ms; /* CONTROL silent this long after START: lost (0: never) */
 	char *stats;
+	char *vmm_socket;      /* --vmm-socket: the RAM block comes from a VMM */
+	unsigned vmm_timeout_s; /* ... within this long */
+	bool block_name_set;   /* --block-name given: a VMM's block must agree */
 };
 
 /* ------------------------------------------------------------------ */
@@ -129,6 +132,8 @@ struct src_backend {
 };
 
 int src_backend_open(struct src_backend *be, const struct src_opts *o);
+int src_backend_open_fd(struct src_backend *be, const struct src_opts *o, int fd,
+			const char *what, uint64_t size, uint32_t page_size);
 void src_backend_close(struct src_backend *be);
 
 /* ------------------------------------------------------------------ */
@@ -237,6 +242,7 @@ struct src {
 	uint64_t deadline_ns; /* --timeout-s from t_start_ns */
 
 	int lfd;     /* listener */
+	int vmm_lfd; /* --vmm-socket listener, until a VMM handed its RAM over */
 	int wake_fd; /* eventfd: a channel arrived, or a thread failed */
 	int sig_fd;  /* signalfd for SIGINT/SIGTERM */
 	pthread_t accept_thread;
@@ -342,6 +348,16 @@ void src_wake(struct src *s);
  * close channels while main has not yet read DONE.
  */
 bool src_wait_stop(struct src *s, int ms);
+
+/* vmm.c */
+/* Listen on --vmm-socket (s->vmm_lfd).  0 or -errno (logged). */
+int src_vmm_listen(struct src *s);
+/*
+ * Wait, at most --vmm-timeout-s, for a VMM to hand over its RAM block and
+ * open it as the backend (s->be, s->opt.block_name).  A bad handover is
+ * refused with the reason and the wait goes on.  0, or -errno (logged).
+ */
+int src_vmm_wait(struct src *s);
 
 /* accept.c */
 int src_accept_start(struct src *s);

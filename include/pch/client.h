@@ -19,6 +19,9 @@
  *   pch_client_stats()            optional
  *   pch_client_reattach()         after a wait returned -EPIPE, to a new helper
  *   pch_client_close()
+ *
+ * On the source, a VMM hands its RAM block to pch-source instead, with
+ * pch_client_source_handover() (one call, no client).
  */
 #ifndef PCH_CLIENT_H
 #define PCH_CLIENT_H
@@ -105,6 +108,20 @@ int pch_client_ring_fd(const struct pch_client *c);
 /* Last error, as text. */
 const char *pch_client_error(const struct pch_client *c);
 void pch_client_close(struct pch_client *c);
+
+/*
+ * Source side: hand one RAM block to pch-source listening on its VMM socket
+ * (pch-source --vmm-socket path): connect (retrying while the socket is not
+ * there yet), HELLO, BLOCK with fd as SCM_RIGHTS, and wait for its REPLY, all
+ * within timeout_ms (< 0: 5 s).  fd is the block's memfd (or hugetlbfs/tmpfs
+ * file), offset 0 = the block's first byte, sealed with F_SEAL_SHRINK; it
+ * must not change while pch-source serves it (stop the guest first).  name
+ * must match the block name the destination announces to pch-helper.  The
+ * caller keeps its fd.  0, or -errno with the reason (pch-source's own text
+ * when it refused) in pch_client_error(NULL), per thread.
+ */
+int pch_client_source_handover(const char *path, const char *name, int fd, uint64_t length,
+			       uint32_t page_size, int timeout_ms);
 
 #ifdef __cplusplus
 }
