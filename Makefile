@@ -7,6 +7,8 @@
 #   make bench      benchmarks against this machine's limits (bench/README.md)
 #   make fuzz       libFuzzer harnesses, FUZZ_SECONDS (60) each
 #   make bench-tools  the limit probes (bench/limits/) into build/bench/
+#   make qemu       qemu-system-x86_64 with qemu-glue/patches, cached outside the clone
+#   make qemu-check a real guest migrated between two of them, postcopy (native, pch)
 #   make V=1        show full commands
 #
 # The BPF tools (bpf/, build/bin/pch-faultlat ...) are built when bpftool,
@@ -90,7 +92,7 @@ ALL_OBJS := $(LIB_OBJS) $(CLIENT_OBJS) \
 	$(foreach p,helper source vm migrate proxy uffdsuite,$($(p)_SRCS:%.c=$(OBJ)/%.o)) \
 	$(UNIT_SRCS:%.c=$(OBJ)/%.o) $(TOOL_SRCS:%.c=$(OBJ)/%.o)
 
-.PHONY: suite-boot bpf-tools bench-tools _bench-tools all deps build-all tests check _check unit integ demo _demo clean install bench stress _stress \
+.PHONY: qemu qemu-deps qemu-check suite-boot bpf-tools bench-tools _bench-tools all deps build-all tests check _check unit integ demo _demo clean install bench stress _stress \
 	fuzz _fuzz fuzz-build
 
 all: deps
@@ -364,6 +366,23 @@ suite-boot: deps
 	$(Q)$(MAKE) --no-print-directory build-all
 	$(Q)test -n "$(KERNEL)" || { echo "usage: make suite-boot KERNEL=bzImage [SUITE_ARGS=...]" >&2; exit 2; }
 	$(Q)scripts/uffd-suite-boot.sh --json $(BUILD)/suite-boot.json $(KERNEL) $(SUITE_ARGS)
+
+# QEMU 10 from Debian's source plus qemu-glue/patches/series, built into
+# ${PCH_QEMU_CACHE:-/var/cache/pch-qemu} (a second build with nothing changed
+# takes seconds); the binary's path is the last line.  qemu-check migrates the
+# memload guest between two of them (QEMU_CHECK_MODES: native pch).
+QEMU_CHECK_MODES ?=
+
+qemu: deps
+	$(Q)$(MAKE) --no-print-directory build-all
+	$(Q)scripts/qemu-build.sh
+
+# the Debian packages make qemu needs (root; make qemu installs them too)
+qemu-deps:
+	$(Q)scripts/qemu-build.sh --deps-only
+
+qemu-check: qemu
+	$(Q)scripts/qemu-check.sh $(QEMU_CHECK_MODES)
 
 install: build-all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig \
