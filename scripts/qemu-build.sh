@@ -238,7 +238,27 @@ publish() {
 	exit 0
 }
 
-[ -x "$bin" ] && [ -f "$out/.complete" ] && publish "cached"
+# builds no run has used for PCH_QEMU_KEEP_DAYS (7) days go (a hit touches
+# .complete); a tree left by a failed or killed build goes after a day
+prune() {
+	local c d
+	find "$cache/qemu" -mindepth 2 -maxdepth 2 -name .complete -mtime +"${PCH_QEMU_KEEP_DAYS:-7}" 2>/dev/null |
+		while read -r c; do
+			d=$(dirname "$c")
+			[ "$d" = "$out" ] && continue
+			flock -n "$d.lock" rm -rf "$d" "$d.lock" 2>/dev/null || true
+		done
+	find "$cache/work" -mindepth 1 -maxdepth 1 -type d -mtime +1 2>/dev/null |
+		while read -r d; do
+			c=$cache/qemu/$(basename "$d").lock
+			if [ -e "$c" ]; then flock -n "$c" rm -rf "$d" 2>/dev/null || true; else rm -rf "$d"; fi
+		done
+}
+prune
+if [ -x "$bin" ] && [ -f "$out/.complete" ]; then
+	touch "$out/.complete"
+	publish "cached"
+fi
 
 # one builder per key; a second run waits, then finds the result
 exec 9>"$cache/qemu/$key.lock"
