@@ -21,6 +21,9 @@
 # qemu-system-x86_64.path and build/qemu/firmware.path (the -L directories,
 # colon-separated).  Needs root only for the first run's apt-get.
 set -euo pipefail
+# One compound command, read whole before it runs, so editing or checking out
+# this file while it runs cannot break the run (bash reads scripts as it goes).
+{
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 self=$top/scripts/qemu-build.sh
@@ -31,7 +34,7 @@ apt_opts=(-o DPkg::Lock::Timeout=600 -q -y)
 py=/usr/bin/python3     # Debian's: the pyenv python3 on PATH cannot see meson
 aptlist=/etc/apt/sources.list.d/pch-qemu.sources
 
-deps_only= source_only=
+deps_only='' source_only=''
 for a in "$@"; do
 	case $a in
 	--deps-only) deps_only=1 ;;
@@ -148,7 +151,10 @@ ensure_source() {
 	(cd "$dl" && apt-get "${apt_opts[@]}" source qemu/trixie >&2) ||
 		{ rm -rf "$dl"; die "apt-get source qemu failed (is the trixie deb-src entry in $aptlist usable?)"; }
 	dir=$(find "$dl" -mindepth 1 -maxdepth 1 -type d -name 'qemu-*' | head -n 1)
-	[ -n "$dir" ] && [ -r "$dir/debian/changelog" ] || { rm -rf "$dl"; die "apt-get source left no qemu-*/debian/changelog in $dl"; }
+	if [ -z "$dir" ] || [ ! -r "$dir/debian/changelog" ]; then
+		rm -rf "$dl"
+		die "apt-get source left no qemu-*/debian/changelog in $dl"
+	fi
 	ver=$(dpkg-parsechangelog -l "$dir/debian/changelog" -S Version)
 	ver=${ver#*:}
 	rm -rf "$cache/src/qemu-$ver"
@@ -196,9 +202,9 @@ CONFIG_VIRTIO_PCI=y
 CONFIG_VIRTIO_NET=y'
 
 firmware=/usr/share/qemu:/usr/share/seabios:/usr/lib/ipxe/qemu
-configure=(--python=$py --target-list=x86_64-softmmu --disable-docs --disable-werror
+configure=("--python=$py" --target-list=x86_64-softmmu --disable-docs --disable-werror
 	--disable-user --without-default-features --enable-tcg --enable-slirp
-	--disable-download --disable-install-blobs --firmwarepath=$firmware
+	--disable-download --disable-install-blobs "--firmwarepath=$firmware"
 	--without-default-devices --with-devices-x86_64=ci-min)
 [ -n "$use_pch" ] && configure+=(-Dpch=enabled)
 
@@ -323,3 +329,4 @@ cp "$blog" "$out/build.log"
 touch "$out/.complete"
 rm -rf "$work"
 publish "built"
+}

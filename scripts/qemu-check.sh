@@ -16,6 +16,9 @@
 # options, e.g. "--mib 128 --precopy-ms 300"), PCH_QEMU_CACHE.
 # Exit 0 if every mode run passed (a SKIP is not a failure), 1 otherwise.
 set -euo pipefail
+# One compound command, read whole before it runs, so editing or checking out
+# this file while it runs cannot break the run (bash reads scripts as it goes).
+{
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
@@ -30,8 +33,10 @@ firmware=$(cat build/qemu/firmware.path 2>/dev/null || true)
 [ -x "$qemu" ] || { echo "qemu-check: $qemu (from $pathf) is not executable: run make qemu" >&2; exit 1; }
 
 gdir=$(scripts/qemu-guest.sh | tail -n 1)
-[ -r "$gdir/vmlinuz" ] && [ -r "$gdir/initramfs.cpio.gz" ] ||
-	{ echo "qemu-check: qemu-guest.sh built no guest in $gdir" >&2; exit 1; }
+if [ ! -r "$gdir/vmlinuz" ] || [ ! -r "$gdir/initramfs.cpio.gz" ]; then
+	echo "qemu-check: qemu-guest.sh built no guest in $gdir" >&2
+	exit 1
+fi
 
 # the run's sockets, consoles and logs; removed however we leave, even if the
 # python run is SIGKILLed (its QEMUs die with it: PR_SET_PDEATHSIG)
@@ -71,3 +76,4 @@ for mode in "${modes[@]}"; do
 done
 echo "qemu-check: ${summary[*]}"
 exit $rc
+}

@@ -15,6 +15,9 @@
 # dev and runs `memload <memload.mib>` (kernel command line, default 256),
 # console on ttyS0; it needs no modules.
 set -euo pipefail
+# One compound command, read whole before it runs, so editing or checking out
+# this file while it runs cannot break the run (bash reads scripts as it goes).
+{
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 cache=${PCH_QEMU_CACHE:-/var/cache/pch-qemu}
@@ -31,11 +34,11 @@ mkdir -p "$gdir"
 resolve() {
 	kpkg=$(apt-cache depends linux-image-amd64 2>/dev/null |
 		awk '/Depends: linux-image-[0-9]/ { print $2; exit }')
-	kver= bver=
+	kver='' bver=''
 	[ -n "$kpkg" ] || return 0
 	eval "$(apt-cache policy "$kpkg" busybox-static 2>/dev/null | awk -v k="$kpkg" '
 		/^[^ ]/ { p = $1; sub(/:$/, "", p) }
-		/Candidate:/ && $2 != "(none)" { if (p == k) print "kver=" $2; else if (p == "busybox-static") print "bver=" $2 }')"
+		/Candidate:/ && $2 != "(none)" { if (p == k) print "kver=\x27" $2 "\x27"; else if (p == "busybox-static") print "bver=\x27" $2 "\x27" }')"
 }
 resolve
 if [ -z "$kpkg" ] || [ -z "$kver" ] || [ -z "$bver" ]; then
@@ -65,7 +68,16 @@ publish() {
 	exit 0
 }
 
-[ -f "$out/.complete" ] && publish cached
+# guests no run has used for PCH_QEMU_KEEP_DAYS (7) days go (a hit touches .complete)
+find "$gdir" -mindepth 2 -maxdepth 2 -name .complete -mtime +"${PCH_QEMU_KEEP_DAYS:-7}" 2>/dev/null |
+	while read -r c; do
+		d=$(dirname "$c")
+		[ "$d" = "$out" ] || rm -rf "$d" "$d.lock"
+	done
+if [ -f "$out/.complete" ]; then
+	touch "$out/.complete"
+	publish cached
+fi
 exec 9>"$gdir/$key.lock"
 flock -w 1800 9 || die "timed out waiting for $gdir/$key.lock"
 [ -f "$out/.complete" ] && publish "cached (built by a concurrent run)"
@@ -121,3 +133,4 @@ rm -rf "$out"
 mv "$work/out" "$out"
 touch "$out/.complete"
 publish built
+}

@@ -379,8 +379,11 @@ def run(a):
                 {"capability": "events", "state": True}])
         dst.try_cmd("migrate-set-capabilities", capabilities=[
             {"capability": "postcopy-blocktime", "state": True}])
+        # auto: on for native (QEMU's best postcopy), off for pch (pch-helper
+        # serves urgent pages on its own channel; QEMU's preempt channel would
+        # carry nothing)
         preempt = False
-        if a.preempt != "off":
+        if a.preempt == "on" or (a.preempt == "auto" and a.mode == "native"):
             e1 = src.try_cmd("migrate-set-capabilities", capabilities=[
                 {"capability": "postcopy-preempt", "state": True}])[1]
             e2 = dst.try_cmd("migrate-set-capabilities", capabilities=[
@@ -572,7 +575,8 @@ def main():
     r.add_argument("--mem", default="1G")
     r.add_argument("--mib", type=int, default=256, help="memload MiB")
     r.add_argument("--precopy-ms", type=int, default=500)
-    r.add_argument("--preempt", choices=("auto", "on", "off"), default="auto")
+    r.add_argument("--preempt", choices=("auto", "on", "off"), default="auto",
+                   help="postcopy-preempt; auto: on for native if QEMU takes it, off for pch")
     r.add_argument("--deadline", type=int, default=240, help="whole run, seconds")
     r.add_argument("--boot-timeout", type=int, default=90)
     r.add_argument("--migrate-timeout", type=int, default=90)
