@@ -543,6 +543,10 @@ def table(res):
             ("postcopy time (events)", fmt(res.get("postcopy_time_ms"), " ms")),
             ("postcopy requests", fmt(res.get("src_ram", {}).get("postcopy-requests"))),
             ("dst postcopy blocktime", fmt(res.get("dst_postcopy_blocktime_ms"), " ms"))]
+    h = res.get("pch_stats", {}).get("pch-helper")
+    if isinstance(h, dict):
+        rows.append(("pch-helper faults / urgent pages / bulk pages",
+                     "%s / %s / %s" % (h.get("faults", "-"), h.get("pages_urgent", "-"), h.get("pages_bulk", "-"))))
     m = res.get("stall_postcopy")
     if m:
         rows.append(("guest stall p99 / max, during postcopy",
