@@ -109,6 +109,8 @@ class QMP:
                 data = self.sock.recv(65536)
             except socket.timeout:
                 continue
+            except OSError as e:    # reset when QEMU dies mid-answer
+                raise Fail("%s QMP: connection lost (%s; QEMU died?)" % (self.name, e))
             if not data:
                 raise Fail("%s QMP: connection closed (QEMU died?)" % self.name)
             self.buf += data
@@ -119,7 +121,10 @@ class QMP:
         msg = {"execute": name}
         if args:
             msg["arguments"] = args
-        self.sock.sendall(json.dumps(msg).encode() + b"\n")
+        try:
+            self.sock.sendall(json.dumps(msg).encode() + b"\n")
+        except OSError as e:
+            raise Fail("%s QMP %s: connection lost (%s; QEMU died?)" % (self.name, name, e))
         end = time.monotonic() + timeout
         while True:
             r = self._read(max(0.1, end - time.monotonic()))
@@ -148,6 +153,8 @@ class QMP:
                 self.buf += data
         except (BlockingIOError, socket.timeout):
             pass
+        except OSError:
+            pass    # a dead QEMU: children.check_alive() names it
         while b"\n" in self.buf:
             line, self.buf = self.buf.split(b"\n", 1)
             r = json.loads(line)
@@ -302,6 +309,7 @@ def pch_setup(a, work, children, src, dst, deadline):
                 "--port-file=" + port_file, "--key-file=" + key,
                 "--channels=%d" % a.pch_channels, "--vmm-socket=" + vmm_sock,
                 "--block-name=mem0",    # QEMU's RAM block: the memory backend's id
+                "--vmm-timeout-s=%d" % a.deadline,
                 "--stats=" + os.path.join(work, "pch-source.json"), "--timeout-s=%d" % a.deadline]
     src_argv += os.environ.get("PCH_SOURCE_ARGS", "").split()
     children.start("pch-source", src_argv, os.path.join(work, "pch-source.log"), may_finish=True)
@@ -313,6 +321,8 @@ def pch_setup(a, work, children, src, dst, deadline):
     helper_argv = [os.path.join(bindir, "pch-helper"), "--control=" + ctl_sock,
                    "--source=127.0.0.1:%s" % port, "--key-file=" + key,
                    "--channels=%d" % a.pch_channels,
+                   # QEMU connects at postcopy-listen, after the whole precopy phase
+                   "--accept-timeout-s=%d" % a.deadline,
                    "--stats=" + os.path.join(work, "pch-helper.json"), "--timeout-s=%d" % a.deadline]
     helper_argv += os.environ.get("PCH_HELPER_ARGS", "").split()
     children.start("pch-helper", helper_argv, os.path.join(work, "pch-helper.log"), may_finish=True)
