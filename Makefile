@@ -46,7 +46,9 @@ CHECK_LIBS = $(shell pkg-config --libs $(TEST_PKGS) 2>/dev/null)
 
 WARN := -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers \
 	-Wshadow -Wformat=2 -Wvla
-ALL_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS) -fPIC -D_GNU_SOURCE -Iinclude -Ilib \
+# -ffile-prefix-map: the same objects from any clone (make qemu keys its cache
+# on libpch-client.a)
+ALL_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS) -fPIC -D_GNU_SOURCE -ffile-prefix-map=$(CURDIR)=. -Iinclude -Ilib \
 	$(PKG_CFLAGS) -MMD -MP
 ifneq ($(SANITIZE),)
 # a sanitizer report fails the program (UBSan would only print and go on)

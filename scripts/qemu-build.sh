@@ -223,7 +223,7 @@ key=$({
 	echo "src $srcver"
 	printf 'configure %s\n' "${configure[@]}"
 	echo "ci-min $ci_min"
-	sha256sum "$self"
+	sha256sum <"$self"     # content only: the path differs per clone
 	for p in "${patches[@]}"; do echo "patch $(basename "$p")"; sha256sum <"$p"; done
 	if [ -n "$use_pch" ]; then
 		sha256sum <"$top/build/lib/libpch-client.a" 2>/dev/null || echo "no libpch-client.a"
