@@ -88,6 +88,7 @@ void src_tx_reset(struct src_tx *tx)
 	tx->frames = 0;
 	tx->pages_data = 0;
 	tx->pages_zero = 0;
+	tx->pages_hole = 0;
 }
 
 static void tx_iov(struct src_tx *tx, const void *base, size_t len)
@@ -140,7 +141,9 @@ void src_tx_add_pages(struct src_tx *tx, uint64_t first, uint64_t n, unsigned wh
 	const struct src_backend *be = &tx->src->be;
 	uint32_t ps = be->page_size;
 	uint32_t fmax = max_data_pages(ps);
-	uint64_t nz = 0, nd = 0, i, j, k;
+	uint64_t nz = 0, nd = 0, nh = 0, i, j, k;
+	uint64_t ext_end = first; /* pages before it are known (hole or not) */
+	bool hole = false;
 
 	if (tx->have_range || n > tx->max_pages)
 		abort();
@@ -149,9 +152,17 @@ void src_tx_add_pages(struct src_tx *tx, uint64_t first, uint64_t n, unsigned wh
 	for (i = first; i < first + n; i++) {
 		if (skip && pch_bitmap_test(skip, i))
 			continue;
-		if (be->ops->is_zero(be, i)) {
-			if (what & SRC_TX_ZERO)
+		if (i >= ext_end) {
+			if (be->ops->extent)
+				ext_end = be->ops->extent(be, i, &hole);
+			else
+				ext_end = first + n;
+		}
+		if (hole || be->ops->is_zero(be, i)) {
+			if (what & SRC_TX_ZERO) {
 				tx->zoff[nz++] = i * ps;
+				nh += hole;
+			}
 		} else if (what & SRC_TX_DATA) {
 			tx->doff[nd++] = i * ps;
 		}
@@ -168,6 +179,7 @@ void src_tx_add_pages(struct src_tx *tx, uint64_t first, uint64_t n, unsigned wh
 
 	tx->bytes += nd * ps;
 	tx->pages_zero += nz;
+	tx->pages_hole += nh;
 	tx->pages_data += nd;
 }
 

@@ -853,10 +853,11 @@ int main(int argc, char **argv)
 	if (s->opt.stats && src_stats_write(s, s->opt.stats, &tot, ok, dur, bulk_s))
 		ok = false;
 	if (s->accept_started) { /* setup finished: a session was attempted */
-		pch_info("%s: %llu data + %llu zero pages in bulk, %.1f MiB in %.2f s "
+		pch_info("%s: %llu data + %llu zero pages (%llu unread holes) in bulk, %.1f MiB in %.2f s "
 			 "(%.2f GB/s), %llu requests (%llu pages), %u refused, %.2f s total",
 			 ok ? "done" : "FAILED", (unsigned long long)tot.pages_bulk,
-			 (unsigned long long)tot.pages_zero, tot.bytes_bulk / 1048576.0, bulk_s,
+			 (unsigned long long)tot.pages_zero, (unsigned long long)tot.pages_hole,
+			 tot.bytes_bulk / 1048576.0, bulk_s,
 			 bulk_s > 0 ? tot.bytes_bulk / bulk_s / 1e9 : 0.0,
 			 (unsigned long long)tot.requests, (unsigned long long)tot.pages_urgent,
 			 nref, dur);

@@ -224,6 +224,7 @@ static void *sender_main(void *arg)
 		sd->st.frames_bulk += tx.frames;
 		sd->st.pages_bulk += tx.pages_data;
 		sd->st.pages_zero += tx.pages_zero;
+		sd->st.pages_hole += tx.pages_hole;
 		if (end_now) {
 			end_sent = true;
 			sender_finished(s, sd);

@@ -115,6 +115,14 @@ struct src_backend_ops {
 	 * data goes to the socket without a copy.
 	 */
 	const void *(*page)(const struct src_backend *be, uint64_t idx, void *scratch);
+	/*
+	 * Optional: whether page idx lies in a hole of the backing file (never
+	 * written: it reads as zeros, and reading it through the mapping
+	 * would allocate it, a shmem page or a huge page for every hole).
+	 * Sets *hole and returns the first page after idx whose answer may
+	 * differ (at most npages).  Without it every page is read.
+	 */
+	uint64_t (*extent)(const struct src_backend *be, uint64_t idx, bool *hole);
 	/* Optional: release what open took. */
 	void (*close)(struct src_backend *be);
 };
@@ -181,6 +189,7 @@ struct src_tx {
 	/* what the batch holds, for the caller's counters */
 	unsigned frames;
 	uint64_t pages_data, pages_zero;
+	uint64_t pages_hole; /* of pages_zero: holes, known zero unread */
 };
 
 /* What src_tx_add_pages puts in the batch. */
@@ -206,6 +215,7 @@ int src_tx_send(struct src_tx *tx);
 struct src_stats {
 	uint64_t pages_bulk; /* data pages sent on PAGES */
 	uint64_t pages_zero; /* zero pages announced on PAGES */
+	uint64_t pages_hole; /* ... of which holes of the backing file, never read */
 	uint64_t bytes_bulk; /* everything written on PAGES */
 	uint64_t frames_bulk;
 	uint64_t requests;

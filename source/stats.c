@@ -14,6 +14,7 @@ void src_stats_add(struct src_stats *dst, const struct src_stats *a)
 {
 	dst->pages_bulk += a->pages_bulk;
 	dst->pages_zero += a->pages_zero;
+	dst->pages_hole += a->pages_hole;
 	dst->bytes_bulk += a->bytes_bulk;
 	dst->frames_bulk += a->frames_bulk;
 	dst->requests += a->requests;
@@ -47,6 +48,7 @@ int src_stats_write(struct src *s, const char *path, const struct src_stats *tot
 	pch_json_int(b, "pages_skipped", s->skip.words ? pch_bitmap_count(&s->skip) : 0);
 	pch_json_int(b, "pages_bulk", tot->pages_bulk);
 	pch_json_int(b, "pages_zero", tot->pages_zero);
+	pch_json_int(b, "pages_hole", tot->pages_hole);
 	pch_json_int(b, "bytes_bulk", tot->bytes_bulk);
 	pch_json_int(b, "frames_bulk", tot->frames_bulk);
 	pch_json_int(b, "requests", tot->requests);
