@@ -290,8 +290,8 @@ def qemu_argv(a, role, work, port=None):
 # its VMM socket; pch-helper (destination) serves the destination QEMU's
 # faults, QEMU handing it its uffd and RAM blocks over the helper's control
 # socket.  Both QEMUs learn the socket paths through the `postcopy-helper`
-# migration parameter.  The pch option names may still move with Q2's
-# series; PCH_SOURCE_ARGS / PCH_HELPER_ARGS (space-separated) are appended.
+# migration parameter (qemu-glue/patches).  PCH_SOURCE_ARGS /
+# PCH_HELPER_ARGS (space-separated) are appended to their command lines.
 # ---------------------------------------------------------------------------
 def pch_setup(a, work, children, src, dst, deadline):
     bindir = a.pch_bindir
