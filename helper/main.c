@@ -648,6 +648,7 @@ static int do_ring(struct helper *h, struct conn *c, const void *msg, int *fds, 
 		return -EINVAL;
 	}
 	h->have_ring = true;
+	pch_ring_heartbeat(&h->ring, pch_now_ns());
 	return 0;
 }
 
@@ -1594,6 +1595,9 @@ static int run(struct helper *h, int lfd)
 		}
 		if (h->failed)
 			break;
+		/* the VMM tells a hung helper from a quiet one by this (ring.h) */
+		if (h->have_ring)
+			pch_ring_heartbeat(&h->ring, now);
 		if (!h->have_owner && now > accept_deadline) {
 			pch_err("control socket %s: no VMM said HELLO within %d s", h->o.ctl_path,
 				h->o.accept_timeout_ms / 1000);

@@ -262,6 +262,16 @@ int pch_ring_post(struct pch_ring *r, const struct pch_ring_event *ev)
 	return 0;
 }
 
+void pch_ring_heartbeat(struct pch_ring *r, uint64_t now_ns)
+{
+	__atomic_store_n(&r->hdr->heartbeat_ns, now_ns ? now_ns : 1, __ATOMIC_RELEASE);
+}
+
+uint64_t pch_ring_heartbeat_ns(const struct pch_ring *r)
+{
+	return __atomic_load_n(&r->hdr->heartbeat_ns, __ATOMIC_ACQUIRE);
+}
+
 /* Post an event built from type, code, epoch and printf text (truncated). */
 int pch_ring_postf(struct pch_ring *r, uint16_t type, int32_t code, uint64_t epoch, const char *fmt,
 		   ...)

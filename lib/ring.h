@@ -41,6 +41,10 @@ void pch_ring_close(struct pch_ring *r);
  * eventfd.  0, -ENOSPC when full, -EBADMSG if the consumer index is corrupt.
  */
 int pch_ring_post(struct pch_ring *r, const struct pch_ring_event *ev);
+/* Producer: store now_ns as the heartbeat (store-release). */
+void pch_ring_heartbeat(struct pch_ring *r, uint64_t now_ns);
+/* Consumer: the producer's last heartbeat value, 0 before the first. */
+uint64_t pch_ring_heartbeat_ns(const struct pch_ring *r);
 /* Convenience: post an event with type, code, epoch and printf text. */
 int pch_ring_postf(struct pch_ring *r, uint16_t type, int32_t code, uint64_t epoch,
 		   const char *fmt, ...) __attribute__((format(printf, 5, 6)));

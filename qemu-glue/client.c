@@ -46,6 +46,10 @@
 			 PCH_CTL_F_STATE)
 
 #define CLIENT_ERR_LEN 256
+/* a helper whose ring heartbeat stands still this long is hung (ring.h) */
+#define CLIENT_HUNG_MS 10000
+/* ... looked at this often (or 4 times per hung timeout) while a wait has nothing else to do */
+#define CLIENT_HUNG_CHECK_MS 1000
 
 /*
  * What the client remembers of a block: to check later calls against, and
@@ -70,6 +74,9 @@ struct pch_client {
 	bool have_ring;
 	struct pch_ring ring;
 	uint32_t ring_nr;
+	int hung_ms;          /* heartbeat silence that means hung; 0: never */
+	uint64_t hb_seen;     /* the helper's last heartbeat value seen */
+	uint64_t hb_since;    /* our clock when it last moved (or the ring came) */
 
 	/* kept for a new helper (pch_client_reattach) */
 	int uffd;             /* the caller's, or -1 before send_uffd */
@@ -410,6 +417,7 @@ int pch_client_connect(const char *path, int timeout_ms, struct pch_client **out
 	c->sock = -1;
 	c->uffd = -1;
 	c->state_fd = -1;
+	c->hung_ms = CLIENT_HUNG_MS;
 	c->peer = "helper";
 
 	fd = pch_unix_connect(path, timeout_ms);
@@ -707,7 +715,44 @@ int pch_client_setup_ring(struct pch_client *c, uint32_t nr)
 		return ret;
 	}
 	c->have_ring = true;
+	c->hb_seen = 0;
+	c->hb_since = pch_now_ns();
 	return 0;
+}
+
+int pch_client_set_hung_timeout(struct pch_client *c, int ms)
+{
+	if (ms < 0) {
+		set_err(c, "hung timeout %d ms: not >= 0", ms);
+		return -EINVAL;
+	}
+	c->hung_ms = ms;
+	return 0;
+}
+
+/*
+ * -ETIME (the reason set) when the helper's heartbeat on the ring has not
+ * moved for hung_ms of our time: stopped, deadlocked, or starved that long.
+ * A helper that never beat (an older one) is not judged.  Else 0.
+ */
+static int check_heartbeat(struct pch_client *c)
+{
+	uint64_t hb, now;
+
+	if (!c->have_ring || !c->hung_ms)
+		return 0;
+	hb = pch_ring_heartbeat_ns(&c->ring);
+	now = pch_now_ns();
+	if (hb != c->hb_seen) {
+		c->hb_seen = hb;
+		c->hb_since = now;
+		return 0;
+	}
+	if (!hb || now - c->hb_since < (uint64_t)c->hung_ms * 1000000ull)
+		return 0;
+	set_err(c, "helper hung: its ring heartbeat stood still for %llu ms (stopped or "
+		"deadlocked?)", (unsigned long long)((now - c->hb_since) / 1000000u));
+	return -ETIME;
 }
 
 /* Let the helper connect to the source and serve pages.  0 or -errno. */
@@ -795,15 +840,16 @@ static int drain_socket(struct pch_client *c)
 
 /*
  * Take the next ring event, waiting at most timeout_ms (< 0: 5 s) for one.
- * 0, -ETIMEDOUT, -EPIPE (helper gone), -EBADMSG (ring corrupt), -EINVAL (no
+ * 0, -ETIMEDOUT, -EPIPE (helper gone), -ETIME (helper hung: its heartbeat
+ * stood still for the hung timeout), -EBADMSG (ring corrupt), -EINVAL (no
  * ring), or -errno.  Events already in the ring are returned even when the
- * helper has exited since posting them.
+ * helper has exited or hung since posting them.
  */
 int pch_client_wait_event(struct pch_client *c, struct pch_ring_event *ev, int timeout_ms)
 {
 	struct pollfd pfd[2];
 	uint64_t deadline, cnt;
-	int ret;
+	int ret, wait_ms;
 
 	if (!c->have_ring) {
 		set_err(c, "no ring set up");
@@ -829,6 +875,9 @@ int pch_client_wait_event(struct pch_client *c, struct pch_ring_event *ev, int t
 			/* already known gone, and nothing left on the ring */
 			return -EPIPE;
 		}
+		ret = check_heartbeat(c);
+		if (ret)
+			return ret;
 
 		/*
 		 * Watch the socket for the helper going away.  Once the stream
@@ -837,7 +886,11 @@ int pch_client_wait_event(struct pch_client *c, struct pch_ring_event *ev, int t
 		 */
 		pfd[0] = (struct pollfd){ .fd = c->ring.efd, .events = POLLIN };
 		pfd[1] = (struct pollfd){ .fd = c->sock, .events = c->broken ? 0 : POLLIN };
-		ret = poll(pfd, 2, pch_ms_until(deadline));
+		wait_ms = pch_ms_until(deadline);
+		if (c->hung_ms) /* then look at the heartbeat */
+			wait_ms = PCH_MIN(wait_ms, PCH_MIN(CLIENT_HUNG_CHECK_MS,
+							  PCH_MAX(c->hung_ms / 4, 1)));
+		ret = poll(pfd, 2, wait_ms);
 		if (ret < 0) {
 			if (errno == EINTR)
 				continue;
@@ -852,6 +905,8 @@ int pch_client_wait_event(struct pch_client *c, struct pch_ring_event *ev, int t
 				note_event(c, ev);
 				return 0;
 			}
+			if (pch_now_ns() < deadline)
+				continue; /* a heartbeat look, not the deadline */
 			set_err(c, "no event from the helper in %d ms", timeout_ms);
 			return -ETIMEDOUT;
 		}

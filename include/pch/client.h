@@ -86,17 +86,26 @@ int pch_client_start(struct pch_client *c);
 int pch_client_request_sync(struct pch_client *c, uint64_t epoch);
 
 /*
- * Wait for the next ring event, at most timeout_ms.  0, -ETIMEDOUT, or
- * -EPIPE when the helper is gone (its socket closed).
+ * Wait for the next ring event, at most timeout_ms.  0, -ETIMEDOUT, -EPIPE
+ * when the helper is gone (its socket closed), or -ETIME when it hung
+ * (pch_client_set_hung_timeout).
  */
 int pch_client_wait_event(struct pch_client *c, struct pch_ring_event *ev, int timeout_ms);
 /*
  * Wait for SYNC_REACHED(epoch) (or a later epoch).  An ERROR event on the
- * ring fails the wait with its code.  0, -ETIMEDOUT, -EPIPE, or the code.
+ * ring fails the wait with its code.  0, -ETIMEDOUT, -EPIPE, -ETIME, or the
+ * code.
  */
 int pch_client_wait_sync(struct pch_client *c, uint64_t epoch, int timeout_ms);
 /* Wait for COMPLETE, likewise. */
 int pch_client_wait_complete(struct pch_client *c, int timeout_ms);
+/*
+ * The waits above (and pch_client_wait_event) fail with -ETIME when the
+ * helper's heartbeat on the ring stands still this long: a helper that is
+ * stopped or deadlocked, not just quiet (it beats every 250 ms while it
+ * runs; include/pch/ring.h).  Default 10000 ms; 0: never.  0 or -EINVAL.
+ */
+int pch_client_set_hung_timeout(struct pch_client *c, int ms);
 
 /* Fetch the helper's statistics as JSON; *json is malloc'ed (free it). */
 int pch_client_stats(struct pch_client *c, char **json, int timeout_ms);

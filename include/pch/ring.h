@@ -11,8 +11,15 @@
  * counters, each on its own cache line.  Neither side trusts the other's
  * index: head - tail > nr_entries means the ring is corrupt.
  *
+ * The producer also stores its CLOCK_MONOTONIC time in heartbeat_ns at
+ * least every PCH_RING_HEARTBEAT_MS while it runs, so a consumer can tell a
+ * hung or stopped helper from a quiet one: it watches the value change
+ * (its own clock, not the value, measures the silence: the two may sit in
+ * different time namespaces).  0 until the first beat.
+ *
  * Version history:
- *   1  first version.
+ *   1  first version; heartbeat_ns added later in the producer line's
+ *      padding (0 from a producer without it: no heartbeat to watch).
  */
 #ifndef PCH_RING_H
 #define PCH_RING_H
@@ -23,6 +30,7 @@
 #define PCH_RING_MAGIC 0x45484350u /* "PCHE" */
 #define PCH_RING_VERSION 1
 #define PCH_RING_MAX_ENTRIES 4096u
+#define PCH_RING_HEARTBEAT_MS 250u /* the producer beats at least this often */
 
 struct pch_ring_hdr {
 	/* cache line 0: written once by the creator */
@@ -32,9 +40,10 @@ struct pch_ring_hdr {
 	uint32_t nr_entries; /* power of two, 2..PCH_RING_MAX_ENTRIES */
 	uint32_t reserved0;
 	uint8_t pad0[48];
-	/* cache line 1: producer index */
+	/* cache line 1: producer index, producer heartbeat */
 	uint64_t head;
-	uint8_t pad1[56];
+	uint64_t heartbeat_ns;
+	uint8_t pad1[48];
 	/* cache line 2: consumer index */
 	uint64_t tail;
 	uint8_t pad2[56];
@@ -42,6 +51,7 @@ struct pch_ring_hdr {
 _Static_assert(sizeof(struct pch_ring_hdr) == 192, "pch_ring_hdr size");
 _Static_assert(offsetof(struct pch_ring_hdr, head) == 64, "ring head line");
 _Static_assert(offsetof(struct pch_ring_hdr, tail) == 128, "ring tail line");
+_Static_assert(offsetof(struct pch_ring_hdr, heartbeat_ns) == 72, "ring heartbeat");
 
 enum pch_ring_type {
 	PCH_RING_SYNC_REACHED = 1, /* epoch: every page before SYNC(epoch) in */

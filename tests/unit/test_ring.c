@@ -216,6 +216,26 @@ START_TEST(test_attach_ok)
 }
 END_TEST
 
+/* The producer's heartbeat reaches the consumer's mapping; 0 is never stored. */
+START_TEST(test_heartbeat)
+{
+	struct pch_ring a, b;
+
+	ck_assert_int_eq(pch_ring_create(&a, 8), 0);
+	ck_assert_uint_eq(pch_ring_heartbeat_ns(&a), 0);
+	ck_assert_int_eq(attach_dup(&a, &b), 0);
+	pch_ring_heartbeat(&b, 12345);
+	ck_assert_uint_eq(pch_ring_heartbeat_ns(&a), 12345);
+	pch_ring_heartbeat(&b, 0);
+	ck_assert_uint_eq(pch_ring_heartbeat_ns(&a), 1);
+	/* the heartbeat is not the head: posting still works, attach still checks */
+	ck_assert_int_eq(pch_ring_postf(&b, PCH_RING_COMPLETE, 0, 0, "done"), 0);
+	ck_assert_uint_eq(__atomic_load_n(&a.hdr->head, __ATOMIC_ACQUIRE), 1);
+	pch_ring_close(&b);
+	pch_ring_close(&a);
+}
+END_TEST
+
 /* Make a ring, corrupt one header field through the mapping, attach. */
 #define ATTACH_CORRUPT(stmt)                                                                       \
 	do {                                                                                       \
@@ -442,6 +462,7 @@ static Suite *ring_suite(void)
 	tcase_add_test(tc, test_post_fields);
 	tcase_add_test(tc, test_corrupt_indices);
 	tcase_add_test(tc, test_attach_ok);
+	tcase_add_test(tc, test_heartbeat);
 	tcase_add_test(tc, test_attach_bad_header);
 	tcase_add_test(tc, test_attach_bad_memfd);
 	tcase_add_test(tc, test_attach_takes_fds);

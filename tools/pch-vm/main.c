@@ -80,7 +80,7 @@ static int parse_args(struct vm *vm, int argc, char **argv)
 	g_autofree char *seed = NULL, *zero = NULL, *repeat = NULL, *page_size = NULL;
 	g_autofree char *block = NULL, *image_file = NULL, *precopy = NULL, *prefill = NULL;
 	g_autofree char *timeout = NULL, *report = NULL, *dbg = NULL, *backing = NULL;
-	g_autofree char *delay = NULL, *respawn = NULL, *max_respawns = NULL;
+	g_autofree char *delay = NULL, *respawn = NULL, *max_respawns = NULL, *hung = NULL;
 	g_autofree char *fault_log = NULL;
 	gboolean verify_access = FALSE;
 	GOptionEntry entries[] = {
@@ -120,6 +120,9 @@ static int parse_args(struct vm *vm, int argc, char **argv)
 		  "start a new helper at most this many times (3, at most 8)", "N" },
 		{ "timeout-s", 0, 0, G_OPTION_ARG_STRING, &timeout,
 		  "give up connecting, and waiting for COMPLETE, after this (300)", "S" },
+		{ "helper-hung-ms", 0, 0, G_OPTION_ARG_STRING, &hung,
+		  "a helper whose ring heartbeat stands still this long is hung: fail "
+		  "(10000; 0: never)", "MS" },
 		{ "report", 0, 0, G_OPTION_ARG_FILENAME, &report, "write a JSON report here",
 		  "FILE" },
 		{ "fault-log", 0, 0, G_OPTION_ARG_FILENAME, &fault_log,
@@ -262,6 +265,12 @@ static int parse_args(struct vm *vm, int argc, char **argv)
 		if (pch_parse_u64(timeout, 1, 24 * 3600, &v))
 			BAD("bad --timeout-s '%s' (1..86400)", timeout);
 		cfg->timeout_s = (uint32_t)v;
+	}
+	cfg->hung_ms = -1; /* the library's default */
+	if (hung) {
+		if (pch_parse_u64(hung, 0, 3600000, &v))
+			BAD("bad --helper-hung-ms '%s' (0..3600000)", hung);
+		cfg->hung_ms = (int)v;
 	}
 	cfg->report = g_steal_pointer(&report);
 	cfg->fault_log = g_steal_pointer(&fault_log);
@@ -694,6 +703,8 @@ int main(int argc, char **argv)
 	/* the helper may still be starting: wait for it, up to --timeout-s */
 	deadline = pch_now_ns() + (uint64_t)vm->cfg.timeout_s * 1000000000ull;
 	c = connect_helper(vm, deadline);
+	if (c && vm->cfg.hung_ms >= 0)
+		pch_client_set_hung_timeout(c, vm->cfg.hung_ms);
 	if (!c || setup_helper(vm, c))
 		return finish(vm, c);
 

@@ -53,6 +53,7 @@ struct vm_config {
 	uint32_t vcpu_delay_ms; /* vCPUs start this long after START (after precopy) */
 	bool verify_access;     /* check the whole page after every access */
 	uint32_t timeout_s;
+	int hung_ms;                  /* --helper-hung-ms, or -1: the library's default */
 	const char *report;
 	const char *fault_log;  /* --fault-log: CSV of every vCPU fault, or NULL */
 	const char *respawn_cmd; /* shell command that starts a new helper, or NULL */
