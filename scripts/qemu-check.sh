@@ -6,11 +6,14 @@
 # postcopy, TCG, and check its memory afterwards.  `make qemu-check` runs it
 # after `make qemu`.
 #
-#   scripts/qemu-check.sh [MODE...]       modes: native pch (default: both)
+#   scripts/qemu-check.sh [MODE...]   modes: native pch pch-kill pch-hang (default: all)
 #
 # native: QEMU's own postcopy.  pch: through pch-source and pch-helper, the
-# QEMUs given `postcopy-helper`; SKIPped (with the reason) when the built QEMU
-# has no such migration parameter.  Per mode: a table on stdout and
+# QEMUs given `postcopy-helper`.  pch-kill: as pch, but pch-helper is killed
+# during postcopy: the destination QEMU must exit naming pch-helper, the
+# source pause or fail its migration, each within 30 s.  pch-hang: the same
+# with pch-helper stopped (SIGSTOP), found out by its ring heartbeat.  The pch modes are SKIPped
+# (with the reason) when the built QEMU has no such migration parameter.  Per mode: a table on stdout and
 # build/qemu/check-<mode>.json; on failure the consoles and logs are kept in
 # build/qemu/check-<mode>-logs/.  Env: QEMU_CHECK_ARGS (extra qemu-qmp.py run
 # options, e.g. "--mib 128 --precopy-ms 300"), PCH_QEMU_CACHE.
@@ -24,7 +27,7 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 py=/usr/bin/python3
 modes=("$@")
-[ ${#modes[@]} -gt 0 ] || modes=(native pch)
+[ ${#modes[@]} -gt 0 ] || modes=(native pch pch-kill pch-hang)
 
 pathf=build/qemu/qemu-system-x86_64.path
 [ -r "$pathf" ] || { echo "qemu-check: $pathf missing: run make qemu first" >&2; exit 1; }
@@ -48,11 +51,11 @@ trap 'exit 130' INT TERM
 rc=0
 summary=()
 for mode in "${modes[@]}"; do
-	case $mode in native|pch) ;; *) echo "qemu-check: unknown mode $mode (native, pch)" >&2; exit 2 ;; esac
-	if [ "$mode" = pch ]; then
+	case $mode in native|pch|pch-kill|pch-hang) ;; *) echo "qemu-check: unknown mode $mode (native, pch, pch-kill, pch-hang)" >&2; exit 2 ;; esac
+	if [ "$mode" != native ]; then
 		if ! why=$("$py" scripts/qemu-qmp.py probe --qemu "$qemu"); then
-			echo "qemu-check: pch: SKIP: $why"
-			summary+=("pch SKIP")
+			echo "qemu-check: $mode: SKIP: $why"
+			summary+=("$mode SKIP")
 			continue
 		fi
 	fi

@@ -311,6 +311,9 @@ def pch_setup(a, work, children, src, dst, deadline):
                 "--block-name=mem0",    # QEMU's RAM block: the memory backend's id
                 "--vmm-timeout-s=%d" % a.deadline,
                 "--stats=" + os.path.join(work, "pch-source.json"), "--timeout-s=%d" % a.deadline]
+    if a.mode in ("pch-kill", "pch-hang"):
+        # about 2 s of postcopy (200 MB of bulk), so the signal lands inside it
+        src_argv.append("--bulk-rate=100")
     src_argv += os.environ.get("PCH_SOURCE_ARGS", "").split()
     children.start("pch-source", src_argv, os.path.join(work, "pch-source.log"), may_finish=True)
     port = wait_for("waiting for pch-source's port file",
@@ -358,6 +361,65 @@ def qemu_knows_helper(qemu):
     if b'"postcopy-helper"' in p.stdout:
         return True, ""
     return False, "%s has no postcopy-helper migration parameter (query-migrate-parameters, query-qmp-schema)" % qemu
+
+
+class Passed(Exception):
+    """a mode that ends before the migration completes (pch-kill) passed"""
+
+
+def helper_death(a, children, src, dst, dst_p, work, res):
+    """pch-kill: SIGKILL pch-helper while it serves the destination's
+    postcopy; pch-hang: SIGSTOP it (alive, its sockets open, silent: only
+    its heartbeat on the event ring stops).  The destination QEMU must
+    notice, fail the migration with an error naming pch-helper and exit; the
+    source must pause or fail its migration (QEMU's postcopy keeps the
+    source's RAM for a recovery) and stay up.  Each within its deadline: a
+    QEMU left waiting on a dead or hung helper is the failure this mode
+    looks for."""
+    hang = a.mode == "pch-hang"
+    helper = dict(children.procs)["pch-helper"]
+    end = time.monotonic() + 10
+    while dst.cmd("query-migrate").get("status") != "postcopy-active":
+        if dst_p.poll() is not None or time.monotonic() > end:
+            raise Fail("destination never postcopy-active (QEMU %s) before the kill" %
+                       ("exited %s" % dst_p.returncode if dst_p.poll() is not None else "still running"))
+        time.sleep(0.005)
+    time.sleep(a.kill_after_ms / 1000)
+    if helper.poll() is not None:
+        raise Fail("pch-helper exited (status %s) before it was killed: postcopy over too soon? (--kill-after-ms)"
+                   % helper.returncode)
+    helper.send_signal(signal.SIGSTOP if hang else signal.SIGKILL)
+    t_kill = time.monotonic()
+    what = "stopped" if hang else "killed"
+    log("%s: pch-helper %s %d ms into postcopy" % (a.mode, what, a.kill_after_ms))
+    end = t_kill + a.death_timeout
+    while dst_p.poll() is None:
+        if time.monotonic() > end:
+            raise Fail("destination QEMU still running %d s after pch-helper was %s" % (a.death_timeout, what))
+        time.sleep(0.01)
+    t_dst = time.monotonic()
+    if hang:
+        helper.kill()
+    with open(os.path.join(work, "dst.log"), "rb") as f:
+        dlog = f.read().decode("latin-1")
+    why = [line for line in dlog.splitlines() if "postcopy-helper" in line and " info: " not in line]
+    res["helper_death"] = {"signal": "STOP" if hang else "KILL",
+                           "kill_after_ms": a.kill_after_ms, "dst_exit": dst_p.returncode,
+                           "dst_exit_ms": round((t_dst - t_kill) * 1000), "dst_error": why[:3]}
+    if dst_p.returncode == 0:
+        raise Fail("destination QEMU exited 0 after pch-helper was %s: its guest cannot be whole" % what)
+    if not any("pch-helper" in line for line in why):
+        raise Fail("destination QEMU exited %s without a postcopy-helper error naming pch-helper (dst.log)"
+                   % dst_p.returncode)
+    end = time.monotonic() + a.death_timeout
+    while True:
+        st = src.cmd("query-migrate").get("status")
+        if st in ("postcopy-paused", "failed"):
+            break
+        if time.monotonic() > end:
+            raise Fail("source migration still %s %d s after the destination died" % (st, a.death_timeout))
+        time.sleep(0.05)
+    res["helper_death"].update({"src_status": st, "src_status_ms": round((time.monotonic() - t_kill) * 1000)})
 
 
 def run(a):
@@ -411,7 +473,7 @@ def run(a):
         # switch to postcopy is ours, not precopy's convergence
         src.cmd("migrate-set-parameters", **{"max-bandwidth": 0, "downtime-limit": 1})
 
-        if a.mode == "pch":
+        if a.mode != "native":
             res["pch"] = pch_setup(a, work, children, src, dst, deadline)
 
         uri = "tcp:127.0.0.1:%d" % port
@@ -434,6 +496,9 @@ def run(a):
             raise Fail("source status %s before migrate-start-postcopy (precopy should still be running)" % st)
         src.cmd("migrate-start-postcopy")
         t_pc = time.monotonic()
+        if a.mode in ("pch-kill", "pch-hang"):
+            helper_death(a, children, src, dst, dst_p, work, res)
+            raise Passed()
 
         def both_completed():
             s = src.cmd("query-migrate")
@@ -523,6 +588,8 @@ def run(a):
         if st.get("status") != "running":
             raise Fail("destination VM status %s after migration, not running" % st.get("status"))
         res["pass"] = True
+    except Passed:
+        res["pass"] = True
     except Fail as e:
         res["error"] = str(e)
     except KeyboardInterrupt:
@@ -557,6 +624,14 @@ def table(res):
     if isinstance(h, dict):
         rows.append(("pch-helper faults / urgent pages / bulk pages",
                      "%s / %s / %s" % (h.get("faults", "-"), h.get("pages_urgent", "-"), h.get("pages_bulk", "-"))))
+    d = res.get("helper_death")
+    if d:
+        rows.append(("pch-helper SIG%s, into postcopy" % d["signal"], "%d ms" % d["kill_after_ms"]))
+        rows.append(("destination QEMU exit status, after", "%s, %d ms" % (d["dst_exit"], d["dst_exit_ms"])))
+        for line in d.get("dst_error", []):
+            rows.append(("destination QEMU said", line.strip()[:160]))
+        if "src_status" in d:
+            rows.append(("source migration, after", "%s, %d ms" % (d["src_status"], d["src_status_ms"])))
     m = res.get("stall_postcopy")
     if m:
         rows.append(("guest stall p99 / max, during postcopy",
@@ -584,7 +659,13 @@ def main():
     r.add_argument("--firmware", default="")
     r.add_argument("--kernel", required=True)
     r.add_argument("--initrd", required=True)
-    r.add_argument("--mode", choices=("native", "pch"), default="native")
+    r.add_argument("--mode", choices=("native", "pch", "pch-kill", "pch-hang"), default="native",
+                   help="pch-kill / pch-hang: pch-helper killed / stopped during postcopy, "
+                   "both QEMUs must notice")
+    r.add_argument("--kill-after-ms", type=int, default=50,
+                   help="pch-kill: how long into the destination's postcopy")
+    r.add_argument("--death-timeout", type=int, default=30,
+                   help="pch-kill: seconds each QEMU has to notice")
     r.add_argument("--machine", default="q35")
     r.add_argument("--mem", default="1G")
     r.add_argument("--mib", type=int, default=256, help="memload MiB")
