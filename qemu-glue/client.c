@@ -390,6 +390,26 @@ static int hello(struct pch_client *c, int timeout_ms)
 }
 
 /*
+ * A client with nothing open, talking to peer ("helper", "pch-source");
+ * NULL (the error set) without memory.
+ */
+static struct pch_client *client_new(const char *peer)
+{
+	struct pch_client *c = calloc(1, sizeof(*c));
+
+	if (!c) {
+		set_err(NULL, "out of memory");
+		return NULL;
+	}
+	c->sock = -1;
+	c->uffd = -1;
+	c->state_fd = -1;
+	c->hung_ms = CLIENT_HUNG_MS;
+	c->peer = peer;
+	return c;
+}
+
+/*
  * Connect to the helper's control socket at path and exchange HELLO, all
  * within timeout_ms (< 0: 5 s).  0 with *out set, or -errno with *out NULL
  * and the reason in pch_client_error(NULL) (per thread).
@@ -409,16 +429,9 @@ int pch_client_connect(const char *path, int timeout_ms, struct pch_client **out
 		timeout_ms = CLIENT_DEFAULT_TIMEOUT_MS;
 	deadline = pch_now_ns() + (uint64_t)timeout_ms * 1000000ull;
 
-	c = calloc(1, sizeof(*c));
-	if (!c) {
-		set_err(NULL, "out of memory");
+	c = client_new("helper");
+	if (!c)
 		return -ENOMEM;
-	}
-	c->sock = -1;
-	c->uffd = -1;
-	c->state_fd = -1;
-	c->hung_ms = CLIENT_HUNG_MS;
-	c->peer = "helper";
 
 	fd = pch_unix_connect(path, timeout_ms);
 	if (fd < 0) {
@@ -1198,15 +1211,9 @@ int pch_client_source_handover(const char *path, const char *name, int fd, uint6
 		timeout_ms = CLIENT_DEFAULT_TIMEOUT_MS;
 	deadline = pch_now_ns() + (uint64_t)timeout_ms * 1000000ull;
 
-	c = calloc(1, sizeof(*c));
-	if (!c) {
-		set_err(NULL, "out of memory");
+	c = client_new("pch-source");
+	if (!c)
 		return -ENOMEM;
-	}
-	c->sock = -1;
-	c->uffd = -1;
-	c->state_fd = -1;
-	c->peer = "pch-source";
 
 	sock = pch_unix_connect(path, timeout_ms);
 	if (sock < 0) {
