@@ -182,8 +182,18 @@ int session_connect(struct helper *h, bool resume)
 		uint64_t busy_until = pch_now_ns() + BUSY_RETRY_MS * 1000000ull;
 		int fd;
 
-		while ((fd = open_channel(h, &cs[i])) == -EBUSY && pch_now_ns() < busy_until)
+		/*
+		 * Each channel may take a connect and a handshake timeout (5 s
+		 * each): beat in between, so a resume that is slow but going
+		 * on is not taken for a hung helper (ring.h).
+		 */
+		while ((fd = open_channel(h, &cs[i])) == -EBUSY && pch_now_ns() < busy_until) {
+			if (h->have_ring)
+				pch_ring_heartbeat(&h->ring, pch_now_ns());
 			usleep(200 * 1000);
+		}
+		if (h->have_ring)
+			pch_ring_heartbeat(&h->ring, pch_now_ns());
 		if (fd < 0)
 			return fd;
 		pch_info("connected %s channel %u (%u of %u)", pch_chan_kind_name(cs[i].kind),

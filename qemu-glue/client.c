@@ -47,7 +47,7 @@
 
 #define CLIENT_ERR_LEN 256
 /* a helper whose ring heartbeat stands still this long is hung (ring.h) */
-#define CLIENT_HUNG_MS 10000
+#define CLIENT_HUNG_MS 30000
 /* ... looked at this often (or 4 times per hung timeout) while a wait has nothing else to do */
 #define CLIENT_HUNG_CHECK_MS 1000
 

@@ -11,7 +11,7 @@
 # native: QEMU's own postcopy.  pch: through pch-source and pch-helper, the
 # QEMUs given `postcopy-helper`.  pch-kill: as pch, but pch-helper is killed
 # during postcopy: the destination QEMU must exit naming pch-helper, the
-# source pause or fail its migration, each within 30 s.  pch-hang: the same
+# source pause or fail its migration, each within 45 s.  pch-hang: the same
 # with pch-helper stopped (SIGSTOP), found out by its ring heartbeat.  The pch modes are SKIPped
 # (with the reason) when the built QEMU has no such migration parameter.  Per mode: a table on stdout and
 # build/qemu/check-<mode>.json; on failure the consoles and logs are kept in

@@ -664,8 +664,9 @@ def main():
                    "both QEMUs must notice")
     r.add_argument("--kill-after-ms", type=int, default=50,
                    help="pch-kill: how long into the destination's postcopy")
-    r.add_argument("--death-timeout", type=int, default=30,
-                   help="pch-kill: seconds each QEMU has to notice")
+    r.add_argument("--death-timeout", type=int, default=45,
+                   help="pch-kill, pch-hang: seconds each QEMU has to notice (a hung helper "
+                   "is judged after libpch-client's 30 s hung timeout)")
     r.add_argument("--machine", default="q35")
     r.add_argument("--mem", default="1G")
     r.add_argument("--mib", type=int, default=256, help="memload MiB")

@@ -103,7 +103,7 @@ int pch_client_wait_complete(struct pch_client *c, int timeout_ms);
  * The waits above (and pch_client_wait_event) fail with -ETIME when the
  * helper's heartbeat on the ring stands still this long: a helper that is
  * stopped or deadlocked, not just quiet (it beats every 250 ms while it
- * runs; include/pch/ring.h).  Default 10000 ms; 0: never.  0 or -EINVAL.
+ * runs; include/pch/ring.h).  Default 30000 ms; 0: never.  0 or -EINVAL.
  */
 int pch_client_set_hung_timeout(struct pch_client *c, int ms);
 

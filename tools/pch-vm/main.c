@@ -122,7 +122,7 @@ static int parse_args(struct vm *vm, int argc, char **argv)
 		  "give up connecting, and waiting for COMPLETE, after this (300)", "S" },
 		{ "helper-hung-ms", 0, 0, G_OPTION_ARG_STRING, &hung,
 		  "a helper whose ring heartbeat stands still this long is hung: fail "
-		  "(10000; 0: never)", "MS" },
+		  "(30000; 0: never)", "MS" },
 		{ "report", 0, 0, G_OPTION_ARG_FILENAME, &report, "write a JSON report here",
 		  "FILE" },
 		{ "fault-log", 0, 0, G_OPTION_ARG_FILENAME, &fault_log,
