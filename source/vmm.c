@@ -347,10 +347,10 @@ int src_vmm_wait(struct src *s)
 			return -errno;
 		}
 		if (pfd[1].revents) {
-			struct signalfd_siginfo si;
+			struct signalfd_siginfo si = { 0 };
 
 			if (read(s->sig_fd, &si, sizeof(si)) < 0) {
-				/* nothing: the signal is why we stop either way */
+				/* nothing: the signal is why we stop either way (number 0) */
 			}
 			pch_err("signal %u while waiting for a VMM on %s", si.ssi_signo,
 				s->opt.vmm_socket);
